@@ -1,0 +1,135 @@
+/* natkit-enums.h: public enumerations
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#if !defined(__NATKIT_H_INSIDE__) && !defined(NATKIT_COMPILATION)
+#error "Only <natkit/natkit.h> can be included directly."
+#endif
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/**
+ * NatkitRank:
+ * @NATKIT_RANK_NONE: never chosen automatically; only used when asked for by
+ *   name (for example `nat-tool connect --method NAME`)
+ * @NATKIT_RANK_MARGINAL: tried after every better-ranked method
+ * @NATKIT_RANK_SECONDARY: a good method that is not the first choice
+ * @NATKIT_RANK_PRIMARY: a first choice
+ *
+ * How eagerly the manager tries a plugin, with the values of GStreamer's
+ * `GstRank`. Any integer is a valid rank; the named values are landmarks.
+ * Plugins of equal rank are ordered by name.
+ *
+ * Ranks can be changed without recompiling, in the configuration file
+ * (`plugins.NAME.rank`) or with the `NATKIT_PLUGIN_RANKS` environment
+ * variable (`NATKIT_PLUGIN_RANKS=help` lists the plugins and the syntax).
+ */
+typedef enum {
+  NATKIT_RANK_NONE = 0,
+  NATKIT_RANK_MARGINAL = 64,
+  NATKIT_RANK_SECONDARY = 128,
+  NATKIT_RANK_PRIMARY = 256,
+} NatkitRank;
+
+/**
+ * NatkitPluginKind:
+ * @NATKIT_PLUGIN_KIND_TRAVERSAL: produces a [class@Natkit.Path] to a peer
+ *   (implements [iface@Natkit.Traversal])
+ * @NATKIT_PLUGIN_KIND_PORT_MAPPER: asks a gateway to forward a port (UPnP,
+ *   NAT-PMP, PCP); also a traversal: "direct to my mapped port"
+ *   (implements [iface@Natkit.Traversal])
+ * @NATKIT_PLUGIN_KIND_TRANSPORT: runs on top of an established path
+ *   (implements [iface@Natkit.Transport])
+ *
+ * What a plugin provides.
+ */
+typedef enum {
+  NATKIT_PLUGIN_KIND_TRAVERSAL,
+  NATKIT_PLUGIN_KIND_PORT_MAPPER,
+  NATKIT_PLUGIN_KIND_TRANSPORT,
+} NatkitPluginKind;
+
+/**
+ * NatkitPluginState:
+ * @NATKIT_PLUGIN_STATE_LOADED: loaded and available
+ * @NATKIT_PLUGIN_STATE_DISABLED: found but switched off (by configuration,
+ *   the environment, or because another plugin of the same name comes first
+ *   in the search path); the reason says which
+ * @NATKIT_PLUGIN_STATE_FAILED: could not be loaded; the reason says why
+ *
+ * The state of a plugin found by the manager.
+ */
+typedef enum {
+  NATKIT_PLUGIN_STATE_LOADED,
+  NATKIT_PLUGIN_STATE_DISABLED,
+  NATKIT_PLUGIN_STATE_FAILED,
+} NatkitPluginState;
+
+/**
+ * NatkitCost:
+ * @NATKIT_COST_DIRECT: packets go straight between the peers
+ * @NATKIT_COST_MAPPED: direct, through a port the gateway forwards
+ * @NATKIT_COST_RELAYED: packets go through a third host
+ *
+ * What a traversal method costs, cheapest first. The manager prefers
+ * cheaper methods when it can choose.
+ */
+typedef enum {
+  NATKIT_COST_DIRECT,
+  NATKIT_COST_MAPPED,
+  NATKIT_COST_RELAYED,
+} NatkitCost;
+
+/**
+ * NatkitRole:
+ * @NATKIT_ROLE_INITIATOR: this side asked for the connection
+ * @NATKIT_ROLE_RESPONDER: this side accepts the connection
+ *
+ * Which side of a connection attempt this process is.
+ */
+typedef enum {
+  NATKIT_ROLE_INITIATOR,
+  NATKIT_ROLE_RESPONDER,
+} NatkitRole;
+
+/**
+ * NatkitError:
+ * @NATKIT_ERROR_FAILED: a failure with no more specific code
+ * @NATKIT_ERROR_INVALID_CONFIG: the configuration file is malformed or holds
+ *   a value of the wrong kind
+ * @NATKIT_ERROR_INVALID_ARGUMENT: a value given by the user is malformed
+ *   (a peer ID, an address, a rank)
+ * @NATKIT_ERROR_IDENTITY: the identity key could not be created, read or
+ *   trusted
+ * @NATKIT_ERROR_PLUGIN: a plugin could not be loaded or misbehaved
+ * @NATKIT_ERROR_NOT_FOUND: a named thing (plugin, method, peer) does not exist
+ * @NATKIT_ERROR_NO_METHOD: no traversal method could reach the peer; the
+ *   message lists why each one failed
+ * @NATKIT_ERROR_TIMED_OUT: the operation ran past its time limit
+ * @NATKIT_ERROR_CLOSED: the path or connection is closed
+ * @NATKIT_ERROR_MESSAGE_TOO_LARGE: a datagram does not fit the path's MTU
+ * @NATKIT_ERROR_NOT_APPLICABLE: a method cannot work in this situation (for
+ *   example, the network blocks UDP); the message says why
+ *
+ * Error codes in the `NATKIT_ERROR` domain. Every error carries a message a
+ * person can act on.
+ */
+typedef enum {
+  NATKIT_ERROR_FAILED,
+  NATKIT_ERROR_INVALID_CONFIG,
+  NATKIT_ERROR_INVALID_ARGUMENT,
+  NATKIT_ERROR_IDENTITY,
+  NATKIT_ERROR_PLUGIN,
+  NATKIT_ERROR_NOT_FOUND,
+  NATKIT_ERROR_NO_METHOD,
+  NATKIT_ERROR_TIMED_OUT,
+  NATKIT_ERROR_CLOSED,
+  NATKIT_ERROR_MESSAGE_TOO_LARGE,
+  NATKIT_ERROR_NOT_APPLICABLE,
+} NatkitError;
+
+G_END_DECLS

@@ -1,0 +1,59 @@
+/* natkit-manager.h: the entry point
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#if !defined(__NATKIT_H_INSIDE__) && !defined(NATKIT_COMPILATION)
+#error "Only <natkit/natkit.h> can be included directly."
+#endif
+
+#include <gio/gio.h>
+#include "natkit-config.h"
+#include "natkit-identity.h"
+#include "natkit-path.h"
+#include "natkit-plugin-info.h"
+#include "natkit-transport.h"
+#include "natkit-traversal-request.h"
+#include "natkit-version-macros.h"
+
+G_BEGIN_DECLS
+
+#define NATKIT_TYPE_MANAGER (natkit_manager_get_type ())
+NATKIT_AVAILABLE_IN_ALL
+G_DECLARE_FINAL_TYPE (NatkitManager, natkit_manager, NATKIT, MANAGER, GObject)
+
+NATKIT_AVAILABLE_IN_ALL
+NatkitManager    *natkit_manager_new               (GError                 **error);
+NATKIT_AVAILABLE_IN_ALL
+NatkitManager    *natkit_manager_new_with_config   (NatkitConfig            *config);
+NATKIT_AVAILABLE_IN_ALL
+NatkitConfig     *natkit_manager_get_config        (NatkitManager           *self);
+NATKIT_AVAILABLE_IN_ALL
+NatkitIdentity   *natkit_manager_get_identity      (NatkitManager           *self,
+                                                    GError                 **error);
+NATKIT_AVAILABLE_IN_ALL
+void              natkit_manager_set_identity      (NatkitManager           *self,
+                                                    NatkitIdentity          *identity);
+NATKIT_AVAILABLE_IN_ALL
+GPtrArray        *natkit_manager_list_plugins      (NatkitManager           *self);
+NATKIT_AVAILABLE_IN_ALL
+NatkitPluginInfo *natkit_manager_get_plugin        (NatkitManager           *self,
+                                                    const char              *name);
+NATKIT_AVAILABLE_IN_ALL
+NatkitTransport  *natkit_manager_create_transport  (NatkitManager           *self,
+                                                    const char              *name,
+                                                    GError                 **error);
+NATKIT_AVAILABLE_IN_ALL
+void              natkit_manager_open_path_async   (NatkitManager           *self,
+                                                    NatkitTraversalRequest  *request,
+                                                    const char * const      *methods,
+                                                    GCancellable            *cancellable,
+                                                    GAsyncReadyCallback      callback,
+                                                    gpointer                 user_data);
+NATKIT_AVAILABLE_IN_ALL
+NatkitPath       *natkit_manager_open_path_finish  (NatkitManager           *self,
+                                                    GAsyncResult            *result,
+                                                    GError                 **error);
+
+G_END_DECLS

@@ -1,0 +1,259 @@
+/* natkit-traversal-request.c
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "natkit.h"
+
+/**
+ * NatkitTraversalRequest:
+ *
+ * What the manager asks of a [iface@Natkit.Traversal]: who the two peers
+ * are, which side this process is, and how long the attempt may take.
+ *
+ * The request grows as natkit does (signaling channel, both sides' NAT
+ * information, candidates); plugins read it through its accessors.
+ */
+struct _NatkitTraversalRequest
+{
+  GObject     parent_instance;
+
+  char       *local_peer_id;
+  char       *remote_peer_id;
+  NatkitRole  role;
+  guint       timeout_ms;
+};
+
+G_DEFINE_FINAL_TYPE (NatkitTraversalRequest, natkit_traversal_request, G_TYPE_OBJECT)
+
+enum {
+  PROP_0,
+  PROP_LOCAL_PEER_ID,
+  PROP_REMOTE_PEER_ID,
+  PROP_ROLE,
+  PROP_TIMEOUT,
+  N_PROPS
+};
+static GParamSpec *properties[N_PROPS];
+
+#define DEFAULT_TIMEOUT_MS 30000
+
+static void
+natkit_traversal_request_finalize (GObject *object)
+{
+  NatkitTraversalRequest *self = NATKIT_TRAVERSAL_REQUEST (object);
+
+  g_free (self->local_peer_id);
+  g_free (self->remote_peer_id);
+
+  G_OBJECT_CLASS (natkit_traversal_request_parent_class)->finalize (object);
+}
+
+static void
+natkit_traversal_request_get_property (GObject    *object,
+                                       guint       prop_id,
+                                       GValue     *value,
+                                       GParamSpec *pspec)
+{
+  NatkitTraversalRequest *self = NATKIT_TRAVERSAL_REQUEST (object);
+
+  switch (prop_id)
+    {
+    case PROP_LOCAL_PEER_ID:
+      g_value_set_string (value, self->local_peer_id);
+      break;
+    case PROP_REMOTE_PEER_ID:
+      g_value_set_string (value, self->remote_peer_id);
+      break;
+    case PROP_ROLE:
+      g_value_set_enum (value, self->role);
+      break;
+    case PROP_TIMEOUT:
+      g_value_set_uint (value, self->timeout_ms);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+natkit_traversal_request_set_property (GObject      *object,
+                                       guint         prop_id,
+                                       const GValue *value,
+                                       GParamSpec   *pspec)
+{
+  NatkitTraversalRequest *self = NATKIT_TRAVERSAL_REQUEST (object);
+
+  switch (prop_id)
+    {
+    case PROP_LOCAL_PEER_ID:
+      self->local_peer_id = g_value_dup_string (value);
+      break;
+    case PROP_REMOTE_PEER_ID:
+      self->remote_peer_id = g_value_dup_string (value);
+      break;
+    case PROP_ROLE:
+      self->role = g_value_get_enum (value);
+      break;
+    case PROP_TIMEOUT:
+      natkit_traversal_request_set_timeout (self, g_value_get_uint (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+natkit_traversal_request_class_init (NatkitTraversalRequestClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = natkit_traversal_request_finalize;
+  object_class->get_property = natkit_traversal_request_get_property;
+  object_class->set_property = natkit_traversal_request_set_property;
+
+  /**
+   * NatkitTraversalRequest:local-peer-id:
+   *
+   * This process's peer ID.
+   */
+  properties[PROP_LOCAL_PEER_ID] =
+    g_param_spec_string ("local-peer-id", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
+                         G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatkitTraversalRequest:remote-peer-id:
+   *
+   * The peer's ID.
+   */
+  properties[PROP_REMOTE_PEER_ID] =
+    g_param_spec_string ("remote-peer-id", NULL, NULL, NULL,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
+                         G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatkitTraversalRequest:role:
+   *
+   * Which side of the attempt this process is.
+   */
+  properties[PROP_ROLE] =
+    g_param_spec_enum ("role", NULL, NULL,
+                       NATKIT_TYPE_ROLE, NATKIT_ROLE_INITIATOR,
+                       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
+                       G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatkitTraversalRequest:timeout:
+   *
+   * How long one method may take, in milliseconds.
+   */
+  properties[PROP_TIMEOUT] =
+    g_param_spec_uint ("timeout", NULL, NULL, 1, G_MAXUINT, DEFAULT_TIMEOUT_MS,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+                       G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+natkit_traversal_request_init (NatkitTraversalRequest *self)
+{
+  self->timeout_ms = DEFAULT_TIMEOUT_MS;
+}
+
+/**
+ * natkit_traversal_request_new:
+ * @local_peer_id: this process's peer ID
+ * @remote_peer_id: the peer's ID
+ * @role: which side this process is
+ *
+ * Returns: (transfer full): a new request
+ */
+NatkitTraversalRequest *
+natkit_traversal_request_new (const char *local_peer_id,
+                              const char *remote_peer_id,
+                              NatkitRole  role)
+{
+  g_return_val_if_fail (local_peer_id != NULL, NULL);
+  g_return_val_if_fail (remote_peer_id != NULL, NULL);
+
+  return g_object_new (NATKIT_TYPE_TRAVERSAL_REQUEST,
+                       "local-peer-id", local_peer_id,
+                       "remote-peer-id", remote_peer_id,
+                       "role", role,
+                       NULL);
+}
+
+/**
+ * natkit_traversal_request_get_local_peer_id:
+ * @self: a request
+ *
+ * Returns: this process's peer ID
+ */
+const char *
+natkit_traversal_request_get_local_peer_id (NatkitTraversalRequest *self)
+{
+  g_return_val_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self), NULL);
+  return self->local_peer_id;
+}
+
+/**
+ * natkit_traversal_request_get_remote_peer_id:
+ * @self: a request
+ *
+ * Returns: the peer's ID
+ */
+const char *
+natkit_traversal_request_get_remote_peer_id (NatkitTraversalRequest *self)
+{
+  g_return_val_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self), NULL);
+  return self->remote_peer_id;
+}
+
+/**
+ * natkit_traversal_request_get_role:
+ * @self: a request
+ *
+ * Returns: which side this process is
+ */
+NatkitRole
+natkit_traversal_request_get_role (NatkitTraversalRequest *self)
+{
+  g_return_val_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self), NATKIT_ROLE_INITIATOR);
+  return self->role;
+}
+
+/**
+ * natkit_traversal_request_get_timeout:
+ * @self: a request
+ *
+ * Returns: how long one method may take, in milliseconds
+ */
+guint
+natkit_traversal_request_get_timeout (NatkitTraversalRequest *self)
+{
+  g_return_val_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self), DEFAULT_TIMEOUT_MS);
+  return self->timeout_ms;
+}
+
+/**
+ * natkit_traversal_request_set_timeout:
+ * @self: a request
+ * @timeout_ms: how long one method may take, in milliseconds
+ *
+ * Sets [property@Natkit.TraversalRequest:timeout].
+ */
+void
+natkit_traversal_request_set_timeout (NatkitTraversalRequest *self,
+                                      guint                   timeout_ms)
+{
+  g_return_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self));
+  g_return_if_fail (timeout_ms > 0);
+
+  if (self->timeout_ms == timeout_ms)
+    return;
+  self->timeout_ms = timeout_ms;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TIMEOUT]);
+}

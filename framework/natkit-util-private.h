@@ -1,0 +1,15 @@
+/* natkit-util-private.h: small helpers shared inside libnatkit
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+char    *_natkit_base58_encode (const guint8 *data,
+                                gsize         length);
+GBytes  *_natkit_base58_decode (const char   *text);
+
+G_END_DECLS

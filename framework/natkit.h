@@ -1,0 +1,24 @@
+/* natkit.h: the one header applications and plugins include
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#define __NATKIT_H_INSIDE__
+
+#include "natkit-version-macros.h"
+#include "natkit-version.h"
+#include "natkit-enums.h"
+#include "natkit-enum-types.h"
+#include "natkit-error.h"
+#include "natkit-identity.h"
+#include "natkit-config.h"
+#include "natkit-path.h"
+#include "natkit-traversal-request.h"
+#include "natkit-traversal.h"
+#include "natkit-transport.h"
+#include "natkit-plugin.h"
+#include "natkit-plugin-info.h"
+#include "natkit-manager.h"
+
+#undef __NATKIT_H_INSIDE__

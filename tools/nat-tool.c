@@ -1,0 +1,396 @@
+/* nat-tool: natkit from the command line
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Exit codes: 0 success, 1 failure (the message says why), 2 usage error.
+ */
+#include "config.h"
+
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <json-glib/json-glib.h>
+#include <natkit/natkit.h>
+
+#define EXIT_USAGE 2
+
+typedef struct
+{
+  gboolean  json;
+  char     *config_file;
+} CommonOptions;
+
+typedef int (*CommandFunc) (CommonOptions *common,
+                            int            argc,
+                            char         **argv);
+
+typedef struct
+{
+  const char  *name;
+  const char  *parameters;
+  const char  *summary;
+  const char  *description;
+  CommandFunc  func;
+  const GOptionEntry *entries;
+} Command;
+
+static void
+print_json (JsonBuilder *builder)
+{
+  g_autoptr(JsonGenerator) generator = json_generator_new ();
+  g_autoptr(JsonNode) root = json_builder_get_root (builder);
+  g_autofree char *text = NULL;
+
+  json_generator_set_root (generator, root);
+  json_generator_set_pretty (generator, TRUE);
+  text = json_generator_to_data (generator, NULL);
+  g_print ("%s\n", text);
+}
+
+/* Reports a failure: a line on stderr, and with --json an error object on
+ * stdout so scripts always get JSON. Returns the failure exit code. */
+static int
+fail (CommonOptions *common,
+      const GError  *error)
+{
+  g_printerr ("nat-tool: %s\n", error->message);
+  if (common->json)
+    {
+      g_autoptr(JsonBuilder) builder = json_builder_new ();
+
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "error");
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "domain");
+      json_builder_add_string_value (builder, g_quark_to_string (error->domain));
+      json_builder_set_member_name (builder, "code");
+      json_builder_add_int_value (builder, error->code);
+      json_builder_set_member_name (builder, "message");
+      json_builder_add_string_value (builder, error->message);
+      json_builder_end_object (builder);
+      json_builder_end_object (builder);
+      print_json (builder);
+    }
+  return EXIT_FAILURE;
+}
+
+static NatkitManager *
+make_manager (CommonOptions  *common,
+              GError        **error)
+{
+  g_autoptr(NatkitConfig) config = NULL;
+
+  if (common->config_file != NULL)
+    config = natkit_config_new_from_file (common->config_file, error);
+  else
+    config = natkit_config_load_default (error);
+  if (config == NULL)
+    return NULL;
+  return natkit_manager_new_with_config (config);
+}
+
+static const char *
+enum_nick (GType type,
+           int   value)
+{
+  g_autoptr(GEnumClass) klass = g_type_class_ref (type);
+  GEnumValue *v = g_enum_get_value (klass, value);
+
+  return v ? v->value_nick : "unknown";
+}
+
+/* nat-tool plugins */
+
+static int
+cmd_plugins (CommonOptions  *common,
+             int             argc,
+             char          **argv)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitManager) manager = NULL;
+  g_autoptr(GPtrArray) plugins = NULL;
+
+  manager = make_manager (common, &error);
+  if (manager == NULL)
+    return fail (common, error);
+
+  plugins = natkit_manager_list_plugins (manager);
+
+  if (common->json)
+    {
+      g_autoptr(JsonBuilder) builder = json_builder_new ();
+
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "plugins");
+      json_builder_begin_array (builder);
+      for (guint i = 0; i < plugins->len; i++)
+        {
+          NatkitPluginInfo *info = g_ptr_array_index (plugins, i);
+          gboolean loaded = natkit_plugin_info_get_state (info) == NATKIT_PLUGIN_STATE_LOADED ||
+                            natkit_plugin_info_get_gtype (info) != G_TYPE_INVALID;
+
+          json_builder_begin_object (builder);
+          json_builder_set_member_name (builder, "name");
+          json_builder_add_string_value (builder, natkit_plugin_info_get_name (info));
+          json_builder_set_member_name (builder, "description");
+          json_builder_add_string_value (builder, natkit_plugin_info_get_description (info));
+          json_builder_set_member_name (builder, "kind");
+          if (loaded)
+            json_builder_add_string_value (builder,
+              enum_nick (NATKIT_TYPE_PLUGIN_KIND, natkit_plugin_info_get_kind (info)));
+          else
+            json_builder_add_null_value (builder);
+          json_builder_set_member_name (builder, "rank");
+          if (loaded)
+            json_builder_add_int_value (builder, natkit_plugin_info_get_rank (info));
+          else
+            json_builder_add_null_value (builder);
+          json_builder_set_member_name (builder, "default_rank");
+          if (loaded)
+            json_builder_add_int_value (builder, natkit_plugin_info_get_default_rank (info));
+          else
+            json_builder_add_null_value (builder);
+          json_builder_set_member_name (builder, "state");
+          json_builder_add_string_value (builder,
+            enum_nick (NATKIT_TYPE_PLUGIN_STATE, natkit_plugin_info_get_state (info)));
+          json_builder_set_member_name (builder, "reason");
+          json_builder_add_string_value (builder, natkit_plugin_info_get_reason (info));
+          json_builder_set_member_name (builder, "version");
+          json_builder_add_string_value (builder, natkit_plugin_info_get_version (info));
+          json_builder_set_member_name (builder, "file");
+          json_builder_add_string_value (builder, natkit_plugin_info_get_filename (info));
+          json_builder_end_object (builder);
+        }
+      json_builder_end_array (builder);
+      json_builder_end_object (builder);
+      print_json (builder);
+      return EXIT_SUCCESS;
+    }
+
+  if (plugins->len == 0)
+    {
+      g_print ("No plugins found. natkit looks in the folders of "
+               "NATKIT_PLUGIN_PATH and in %s.\n", NATKIT_PLUGINDIR);
+      return EXIT_SUCCESS;
+    }
+
+  g_print ("%-12s %-12s %-12s %-9s %s\n", "NAME", "KIND", "RANK", "STATE", "DESCRIPTION");
+  for (guint i = 0; i < plugins->len; i++)
+    {
+      NatkitPluginInfo *info = g_ptr_array_index (plugins, i);
+      NatkitPluginState state = natkit_plugin_info_get_state (info);
+      gboolean loaded = natkit_plugin_info_get_gtype (info) != G_TYPE_INVALID;
+      g_autofree char *rank = loaded ?
+        natkit_rank_to_string (natkit_plugin_info_get_rank (info)) : g_strdup ("-");
+
+      g_print ("%-12s %-12s %-12s %-9s %s\n",
+               natkit_plugin_info_get_name (info),
+               loaded ? enum_nick (NATKIT_TYPE_PLUGIN_KIND,
+                                   natkit_plugin_info_get_kind (info)) : "-",
+               rank,
+               enum_nick (NATKIT_TYPE_PLUGIN_STATE, state),
+               natkit_plugin_info_get_description (info) ?
+                 natkit_plugin_info_get_description (info) : "");
+      if (state != NATKIT_PLUGIN_STATE_LOADED)
+        g_print ("%13s%s %s\n", "", natkit_plugin_info_get_filename (info),
+                 natkit_plugin_info_get_reason (info));
+    }
+  return EXIT_SUCCESS;
+}
+
+/* nat-tool id */
+
+static int
+cmd_id (CommonOptions  *common,
+        int             argc,
+        char          **argv)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitConfig) config = NULL;
+  g_autoptr(NatkitIdentity) identity = NULL;
+  const char *filename;
+  gboolean existed;
+
+  if (common->config_file != NULL)
+    config = natkit_config_new_from_file (common->config_file, &error);
+  else
+    config = natkit_config_load_default (&error);
+  if (config == NULL)
+    return fail (common, error);
+
+  filename = natkit_config_get_identity_filename (config);
+  existed = g_file_test (filename, G_FILE_TEST_EXISTS);
+  identity = natkit_identity_load_or_create (filename, &error);
+  if (identity == NULL)
+    return fail (common, error);
+
+  if (common->json)
+    {
+      g_autoptr(JsonBuilder) builder = json_builder_new ();
+
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "peer_id");
+      json_builder_add_string_value (builder, natkit_identity_get_peer_id (identity));
+      json_builder_set_member_name (builder, "identity_file");
+      json_builder_add_string_value (builder, filename);
+      json_builder_set_member_name (builder, "created");
+      json_builder_add_boolean_value (builder, !existed);
+      json_builder_end_object (builder);
+      print_json (builder);
+    }
+  else
+    {
+      if (!existed)
+        g_printerr ("Created a new identity in %s\n", filename);
+      g_print ("%s\n", natkit_identity_get_peer_id (identity));
+    }
+  return EXIT_SUCCESS;
+}
+
+/* nat-tool version */
+
+static int
+cmd_version (CommonOptions  *common,
+             int             argc,
+             char          **argv)
+{
+  if (common->json)
+    {
+      g_autoptr(JsonBuilder) builder = json_builder_new ();
+
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "version");
+      json_builder_add_string_value (builder, PACKAGE_VERSION);
+      json_builder_set_member_name (builder, "plugin_abi");
+      json_builder_add_string_value (builder,
+        G_STRINGIFY (NATKIT_PLUGIN_ABI_MAJOR) "." G_STRINGIFY (NATKIT_PLUGIN_ABI_MINOR));
+      json_builder_set_member_name (builder, "plugin_dir");
+      json_builder_add_string_value (builder, NATKIT_PLUGINDIR);
+      json_builder_end_object (builder);
+      print_json (builder);
+    }
+  else
+    g_print ("nat-tool %s (plugin ABI %d.%d, plugins in %s)\n", PACKAGE_VERSION,
+             NATKIT_PLUGIN_ABI_MAJOR, NATKIT_PLUGIN_ABI_MINOR, NATKIT_PLUGINDIR);
+  return EXIT_SUCCESS;
+}
+
+static const Command commands[] = {
+  { "plugins", "", "List the plugins natkit found, their ranks and state",
+    "Lists every plugin file found in the folders of NATKIT_PLUGIN_PATH and in\n"
+    "natkit's plugin folder: loaded ones by rank (highest first), then the\n"
+    "disabled and failed ones with the reason.",
+    cmd_plugins, NULL },
+  { "id", "", "Show this node's peer ID (creating the identity on first use)",
+    "Prints the peer ID other peers use to reach this node. The identity key is\n"
+    "created on first use beside the configuration file, readable only by you.",
+    cmd_id, NULL },
+  { "version", "", "Show the version",
+    NULL, cmd_version, NULL },
+};
+
+static void
+print_usage (FILE *stream)
+{
+  fprintf (stream,
+           "Usage: nat-tool COMMAND [OPTION…]\n\n"
+           "Find out what the network allows and connect peers across NATs.\n\n"
+           "Commands:\n");
+  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+    fprintf (stream, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf (stream,
+           "  %-10s %s\n\n"
+           "Options for every command:\n"
+           "  --json         Machine-readable output (JSON)\n"
+           "  --config FILE  Use FILE instead of $XDG_CONFIG_HOME/natkit/config.json\n"
+           "  -h, --help     Show help for the command\n\n"
+           "Run “nat-tool COMMAND --help” for a command's options.\n"
+           "Exit status: 0 success, 1 failure, 2 usage error.\n",
+           "help", "Show help for a command");
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  CommonOptions common = { FALSE, NULL };
+  const GOptionEntry common_entries[] = {
+    { "json", 0, 0, G_OPTION_ARG_NONE, &common.json,
+      "Machine-readable output (JSON)", NULL },
+    { "config", 0, 0, G_OPTION_ARG_FILENAME, &common.config_file,
+      "Use FILE instead of $XDG_CONFIG_HOME/natkit/config.json", "FILE" },
+    G_OPTION_ENTRY_NULL
+  };
+  g_autoptr(GOptionContext) context = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *parameter_string = NULL;
+  const Command *command = NULL;
+  const char *name;
+  int status;
+
+  setlocale (LC_ALL, "");
+
+  if (argc < 2)
+    {
+      print_usage (stderr);
+      return EXIT_USAGE;
+    }
+
+  name = argv[1];
+  if (g_str_equal (name, "--help") || g_str_equal (name, "-h") ||
+      g_str_equal (name, "help"))
+    {
+      if (g_str_equal (name, "help") && argc > 2)
+        {
+          /* nat-tool help COMMAND → nat-tool COMMAND --help */
+          argv[1] = argv[2];
+          argv[2] = (char *) "--help";
+          name = argv[1];
+        }
+      else
+        {
+          print_usage (stdout);
+          return EXIT_SUCCESS;
+        }
+    }
+  if (g_str_equal (name, "--version"))
+    name = "version";
+
+  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+    if (g_str_equal (commands[i].name, name))
+      command = &commands[i];
+
+  if (command == NULL)
+    {
+      g_printerr ("nat-tool: unknown command “%s”\n\n", name);
+      print_usage (stderr);
+      return EXIT_USAGE;
+    }
+
+  parameter_string = g_strdup_printf ("%s%s%s — %s", command->name,
+                                      *command->parameters ? " " : "",
+                                      command->parameters, command->summary);
+  context = g_option_context_new (parameter_string);
+  g_option_context_set_summary (context, command->description);
+  g_option_context_set_description (context,
+    "Exit status: 0 success, 1 failure, 2 usage error.");
+  g_option_context_add_main_entries (context, common_entries, NULL);
+  if (command->entries)
+    g_option_context_add_main_entries (context, command->entries, NULL);
+
+  /* Drop the command name so the parser sees only its options. */
+  argv[1] = argv[0];
+  argc--;
+  argv++;
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    {
+      g_printerr ("nat-tool %s: %s\nRun “nat-tool %s --help” for usage.\n",
+                  command->name, error->message, command->name);
+      return EXIT_USAGE;
+    }
+
+  status = command->func (&common, argc, argv);
+  g_free (common.config_file);
+  return status;
+}
