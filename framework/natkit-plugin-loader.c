@@ -509,10 +509,7 @@ apply_overrides (GPtrArray    *infos,
     return;
 
   if (g_str_equal (env, "help"))
-    {
-      print_ranks_help (infos);
-      return;
-    }
+    return;   /* listed once sorted */
 
   {
     g_auto(GStrv) items = g_strsplit (env, ",", -1);
@@ -620,5 +617,8 @@ _natkit_plugin_loader_scan (NatkitConfig *config)
 
   apply_overrides (infos, config);
   g_ptr_array_sort (infos, _natkit_plugin_info_compare);
+  if (privilege != NATKIT_PRIVILEGE_SECURE &&
+      g_strcmp0 (g_getenv ("NATKIT_PLUGIN_RANKS"), "help") == 0)
+    print_ranks_help (infos);
   return infos;
 }
