@@ -255,6 +255,9 @@ cmd_version (CommonOptions  *common,
              int             argc,
              char          **argv)
 {
+  g_autofree char *abi = g_strdup_printf ("%d.%d", NATKIT_PLUGIN_ABI_MAJOR,
+                                          NATKIT_PLUGIN_ABI_MINOR);
+
   if (common->json)
     {
       g_autoptr(JsonBuilder) builder = json_builder_new ();
@@ -263,8 +266,7 @@ cmd_version (CommonOptions  *common,
       json_builder_set_member_name (builder, "version");
       json_builder_add_string_value (builder, PACKAGE_VERSION);
       json_builder_set_member_name (builder, "plugin_abi");
-      json_builder_add_string_value (builder,
-        G_STRINGIFY (NATKIT_PLUGIN_ABI_MAJOR) "." G_STRINGIFY (NATKIT_PLUGIN_ABI_MINOR));
+      json_builder_add_string_value (builder, abi);
       json_builder_set_member_name (builder, "plugin_dir");
       json_builder_add_string_value (builder, NATKIT_PLUGINDIR);
       json_builder_end_object (builder);

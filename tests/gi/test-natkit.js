@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// natkit through GObject introspection from GJS.
+imports.gi.versions.Natkit = '1';
+const {GLib, Natkit} = imports.gi;
+
+let failures = 0;
+let count = 0;
+function check(cond, what) {
+    count++;
+    if (cond) {
+        print(`ok ${count} - ${what}`);
+    } else {
+        print(`not ok ${count} - ${what}`);
+        failures++;
+    }
+}
+
+const manager = Natkit.Manager.new_with_config(Natkit.Config.new());
+const plugins = manager.list_plugins();
+const names = plugins.map(p => p.get_name());
+check(names.includes('loopback'), 'list_plugins includes loopback');
+const info = manager.get_plugin('loopback');
+check(info.state === Natkit.PluginState.LOADED, 'loopback is loaded');
+check(info.kind === Natkit.PluginKind.TRAVERSAL, 'loopback is a traversal');
+
+let threw = false;
+try {
+    Natkit.Config.new_from_data('{"stun": 5}', -1);
+} catch (e) {
+    threw = e.matches(Natkit.error_quark(), Natkit.Error.INVALID_CONFIG) &&
+        e.message.includes('“stun”');
+}
+check(threw, 'config errors arrive as GLib.Error with the key');
+
+const ident = Natkit.Identity.new_ephemeral();
+check(Natkit.peer_id_validate(ident.peer_id), 'ephemeral identity has a valid peer ID');
+
+print(`1..${count}`);
+if (failures > 0)
+    imports.system.exit(1);

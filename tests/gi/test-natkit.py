@@ -1,0 +1,81 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""natkit through GObject introspection from Python (PyGObject)."""
+
+import os
+import tempfile
+import unittest
+
+import gi
+
+gi.require_version("Natkit", "1")
+from gi.repository import GLib, Natkit  # noqa: E402
+
+
+class TestNatkit(unittest.TestCase):
+    def test_list_plugins(self):
+        manager = Natkit.Manager.new_with_config(Natkit.Config.new())
+        plugins = manager.list_plugins()
+        names = [p.get_name() for p in plugins]
+        self.assertIn("loopback", names)
+        loopback = manager.get_plugin("loopback")
+        self.assertEqual(loopback.props.state, Natkit.PluginState.LOADED)
+        self.assertEqual(loopback.props.kind, Natkit.PluginKind.TRAVERSAL)
+        self.assertEqual(loopback.props.rank, Natkit.Rank.NONE)
+        self.assertIsNone(loopback.props.reason)
+        self.assertTrue(loopback.props.filename.endswith("libnatkit-loopback.so"))
+
+    def test_config_error_is_gerror(self):
+        with self.assertRaises(GLib.Error) as ctx:
+            Natkit.Config.new_from_data('{"timers": {"keepalive": "x"}}', -1)
+        self.assertTrue(ctx.exception.matches(Natkit.error_quark(), Natkit.Error.INVALID_CONFIG))
+        self.assertIn("timers.keepalive", ctx.exception.message)
+
+    def test_identity(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "identity.key")
+            ident = Natkit.Identity.load_or_create(path)
+            self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+            peer_id = ident.get_peer_id()
+            self.assertTrue(Natkit.peer_id_validate(peer_id))
+            again = Natkit.Identity.load(path)
+            self.assertEqual(again.props.peer_id, peer_id)
+            data = GLib.Bytes.new(b"hello")
+            sig = ident.sign(data)
+            self.assertTrue(Natkit.Identity.verify(ident.get_public_key(), data, sig))
+
+    def test_loopback_path(self):
+        config = Natkit.Config.new()
+        a = Natkit.Manager.new_with_config(config)
+        b = Natkit.Manager.new_with_config(config)
+        loop = GLib.MainLoop()
+        paths = {}
+
+        def done(manager, result, who):
+            paths[who] = manager.open_path_finish(result)
+            if len(paths) == 2:
+                loop.quit()
+
+        ra = Natkit.TraversalRequest.new("py-a", "py-b", Natkit.Role.INITIATOR)
+        rb = Natkit.TraversalRequest.new("py-b", "py-a", Natkit.Role.RESPONDER)
+        a.open_path_async(ra, ["loopback"], None, done, "a")
+        b.open_path_async(rb, ["loopback"], None, done, "b")
+        GLib.timeout_add_seconds(10, loop.quit)
+        loop.run()
+        self.assertEqual(set(paths), {"a", "b"})
+
+        got = []
+
+        def received(path, datagram):
+            got.append(datagram.get_data())
+            loop.quit()
+
+        paths["b"].connect("received", received)
+        self.assertTrue(paths["a"].send(GLib.Bytes.new(b"ping")))
+        loop.run()
+        self.assertEqual(got, [b"ping"])
+        self.assertEqual(paths["a"].props.method, "loopback")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

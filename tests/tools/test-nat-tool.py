@@ -1,0 +1,128 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""nat-tool's commands, JSON output, messages and exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+NAT_TOOL = os.environ.get("NAT_TOOL", "nat-tool")
+
+
+class NatToolTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.env = dict(os.environ)
+        self.env["XDG_CONFIG_HOME"] = os.path.join(self.tmp.name, "config")
+        self.env.pop("NATKIT_PLUGIN_RANKS", None)
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def run_tool(self, *args, env=None):
+        return subprocess.run([NAT_TOOL, *args], capture_output=True, text=True,
+                              env=env or self.env, timeout=60)
+
+    def test_plugins_json(self):
+        r = self.run_tool("plugins", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        data = json.loads(r.stdout)
+        plugins = {p["name"]: p for p in data["plugins"]}
+        self.assertIn("loopback", plugins)
+        lb = plugins["loopback"]
+        self.assertEqual(set(lb), {"name", "description", "kind", "rank", "default_rank",
+                                   "state", "reason", "version", "file"})
+        self.assertEqual(lb["kind"], "traversal")
+        self.assertEqual(lb["state"], "loaded")
+        self.assertEqual(lb["rank"], 0)
+        self.assertIsNone(lb["reason"])
+        self.assertTrue(lb["file"].endswith("libnatkit-loopback.so"))
+
+    def test_plugins_env_rerank(self):
+        env = dict(self.env, NATKIT_PLUGIN_RANKS="loopback:primary+2")
+        data = json.loads(self.run_tool("plugins", "--json", env=env).stdout)
+        lb = [p for p in data["plugins"] if p["name"] == "loopback"][0]
+        self.assertEqual(lb["rank"], 258)
+        self.assertEqual(lb["default_rank"], 0)
+
+    def test_plugins_config_disable(self):
+        cfg = os.path.join(self.tmp.name, "c.json")
+        with open(cfg, "w") as f:
+            f.write('{"plugins": {"loopback": {"enabled": false}}}')
+        r = self.run_tool("plugins", "--config", cfg)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("disabled", r.stdout)
+        self.assertIn("is disabled in the configuration " + cfg, r.stdout)
+
+    def test_plugins_human(self):
+        r = self.run_tool("plugins")
+        self.assertEqual(r.returncode, 0)
+        self.assertTrue(r.stdout.startswith("NAME"))
+        self.assertIn("loopback", r.stdout)
+
+    def test_id(self):
+        r1 = self.run_tool("id", "--json")
+        self.assertEqual(r1.returncode, 0, r1.stderr)
+        first = json.loads(r1.stdout)
+        self.assertTrue(first["created"])
+        key = first["identity_file"]
+        self.assertEqual(key, os.path.join(self.env["XDG_CONFIG_HOME"], "natkit", "identity.key"))
+        self.assertEqual(os.stat(key).st_mode & 0o777, 0o600)
+        r2 = self.run_tool("id")
+        self.assertEqual(r2.returncode, 0)
+        self.assertEqual(r2.stdout.strip(), first["peer_id"])
+        self.assertEqual(r2.stderr, "")
+
+    def test_id_refuses_readable_key(self):
+        self.assertEqual(self.run_tool("id").returncode, 0)
+        key = os.path.join(self.env["XDG_CONFIG_HOME"], "natkit", "identity.key")
+        os.chmod(key, 0o644)
+        r = self.run_tool("id")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("chmod 600", r.stderr)
+        r = self.run_tool("id", "--json")
+        self.assertEqual(r.returncode, 1)
+        err = json.loads(r.stdout)["error"]
+        self.assertEqual(err["domain"], "natkit-error-quark")
+        self.assertIn("mode 0644", err["message"])
+
+    def test_bad_config(self):
+        cfg = os.path.join(self.tmp.name, "bad.json")
+        with open(cfg, "w") as f:
+            f.write('{\n  "stun": [\n}\n')
+        r = self.run_tool("plugins", "--config", cfg)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(cfg + ":3:", r.stderr)
+        self.assertIn("not valid JSON", r.stderr)
+
+    def test_usage_errors(self):
+        self.assertEqual(self.run_tool().returncode, 2)
+        r = self.run_tool("frobnicate")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown command", r.stderr)
+        r = self.run_tool("plugins", "--no-such-option")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("nat-tool plugins --help", r.stderr)
+
+    def test_help(self):
+        r = self.run_tool("--help")
+        self.assertEqual(r.returncode, 0)
+        for cmd in ("plugins", "id", "version"):
+            self.assertIn(cmd, r.stdout)
+        for args in (("plugins", "--help"), ("help", "id")):
+            r = self.run_tool(*args)
+            self.assertEqual(r.returncode, 0)
+            self.assertIn("--json", r.stdout)
+            self.assertIn("Exit status", r.stdout)
+
+    def test_version(self):
+        data = json.loads(self.run_tool("version", "--json").stdout)
+        self.assertRegex(data["version"], r"^\d+\.\d+\.\d+$")
+        self.assertEqual(data["plugin_abi"], "1.0")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
