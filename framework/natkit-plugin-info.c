@@ -373,7 +373,7 @@ natkit_rank_parse (const char  *text,
   g_return_val_if_fail (text != NULL, FALSE);
   g_return_val_if_fail (rank != NULL, FALSE);
 
-  lower = g_ascii_strdown (g_strstrip (g_strdup (text)), -1);
+  lower = g_strstrip (g_ascii_strdown (text, -1));
 
   for (guint i = 0; i < G_N_ELEMENTS (rank_names); i++)
     {

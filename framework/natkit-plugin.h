@@ -29,7 +29,7 @@ typedef struct _NatkitPlugin NatkitPlugin;
  * @plugin: the plugin being loaded
  * @error: return location for a #GError
  *
- * Registers the plugin's type with [func@Natkit.plugin_register_type].
+ * Registers the plugin's type with [method@Natkit.Plugin.register_type].
  * Returning %FALSE with an error (for example, "wireguard-go is not
  * installed") marks the plugin failed with that message as the reason.
  *

@@ -13,7 +13,7 @@
  * relay, a port mapping.
  *
  * Traversal plugins implement this interface and register their type with
- * [func@Natkit.plugin_register_type]. For each connection the manager asks
+ * [method@Natkit.Plugin.register_type]. For each connection the manager asks
  * every enabled method whether it [method@Natkit.Traversal.applies], orders
  * them by rank and cost, and opens paths until one works. A method's path
  * is a [class@Natkit.Path]; the secure session runs on top of it.

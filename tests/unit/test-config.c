@@ -215,6 +215,18 @@ test_unknown_keys_warn (void)
 }
 
 static void
+test_shipped_example (void)
+{
+  g_autofree char *file = g_test_build_filename (G_TEST_DIST, "..", "data",
+                                                 "config.json.example", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitConfig) config = natkit_config_new_from_file (file, &error);
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_strv_length ((GStrv) natkit_config_get_turn_uris (config)), ==, 2);
+}
+
+static void
 test_rank_parse (void)
 {
   const struct { const char *text; int rank; } good[] = {
@@ -270,6 +282,7 @@ main (int    argc,
   g_test_add_func ("/natkit/config/default-location", test_default_location);
   g_test_add_func ("/natkit/config/unknown-keys-warn", test_unknown_keys_warn);
   g_test_add_func ("/natkit/config/rank-parse", test_rank_parse);
+  g_test_add_func ("/natkit/config/shipped-example", test_shipped_example);
 
   return g_test_run ();
 }

@@ -413,7 +413,7 @@ test_privileged (Fixture       *f,
     g_autoptr(NatkitManager) manager = NULL;
     g_autofree char *ok = NULL;
 
-    copy_plugin (f, "p", "beta", 0755);
+    g_free (copy_plugin (f, "p", "beta", 0755));
     set_path (dir, NULL);
     _natkit_plugin_loader_set_privilege (NATKIT_PRIVILEGE_ROOT);
     manager = new_manager (NULL);
