@@ -1,0 +1,87 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# One entry point for a fresh Debian 12 machine:
+#   build-aux/natkit-dev.sh demo   install what is needed, build, run the demo
+#   build-aux/natkit-dev.sh test   install what is needed, build, run every test
+#                                  (gcc build with -Werror, then a clang build,
+#                                  then the unit suite under ASan/UBSan)
+# Installing packages needs root (apt-get); everything else runs as any user.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+top=$PWD
+
+# Debian 12 packages. --no-install-recommends keeps wireguard & co from
+# pulling in a kernel image.
+packages=(
+  meson ninja-build pkg-config gcc clang libclang-rt-14-dev
+  libglib2.0-dev libjson-glib-dev libgnutls28-dev libnice-dev
+  gobject-introspection libgirepository1.0-dev python3-gi gjs gi-docgen
+  coturn nftables iproute2
+)
+
+install_deps () {
+  local missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+      missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "natkit-dev: missing packages: ${missing[*]}" >&2
+    echo "natkit-dev: run this script as root, or: sudo apt-get install --no-install-recommends ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "natkit-dev: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# setup_build DIR [meson options…]
+setup_build () {
+  local dir=$1; shift
+  if [ -f "$dir/build.ninja" ]; then
+    meson setup --reconfigure "$dir" "$@" >/dev/null
+  else
+    meson setup "$dir" "$@"
+  fi
+  meson compile -C "$dir"
+}
+
+cmd=${1:-}
+case "$cmd" in
+  demo)
+    install_deps
+    setup_build _build -Dwerror=true --auto-features=enabled
+    echo
+    echo "== nat-tool version"
+    meson devenv -C _build nat-tool version
+    echo
+    echo "== nat-tool plugins (the plugins natkit found in the build tree)"
+    meson devenv -C _build nat-tool plugins
+    ;;
+  test)
+    install_deps
+    echo "== gcc build, every plugin, API reference, warnings are errors"
+    setup_build _build -Dwerror=true --auto-features=enabled -Ddocs=true
+    meson test -C _build --print-errorlogs --num-processes 2
+    echo
+    echo "== clang build, warnings are errors"
+    CC=clang setup_build _build-clang -Dwerror=true --auto-features=enabled \
+      -Dintrospection=disabled
+    echo
+    echo "== unit suite under AddressSanitizer and UndefinedBehaviorSanitizer"
+    CC=clang setup_build _build-asan -Db_sanitize=address,undefined \
+      -Db_lundef=false -Dintrospection=disabled --auto-features=enabled
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
+      meson test -C _build-asan --suite unit --print-errorlogs --num-processes 2 \
+        --no-suite slow
+    ;;
+  *)
+    echo "usage: $0 demo|test" >&2
+    exit 2
+    ;;
+esac
