@@ -50,6 +50,25 @@ setup_build () {
   meson compile -C "$dir"
 }
 
+# One closing line over every run: "N passed, N failed, N skipped".
+summarize () {
+  /usr/bin/python3 - "$@" <<'PY'
+import json, sys
+counts = {"passed": 0, "failed": 0, "skipped": 0}
+for path in sys.argv[1:]:
+    with open(path) as f:
+        for line in f:
+            result = json.loads(line)["result"]
+            if result in ("OK", "EXPECTEDFAIL"):
+                counts["passed"] += 1
+            elif result == "SKIP":
+                counts["skipped"] += 1
+            else:
+                counts["failed"] += 1
+print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
+PY
+}
+
 cmd=${1:-}
 case "$cmd" in
   demo)
@@ -77,8 +96,8 @@ case "$cmd" in
       -Db_lundef=false -Dintrospection=disabled --auto-features=enabled
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
-      meson test -C _build-asan --suite unit --print-errorlogs --num-processes 2 \
-        --no-suite slow
+      meson test -C _build-asan --suite unit --print-errorlogs --num-processes 2
+    summarize _build/meson-logs/testlog.json _build-asan/meson-logs/testlog.json
     ;;
   *)
     echo "usage: $0 demo|test" >&2
