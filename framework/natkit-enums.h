@@ -132,4 +132,62 @@ typedef enum {
   NATKIT_ERROR_NOT_APPLICABLE,
 } NatkitError;
 
+/**
+ * NatkitNatBehavior:
+ * @NATKIT_NAT_BEHAVIOR_UNKNOWN: could not be measured
+ * @NATKIT_NAT_BEHAVIOR_ENDPOINT_INDEPENDENT: the same for every destination
+ * @NATKIT_NAT_BEHAVIOR_ADDRESS_DEPENDENT: depends on the destination's IP
+ *   address
+ * @NATKIT_NAT_BEHAVIOR_ADDRESS_AND_PORT_DEPENDENT: depends on the
+ *   destination's IP address and port
+ *
+ * A NAT's mapping or filtering behavior, in the terms of RFC 4787.
+ */
+typedef enum {
+  NATKIT_NAT_BEHAVIOR_UNKNOWN,
+  NATKIT_NAT_BEHAVIOR_ENDPOINT_INDEPENDENT,
+  NATKIT_NAT_BEHAVIOR_ADDRESS_DEPENDENT,
+  NATKIT_NAT_BEHAVIOR_ADDRESS_AND_PORT_DEPENDENT,
+} NatkitNatBehavior;
+
+/**
+ * NatkitNatType:
+ * @NATKIT_NAT_TYPE_UNKNOWN: not enough was measured to say
+ * @NATKIT_NAT_TYPE_OPEN: no NAT: the public address is the local one
+ * @NATKIT_NAT_TYPE_FULL_CONE: endpoint-independent mapping and filtering
+ * @NATKIT_NAT_TYPE_RESTRICTED_CONE: endpoint-independent mapping,
+ *   address-dependent filtering
+ * @NATKIT_NAT_TYPE_PORT_RESTRICTED_CONE: endpoint-independent mapping,
+ *   address-and-port-dependent filtering
+ * @NATKIT_NAT_TYPE_SYMMETRIC: the mapping depends on the destination
+ * @NATKIT_NAT_TYPE_UDP_BLOCKED: no UDP gets through, though the server is
+ *   reachable
+ *
+ * The classic (RFC 3489) name of a NAT's behavior.
+ */
+typedef enum {
+  NATKIT_NAT_TYPE_UNKNOWN,
+  NATKIT_NAT_TYPE_OPEN,
+  NATKIT_NAT_TYPE_FULL_CONE,
+  NATKIT_NAT_TYPE_RESTRICTED_CONE,
+  NATKIT_NAT_TYPE_PORT_RESTRICTED_CONE,
+  NATKIT_NAT_TYPE_SYMMETRIC,
+  NATKIT_NAT_TYPE_UDP_BLOCKED,
+} NatkitNatType;
+
+/**
+ * NatkitHairpinning:
+ * @NATKIT_HAIRPINNING_UNKNOWN: not tested
+ * @NATKIT_HAIRPINNING_SUPPORTED: a packet to our own public address comes
+ *   back to us
+ * @NATKIT_HAIRPINNING_UNSUPPORTED: it does not
+ *
+ * Whether the NAT hairpins (RFC 4787 section 6).
+ */
+typedef enum {
+  NATKIT_HAIRPINNING_UNKNOWN,
+  NATKIT_HAIRPINNING_SUPPORTED,
+  NATKIT_HAIRPINNING_UNSUPPORTED,
+} NatkitHairpinning;
+
 G_END_DECLS

@@ -7,6 +7,7 @@
 #include "natkit.h"
 #include "natkit-plugin-info-private.h"
 #include "natkit-plugin-loader-private.h"
+#include "natkit-nat-detector-private.h"
 
 /**
  * NatkitManager:
@@ -42,6 +43,12 @@ enum {
   N_PROPS
 };
 static GParamSpec *properties[N_PROPS];
+
+enum {
+  SIGNAL_DETECT_PROGRESS,
+  N_SIGNALS
+};
+static guint signals[N_SIGNALS];
 
 static void
 natkit_manager_constructed (GObject *object)
@@ -124,6 +131,18 @@ natkit_manager_class_init (NatkitManagerClass *klass)
                          G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * NatkitManager::detect-progress:
+   * @self: the manager
+   * @message: what detection is doing or found, in words
+   *
+   * Emitted while [method@Natkit.Manager.detect_nat_async] runs, so a user
+   * interface can show progress.
+   */
+  signals[SIGNAL_DETECT_PROGRESS] =
+    g_signal_new ("detect-progress", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
 }
 
 static void
@@ -613,6 +632,93 @@ natkit_manager_open_path_finish (NatkitManager  *self,
   g_return_val_if_fail (NATKIT_IS_MANAGER (self), NULL);
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
   g_return_val_if_fail (g_async_result_is_tagged (result, natkit_manager_open_path_async), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+static void
+detect_progress_cb (const char *message,
+                    gpointer    user_data)
+{
+  g_signal_emit (user_data, signals[SIGNAL_DETECT_PROGRESS], 0, message);
+}
+
+static void
+detect_done_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  GError *error = NULL;
+  NatkitNatInfo *info = _natkit_detect_nat_finish (result, &error);
+
+  if (info != NULL)
+    g_task_return_pointer (task, info, g_object_unref);
+  else
+    g_task_return_error (task, error);
+}
+
+/**
+ * natkit_manager_detect_nat_async:
+ * @self: a manager
+ * @servers: (nullable) (array zero-terminated=1): STUN servers as
+ *   `HOST[:PORT]`, or %NULL for the configured ones
+ * @timeout_ms: the longest detection may take, in milliseconds, or 0 for
+ *   the default (5 s)
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called with the result
+ * @user_data: data for @callback
+ *
+ * Finds out what the network allows (RFC 5780 NAT behavior discovery):
+ * the public address, the NAT's mapping and filtering behavior,
+ * hairpinning and the classic NAT type. The servers are asked in parallel
+ * and the first valid answer is used; the tests run in parallel and stop
+ * as soon as the answer is known. Detection never runs past @timeout_ms.
+ *
+ * A network that blocks UDP is a result ([enum@Natkit.NatType] `udp-blocked`),
+ * not an error; servers that cannot be resolved or reached are errors.
+ */
+void
+natkit_manager_detect_nat_async (NatkitManager       *self,
+                                 const char * const  *servers,
+                                 guint                timeout_ms,
+                                 GCancellable        *cancellable,
+                                 GAsyncReadyCallback  callback,
+                                 gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (NATKIT_IS_MANAGER (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, natkit_manager_detect_nat_async);
+  g_task_set_name (task, "[natkit] detect NAT");
+
+  if (servers == NULL)
+    servers = natkit_config_get_stun_servers (self->config);
+  _natkit_detect_nat_async (servers, timeout_ms, detect_progress_cb, self,
+                            cancellable, detect_done_cb, task);
+}
+
+/**
+ * natkit_manager_detect_nat_finish:
+ * @self: a manager
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes [method@Natkit.Manager.detect_nat_async].
+ *
+ * Returns: (transfer full): what was found, or %NULL with an error saying
+ *   why nothing could be measured
+ */
+NatkitNatInfo *
+natkit_manager_detect_nat_finish (NatkitManager  *self,
+                                  GAsyncResult   *result,
+                                  GError        **error)
+{
+  g_return_val_if_fail (NATKIT_IS_MANAGER (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);
 }

@@ -11,6 +11,7 @@
 #include <gio/gio.h>
 #include "natkit-config.h"
 #include "natkit-identity.h"
+#include "natkit-nat-info.h"
 #include "natkit-path.h"
 #include "natkit-plugin-info.h"
 #include "natkit-transport.h"
@@ -53,6 +54,18 @@ void              natkit_manager_open_path_async   (NatkitManager           *sel
                                                     gpointer                 user_data);
 NATKIT_AVAILABLE_IN_ALL
 NatkitPath       *natkit_manager_open_path_finish  (NatkitManager           *self,
+                                                    GAsyncResult            *result,
+                                                    GError                 **error);
+
+NATKIT_AVAILABLE_IN_ALL
+void              natkit_manager_detect_nat_async  (NatkitManager           *self,
+                                                    const char * const      *servers,
+                                                    guint                    timeout_ms,
+                                                    GCancellable            *cancellable,
+                                                    GAsyncReadyCallback      callback,
+                                                    gpointer                 user_data);
+NATKIT_AVAILABLE_IN_ALL
+NatkitNatInfo    *natkit_manager_detect_nat_finish (NatkitManager           *self,
                                                     GAsyncResult            *result,
                                                     GError                 **error);
 

@@ -13,6 +13,7 @@
 #include "natkit-error.h"
 #include "natkit-identity.h"
 #include "natkit-config.h"
+#include "natkit-nat-info.h"
 #include "natkit-path.h"
 #include "natkit-traversal-request.h"
 #include "natkit-traversal.h"

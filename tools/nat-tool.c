@@ -248,6 +248,159 @@ cmd_id (CommonOptions  *common,
   return EXIT_SUCCESS;
 }
 
+/* nat-tool detect */
+
+static char **detect_servers;
+static double detect_timeout = 5.0;
+
+static const GOptionEntry detect_entries[] = {
+  { "stun", 0, 0, G_OPTION_ARG_STRING_ARRAY, &detect_servers,
+    "Ask this STUN server (repeatable; default: the configured ones)", "HOST[:PORT]" },
+  { "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &detect_timeout,
+    "Give up after SECONDS (default 5)", "SECONDS" },
+  G_OPTION_ENTRY_NULL
+};
+
+typedef struct
+{
+  GMainLoop     *loop;
+  NatkitNatInfo *info;
+  GError        *error;
+} DetectRun;
+
+static void
+detect_done_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  DetectRun *run = user_data;
+
+  run->info = natkit_manager_detect_nat_finish (NATKIT_MANAGER (source), result, &run->error);
+  g_main_loop_quit (run->loop);
+}
+
+static void
+detect_progress_cb (NatkitManager *manager,
+                    const char    *message,
+                    gpointer       user_data)
+{
+  CommonOptions *common = user_data;
+
+  if (!common->json)
+    g_printerr ("… %s\n", message);
+}
+
+static void
+add_strv (JsonBuilder        *builder,
+          const char         *name,
+          const char * const *values)
+{
+  json_builder_set_member_name (builder, name);
+  json_builder_begin_array (builder);
+  for (guint i = 0; values && values[i]; i++)
+    json_builder_add_string_value (builder, values[i]);
+  json_builder_end_array (builder);
+}
+
+static int
+cmd_detect (CommonOptions  *common,
+            int             argc,
+            char          **argv)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitManager) manager = NULL;
+  g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  DetectRun run = { loop, NULL, NULL };
+  g_autoptr(NatkitNatInfo) info = NULL;
+  g_autofree char *text = NULL;
+
+  if (!(detect_timeout > 0 && detect_timeout <= 600))
+    {
+      g_printerr ("nat-tool detect: --timeout must be between 0 and 600 seconds\n");
+      return EXIT_USAGE;
+    }
+
+  manager = make_manager (common, &error);
+  if (manager == NULL)
+    return fail (common, error);
+
+  g_signal_connect (manager, "detect-progress", G_CALLBACK (detect_progress_cb), common);
+  natkit_manager_detect_nat_async (manager, (const char * const *) detect_servers,
+                                   (guint) (detect_timeout * 1000), NULL,
+                                   detect_done_cb, &run);
+  g_main_loop_run (loop);
+  if (run.info == NULL)
+    {
+      error = run.error;
+      return fail (common, error);
+    }
+  info = run.info;
+
+  if (common->json)
+    {
+      g_autoptr(JsonBuilder) builder = json_builder_new ();
+
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "public_address");
+      json_builder_add_string_value (builder, natkit_nat_info_get_public_address (info));
+      json_builder_set_member_name (builder, "public_port");
+      if (natkit_nat_info_get_public_port (info))
+        json_builder_add_int_value (builder, natkit_nat_info_get_public_port (info));
+      else
+        json_builder_add_null_value (builder);
+      json_builder_set_member_name (builder, "local_address");
+      json_builder_add_string_value (builder, natkit_nat_info_get_local_address (info));
+      json_builder_set_member_name (builder, "mapping");
+      json_builder_add_string_value (builder, enum_nick (NATKIT_TYPE_NAT_BEHAVIOR,
+                                                         natkit_nat_info_get_mapping (info)));
+      json_builder_set_member_name (builder, "filtering");
+      json_builder_add_string_value (builder, enum_nick (NATKIT_TYPE_NAT_BEHAVIOR,
+                                                         natkit_nat_info_get_filtering (info)));
+      json_builder_set_member_name (builder, "nat_type");
+      json_builder_add_string_value (builder, enum_nick (NATKIT_TYPE_NAT_TYPE,
+                                                         natkit_nat_info_get_nat_type (info)));
+      json_builder_set_member_name (builder, "hairpinning");
+      switch (natkit_nat_info_get_hairpinning (info))
+        {
+        case NATKIT_HAIRPINNING_SUPPORTED:
+          json_builder_add_boolean_value (builder, TRUE);
+          break;
+        case NATKIT_HAIRPINNING_UNSUPPORTED:
+          json_builder_add_boolean_value (builder, FALSE);
+          break;
+        case NATKIT_HAIRPINNING_UNKNOWN:
+        default:
+          json_builder_add_null_value (builder);
+        }
+      add_strv (builder, "servers_used", natkit_nat_info_get_servers_used (info));
+      add_strv (builder, "tests_skipped", natkit_nat_info_get_tests_skipped (info));
+      json_builder_set_member_name (builder, "elapsed_ms");
+      json_builder_add_int_value (builder, natkit_nat_info_get_elapsed (info));
+      json_builder_set_member_name (builder, "packets_sent");
+      json_builder_add_int_value (builder, natkit_nat_info_get_packets_sent (info));
+      json_builder_end_object (builder);
+      print_json (builder);
+      return EXIT_SUCCESS;
+    }
+
+  text = natkit_nat_info_describe (info);
+  g_print ("%s\n\n", text);
+  if (natkit_nat_info_get_public_address (info))
+    g_print ("  public address   %s:%u\n", natkit_nat_info_get_public_address (info),
+             natkit_nat_info_get_public_port (info));
+  g_print ("  NAT type         %s\n", enum_nick (NATKIT_TYPE_NAT_TYPE, natkit_nat_info_get_nat_type (info)));
+  g_print ("  mapping          %s\n", enum_nick (NATKIT_TYPE_NAT_BEHAVIOR, natkit_nat_info_get_mapping (info)));
+  g_print ("  filtering        %s\n", enum_nick (NATKIT_TYPE_NAT_BEHAVIOR, natkit_nat_info_get_filtering (info)));
+  g_print ("  hairpinning      %s\n",
+           natkit_nat_info_get_hairpinning (info) == NATKIT_HAIRPINNING_SUPPORTED ? "yes" :
+           natkit_nat_info_get_hairpinning (info) == NATKIT_HAIRPINNING_UNSUPPORTED ? "no" : "unknown");
+  g_print ("  measured in      %u ms, %u packets\n", natkit_nat_info_get_elapsed (info),
+           natkit_nat_info_get_packets_sent (info));
+  for (const char * const *s = natkit_nat_info_get_tests_skipped (info); *s; s++)
+    g_print ("  not measured     %s\n", *s);
+  return EXIT_SUCCESS;
+}
+
 /* nat-tool version */
 
 static int
@@ -288,6 +441,11 @@ static const Command commands[] = {
     "Prints the peer ID other peers use to reach this node. The identity key is\n"
     "created on first use beside the configuration file, readable only by you.",
     cmd_id, NULL },
+  { "detect", "", "Find out what your network and NAT allow (RFC 5780)",
+    "Asks STUN servers how your NAT maps and filters UDP, whether it hairpins,\n"
+    "and what your public address is. Servers with two addresses (RFC 5780)\n"
+    "give the full picture; with one, the tests that cannot run are listed.",
+    cmd_detect, detect_entries },
   { "version", "", "Show the version",
     NULL, cmd_version, NULL },
 };

@@ -1,0 +1,886 @@
+/* natkit-nat-detector.c: RFC 5780 NAT behavior discovery
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * The tests of RFC 5780 section 4, run in parallel and cut short as soon as
+ * the answer is known:
+ *
+ *   t=0      resolve every server; Test I (Binding) to each, from one
+ *            socket S1; a TCP connect to the first, to tell "UDP blocked"
+ *            from "server unreachable" if no UDP answer comes.
+ *   1 RTT    the first valid Test I answer names the primary server P, our
+ *            mapped address M1 and P's OTHER-ADDRESS O. At once, all from S1:
+ *              mapping II  → (O.ip, P.port)       mapping III → (O.ip, O.port)
+ *              filtering   → P with CHANGE-REQUEST ip+port, and port only
+ *            and from a second socket S2 a Binding request to M1 itself
+ *            (hairpinning: does S1 receive it?).
+ *   2 RTT    mapping II equal to M1 → endpoint-independent (III cancelled);
+ *            a change-ip+port answer → endpoint-independent filtering.
+ *   wait     the filtering and hairpinning tests whose answer is "nothing
+ *            comes back" need a wait: a few RTTs measured by Test I, with
+ *            retransmissions, never past the overall timeout.
+ *
+ * Without OTHER-ADDRESS (a server with one address), the mapping is compared
+ * across two servers and the filtering tests are reported as skipped.
+ */
+#include "config.h"
+
+#include "natkit-nat-detector-private.h"
+#include "natkit-nat-info-private.h"
+#include "natkit-stun-client-private.h"
+
+#define DEFAULT_TIMEOUT_MS 5000
+#define INITIAL_RTO_MS     500    /* RFC 8489 section 6.2.1 */
+#define PROBE_COUNT        3
+
+typedef enum {
+  OP_TEST1,
+  OP_MAP2,
+  OP_MAP3,
+  OP_FILTER_IP_PORT,
+  OP_FILTER_PORT,
+  OP_RESOLVE,
+} OpKind;
+
+typedef struct _Detect Detect;
+
+typedef struct
+{
+  Detect             *d;
+  OpKind              kind;
+  guint               server;
+  GCancellable       *cancellable;
+  gboolean            done;
+} Op;
+
+typedef struct
+{
+  char               *name;
+  GInetSocketAddress *address;
+  char               *error;
+  gboolean            answered;
+  NatkitStunResponse  response;
+} Server;
+
+struct _Detect
+{
+  GTask                *task;
+  GCancellable         *cancellable;      /* everything we started */
+  gulong                cancelled_id;
+  NatkitDetectProgress  progress;
+  gpointer              progress_data;
+  NatkitStunClient     *s1;
+  NatkitStunClient     *s2;
+  GPtrArray            *servers;          /* Server */
+  GPtrArray            *ops;              /* Op, owned */
+  guint                 pending;
+  gint64                start;
+  guint                 timeout_ms;
+  GSource              *deadline;
+  GSource              *wait;             /* the "nothing came back" window */
+  int                   primary;          /* index into servers, or -1 */
+  GInetAddress         *local_ip;
+  GInetSocketAddress   *map2;
+  GInetSocketAddress   *map3;
+  gboolean              map2_failed, map3_failed;
+  gboolean              filter_ip_port, filter_port;          /* answered */
+  gboolean              filter_ip_port_done, filter_port_done;
+  gboolean              filter_ip_port_error, filter_port_error;
+  gboolean              filtering_started;
+  guint8                probe_txids[PROBE_COUNT][16];
+  guint                 probes_sent;
+  GSource              *probe_timer;
+  gulong                probe_handler;
+  NatkitHairpinning     hairpinning;
+  gboolean              hairpin_started;
+  int                   tcp_state;        /* 0 running or not started, 1 ok, -1 failed */
+  char                 *tcp_error;
+  gboolean              tcp_started;
+  GPtrArray            *skipped;          /* char* */
+  gboolean              finished;
+};
+
+static void maybe_finish (Detect *d);
+
+static void
+server_free (gpointer data)
+{
+  Server *s = data;
+
+  g_free (s->name);
+  g_clear_object (&s->address);
+  g_free (s->error);
+  natkit_stun_response_clear (&s->response);
+  g_free (s);
+}
+
+static void
+op_free (gpointer data)
+{
+  Op *op = data;
+
+  g_clear_object (&op->cancellable);
+  g_free (op);
+}
+
+static void
+destroy_source (GSource **source)
+{
+  if (*source)
+    {
+      g_source_destroy (*source);
+      g_clear_pointer (source, g_source_unref);
+    }
+}
+
+static void
+detect_free (gpointer data)
+{
+  Detect *d = data;
+
+  destroy_source (&d->deadline);
+  destroy_source (&d->wait);
+  destroy_source (&d->probe_timer);
+  if (d->probe_handler)
+    g_signal_handler_disconnect (d->s1, d->probe_handler);
+  g_clear_object (&d->s1);
+  g_clear_object (&d->s2);
+  g_clear_pointer (&d->servers, g_ptr_array_unref);
+  g_clear_pointer (&d->ops, g_ptr_array_unref);
+  g_clear_object (&d->local_ip);
+  g_clear_object (&d->map2);
+  g_clear_object (&d->map3);
+  g_free (d->tcp_error);
+  g_clear_pointer (&d->skipped, g_ptr_array_unref);
+  g_clear_object (&d->cancellable);
+  g_free (d);
+}
+
+static void
+progress (Detect     *d,
+          const char *format,
+          ...) G_GNUC_PRINTF (2, 3);
+
+static void
+progress (Detect     *d,
+          const char *format,
+          ...)
+{
+  g_autofree char *message = NULL;
+  va_list args;
+
+  va_start (args, format);
+  message = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_debug ("detect: %s", message);
+  if (d->progress)
+    d->progress (message, d->progress_data);
+}
+
+static guint
+remaining_ms (Detect *d)
+{
+  gint64 elapsed = (g_get_monotonic_time () - d->start) / 1000;
+
+  return elapsed >= d->timeout_ms ? 1 : (guint) (d->timeout_ms - elapsed);
+}
+
+static gboolean
+same_endpoint (GInetSocketAddress *a,
+               GInetSocketAddress *b)
+{
+  return a != NULL && b != NULL &&
+         g_inet_socket_address_get_port (a) == g_inet_socket_address_get_port (b) &&
+         g_inet_address_equal (g_inet_socket_address_get_address (a),
+                               g_inet_socket_address_get_address (b));
+}
+
+static char *
+endpoint_string (GInetSocketAddress *address)
+{
+  return g_socket_connectable_to_string (G_SOCKET_CONNECTABLE (address));
+}
+
+static Server *
+primary (Detect *d)
+{
+  return d->primary >= 0 ? g_ptr_array_index (d->servers, d->primary) : NULL;
+}
+
+static void
+cancel_kind (Detect *d,
+             OpKind  kind)
+{
+  for (guint i = 0; i < d->ops->len; i++)
+    {
+      Op *op = g_ptr_array_index (d->ops, i);
+      if (op->kind == kind && !op->done)
+        g_cancellable_cancel (op->cancellable);
+    }
+}
+
+static void
+cancel_all (Detect *d)
+{
+  for (guint i = 0; i < d->ops->len; i++)
+    g_cancellable_cancel (((Op *) g_ptr_array_index (d->ops, i))->cancellable);
+  g_cancellable_cancel (d->cancellable);
+}
+
+static void binding_cb (GObject *source, GAsyncResult *result, gpointer user_data);
+
+static void
+start_binding (Detect             *d,
+               OpKind              kind,
+               guint               server,
+               GInetSocketAddress *target,
+               guint32             change,
+               guint               rto_ms,
+               guint               timeout_ms)
+{
+  Op *op = g_new0 (Op, 1);
+
+  op->d = d;
+  op->kind = kind;
+  op->server = server;
+  op->cancellable = g_cancellable_new ();
+  g_ptr_array_add (d->ops, op);
+  d->pending++;
+  natkit_stun_client_binding_async (d->s1, target, change, rto_ms, timeout_ms,
+                                    op->cancellable, binding_cb, op);
+}
+
+/* How long to wait for answers that may never come, from the RTT. */
+static guint
+wait_window_ms (Detect *d)
+{
+  Server *p = primary (d);
+  guint rtt = p ? (guint) (p->response.rtt_us / 1000) : INITIAL_RTO_MS;
+
+  return MIN (remaining_ms (d), CLAMP (4 * rtt + 300, 400, 3000));
+}
+
+static guint
+short_rto_ms (Detect *d)
+{
+  Server *p = primary (d);
+  guint rtt = p ? (guint) (p->response.rtt_us / 1000) : INITIAL_RTO_MS;
+
+  return CLAMP (2 * rtt, 50, INITIAL_RTO_MS);
+}
+
+static gboolean
+probe_timer_cb (gpointer user_data)
+{
+  Detect *d = user_data;
+  Server *p = primary (d);
+
+  if (d->probes_sent >= PROBE_COUNT || d->hairpinning != NATKIT_HAIRPINNING_UNKNOWN)
+    {
+      g_clear_pointer (&d->probe_timer, g_source_unref);
+      return G_SOURCE_REMOVE;
+    }
+  natkit_stun_client_send_probe (d->s2, p->response.mapped,
+                                 d->probe_txids[d->probes_sent++]);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+probe_seen_cb (NatkitStunClient *client,
+               gpointer          user_data)
+{
+  Detect *d = user_data;
+
+  for (guint i = 0; i < d->probes_sent; i++)
+    if (natkit_stun_client_saw_probe (d->s1, d->probe_txids[i]))
+      {
+        if (d->hairpinning == NATKIT_HAIRPINNING_UNKNOWN)
+          progress (d, "Hairpinning works: a packet to our own public address came back");
+        d->hairpinning = NATKIT_HAIRPINNING_SUPPORTED;
+        destroy_source (&d->probe_timer);
+        maybe_finish (d);
+        return;
+      }
+}
+
+static gboolean
+wait_done_cb (gpointer user_data)
+{
+  Detect *d = user_data;
+
+  g_clear_pointer (&d->wait, g_source_unref);
+  /* What has not answered by now will not: stop waiting. */
+  if (d->hairpin_started && d->hairpinning == NATKIT_HAIRPINNING_UNKNOWN)
+    d->hairpinning = NATKIT_HAIRPINNING_UNSUPPORTED;
+  destroy_source (&d->probe_timer);
+  cancel_kind (d, OP_FILTER_IP_PORT);
+  cancel_kind (d, OP_FILTER_PORT);
+  cancel_kind (d, OP_TEST1);
+  maybe_finish (d);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+start_second_phase (Detect *d)
+{
+  Server *p = primary (d);
+  GInetSocketAddress *other = p->response.other;
+  g_autoptr(GError) error = NULL;
+  guint window = wait_window_ms (d);
+  gboolean other_usable = FALSE;
+
+  if (other != NULL)
+    {
+      other_usable =
+        !g_inet_address_equal (g_inet_socket_address_get_address (other),
+                               g_inet_socket_address_get_address (p->address)) &&
+        g_inet_socket_address_get_port (other) != g_inet_socket_address_get_port (p->address);
+      if (!other_usable)
+        {
+          g_autofree char *text = endpoint_string (other);
+          g_ptr_array_add (d->skipped, g_strdup_printf (
+            "mapping and filtering: %s gave an OTHER-ADDRESS (%s) that does not "
+            "differ in both address and port", p->name, text));
+        }
+    }
+
+  if (other_usable)
+    {
+      g_autoptr(GInetSocketAddress) alt_ip = (GInetSocketAddress *)
+        g_inet_socket_address_new (g_inet_socket_address_get_address (other),
+                                   g_inet_socket_address_get_port (p->address));
+
+      progress (d, "Testing mapping and filtering with %s's second address", p->name);
+      /* The other Test I answers are not needed any more. */
+      cancel_kind (d, OP_TEST1);
+      start_binding (d, OP_MAP2, d->primary, alt_ip, 0, short_rto_ms (d), remaining_ms (d));
+      start_binding (d, OP_MAP3, d->primary, other, 0, short_rto_ms (d), remaining_ms (d));
+      d->filtering_started = TRUE;
+      start_binding (d, OP_FILTER_IP_PORT, d->primary, p->address,
+                     NATKIT_STUN_CHANGE_IP | NATKIT_STUN_CHANGE_PORT,
+                     short_rto_ms (d), window);
+      start_binding (d, OP_FILTER_PORT, d->primary, p->address,
+                     NATKIT_STUN_CHANGE_PORT, short_rto_ms (d), window);
+    }
+  else
+    {
+      if (other == NULL)
+        g_ptr_array_add (d->skipped, g_strdup_printf (
+          "filtering: %s has no second address (no OTHER-ADDRESS, RFC 5780); "
+          "use a server that supports NAT behavior discovery", p->name));
+      if (d->servers->len < 2)
+        g_ptr_array_add (d->skipped, g_strdup (
+          "mapping: needs a server with a second address, or a second server"));
+      else
+        progress (d, "%s has one address: comparing mappings across servers", p->name);
+    }
+
+  /* Hairpinning: send to our own mapped address from another socket. */
+  d->s2 = natkit_stun_client_new (g_inet_address_get_family (
+            g_inet_socket_address_get_address (p->address)), &error);
+  if (d->s2 != NULL)
+    {
+      d->hairpin_started = TRUE;
+      d->probe_handler = g_signal_connect (d->s1, "probe", G_CALLBACK (probe_seen_cb), d);
+      probe_timer_cb (d);
+      d->probe_timer = g_timeout_source_new (short_rto_ms (d));
+      g_source_set_callback (d->probe_timer, probe_timer_cb, d, NULL);
+      g_source_attach (d->probe_timer, g_main_context_get_thread_default ());
+    }
+  else
+    g_ptr_array_add (d->skipped, g_strdup_printf ("hairpinning: %s", error->message));
+
+  d->wait = g_timeout_source_new (window);
+  g_source_set_callback (d->wait, wait_done_cb, d, NULL);
+  g_source_attach (d->wait, g_main_context_get_thread_default ());
+}
+
+static void
+binding_cb (GObject      *source,
+            GAsyncResult *result,
+            gpointer      user_data)
+{
+  Op *op = user_data;
+  Detect *d = op->d;
+  Server *server = g_ptr_array_index (d->servers, op->server);
+  g_auto(NatkitStunResponse) response = { 0, };
+  g_autoptr(GError) error = NULL;
+  gboolean ok;
+
+  ok = natkit_stun_client_binding_finish (NATKIT_STUN_CLIENT (source), result,
+                                          &response, &error);
+  op->done = TRUE;
+  d->pending--;
+
+  if (d->finished)
+    {
+      maybe_finish (d);
+      return;
+    }
+
+  switch (op->kind)
+    {
+    case OP_TEST1:
+      if (!ok)
+        {
+          if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+            {
+              g_free (server->error);
+              server->error = g_strdup (error->message);
+            }
+          break;
+        }
+      server->answered = TRUE;
+      server->response = response;
+      memset (&response, 0, sizeof response);
+      if (d->primary < 0)
+        {
+          g_autofree char *mapped = endpoint_string (server->response.mapped);
+
+          d->primary = op->server;
+          progress (d, "%s answered in %" G_GINT64_FORMAT " ms: your public address is %s",
+                    server->name, server->response.rtt_us / 1000, mapped);
+          start_second_phase (d);
+        }
+      break;
+
+    case OP_MAP2:
+      if (ok)
+        {
+          d->map2 = g_steal_pointer (&response.mapped);
+          if (same_endpoint (d->map2, primary (d)->response.mapped))
+            cancel_kind (d, OP_MAP3);   /* endpoint-independent: known */
+        }
+      else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        d->map2_failed = TRUE;
+      break;
+
+    case OP_MAP3:
+      if (ok)
+        d->map3 = g_steal_pointer (&response.mapped);
+      else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        d->map3_failed = TRUE;
+      break;
+
+    case OP_FILTER_IP_PORT:
+      d->filter_ip_port_done = TRUE;
+      d->filter_ip_port = ok;
+      if (!ok && g_error_matches (error, NATKIT_ERROR, NATKIT_ERROR_FAILED))
+        d->filter_ip_port_error = TRUE;
+      if (ok)
+        cancel_kind (d, OP_FILTER_PORT);   /* endpoint-independent: known */
+      break;
+
+    case OP_FILTER_PORT:
+      d->filter_port_done = TRUE;
+      d->filter_port = ok;
+      if (!ok && g_error_matches (error, NATKIT_ERROR, NATKIT_ERROR_FAILED))
+        d->filter_port_error = TRUE;
+      break;
+
+    default:
+      break;
+    }
+
+  maybe_finish (d);
+}
+
+static void
+set_skipped_and_servers (Detect        *d,
+                         NatkitNatInfo *info)
+{
+  g_autoptr(GStrvBuilder) used = g_strv_builder_new ();
+  g_autoptr(GStrvBuilder) skipped = g_strv_builder_new ();
+
+  for (guint i = 0; i < d->servers->len; i++)
+    {
+      Server *s = g_ptr_array_index (d->servers, i);
+      if (s->answered)
+        g_strv_builder_add (used, s->name);
+    }
+  for (guint i = 0; i < d->skipped->len; i++)
+    g_strv_builder_add (skipped, g_ptr_array_index (d->skipped, i));
+
+  g_strfreev (info->servers_used);
+  info->servers_used = g_strv_builder_end (used);
+  g_strfreev (info->tests_skipped);
+  info->tests_skipped = g_strv_builder_end (skipped);
+}
+
+static void
+finish_with_answer (Detect *d)
+{
+  g_autoptr(NatkitNatInfo) info = _natkit_nat_info_new ();
+  Server *p = primary (d);
+  GInetSocketAddress *m1 = p->response.mapped;
+  GInetAddress *public_ip = g_inet_socket_address_get_address (m1);
+  gboolean behind_nat;
+
+  info->public_address = g_inet_address_to_string (public_ip);
+  info->public_port = g_inet_socket_address_get_port (m1);
+  if (d->local_ip)
+    info->local_address = g_inet_address_to_string (d->local_ip);
+  behind_nat = d->local_ip == NULL || !g_inet_address_equal (d->local_ip, public_ip);
+
+  /* Mapping (RFC 5780 section 4.3). */
+  if (!behind_nat)
+    info->mapping = NATKIT_NAT_BEHAVIOR_ENDPOINT_INDEPENDENT;
+  else if (d->map2 != NULL && same_endpoint (d->map2, m1))
+    info->mapping = NATKIT_NAT_BEHAVIOR_ENDPOINT_INDEPENDENT;
+  else if (d->map2 != NULL && d->map3 != NULL)
+    info->mapping = same_endpoint (d->map2, d->map3) ?
+                    NATKIT_NAT_BEHAVIOR_ADDRESS_DEPENDENT :
+                    NATKIT_NAT_BEHAVIOR_ADDRESS_AND_PORT_DEPENDENT;
+  else if (d->map2 == NULL && d->filtering_started)
+    g_ptr_array_add (d->skipped, g_strdup ("mapping: no answer from the server's second address"));
+  else if (d->map2 != NULL)
+    g_ptr_array_add (d->skipped, g_strdup ("mapping: no answer from the server's second address and port"));
+  else
+    {
+      /* Two servers instead of one with two addresses. */
+      for (guint i = 0; i < d->servers->len; i++)
+        {
+          Server *s = g_ptr_array_index (d->servers, i);
+
+          if ((int) i == d->primary || !s->answered ||
+              g_inet_address_equal (g_inet_socket_address_get_address (s->address),
+                                    g_inet_socket_address_get_address (p->address)))
+            continue;
+          if (same_endpoint (s->response.mapped, m1))
+            info->mapping = NATKIT_NAT_BEHAVIOR_ENDPOINT_INDEPENDENT;
+          else
+            g_ptr_array_add (d->skipped, g_strdup (
+              "mapping: it changes with the destination, but telling address-"
+              "dependent from address-and-port-dependent needs a server with a "
+              "second port"));
+          if (info->mapping == NATKIT_NAT_BEHAVIOR_UNKNOWN)
+            info->nat_type = NATKIT_NAT_TYPE_SYMMETRIC;
+          break;
+        }
+    }
+
+  /* Filtering (RFC 5780 section 4.4). */
+  if (d->filtering_started)
+    {
+      if (d->filter_ip_port)
+        info->filtering = NATKIT_NAT_BEHAVIOR_ENDPOINT_INDEPENDENT;
+      else if (d->filter_port)
+        info->filtering = NATKIT_NAT_BEHAVIOR_ADDRESS_DEPENDENT;
+      else if (d->filter_ip_port_error || d->filter_port_error)
+        g_ptr_array_add (d->skipped, g_strdup ("filtering: the server refused CHANGE-REQUEST"));
+      else
+        info->filtering = NATKIT_NAT_BEHAVIOR_ADDRESS_AND_PORT_DEPENDENT;
+    }
+
+  info->hairpinning = behind_nat ? d->hairpinning : NATKIT_HAIRPINNING_UNKNOWN;
+  if (info->nat_type == NATKIT_NAT_TYPE_UNKNOWN)
+    info->nat_type = _natkit_nat_type_classify (behind_nat, info->mapping, info->filtering);
+
+  set_skipped_and_servers (d, info);
+  info->elapsed_ms = (g_get_monotonic_time () - d->start) / 1000;
+  info->packets_sent = natkit_stun_client_get_packets_sent (d->s1) +
+                       (d->s2 ? natkit_stun_client_get_packets_sent (d->s2) : 0);
+  g_task_return_pointer (d->task, g_steal_pointer (&info), g_object_unref);
+}
+
+static void
+finish_without_answer (Detect *d)
+{
+  GString *reasons = g_string_new (NULL);
+  guint resolved = 0;
+
+  for (guint i = 0; i < d->servers->len; i++)
+    {
+      Server *s = g_ptr_array_index (d->servers, i);
+
+      if (s->address)
+        resolved++;
+      g_string_append_printf (reasons, "%s%s: %s", reasons->len ? "; " : "",
+                              s->name, s->error ? s->error : "no answer");
+    }
+
+  if (resolved > 0 && d->tcp_state > 0)
+    {
+      g_autoptr(NatkitNatInfo) info = _natkit_nat_info_new ();
+
+      info->nat_type = NATKIT_NAT_TYPE_UDP_BLOCKED;
+      if (d->local_ip)
+        info->local_address = g_inet_address_to_string (d->local_ip);
+      g_ptr_array_add (d->skipped, g_strdup ("mapping, filtering, hairpinning: no UDP gets through"));
+      set_skipped_and_servers (d, info);
+      info->elapsed_ms = (g_get_monotonic_time () - d->start) / 1000;
+      info->packets_sent = natkit_stun_client_get_packets_sent (d->s1);
+      g_task_return_pointer (d->task, g_steal_pointer (&info), g_object_unref);
+    }
+  else if (resolved == 0)
+    g_task_return_new_error (d->task, NATKIT_ERROR, NATKIT_ERROR_NOT_FOUND,
+                             "Cannot find the STUN server: %s. Check the name "
+                             "and your DNS settings.", reasons->str);
+  else
+    g_task_return_new_error (d->task, NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
+                             "No STUN server answered within %.1f s (%s), and "
+                             "the server is not reachable over TCP either (%s). "
+                             "Check the server address and your connection.",
+                             d->timeout_ms / 1000.0, reasons->str,
+                             d->tcp_error ? d->tcp_error : "no answer");
+  g_string_free (reasons, TRUE);
+}
+
+static void
+cancel_kind_tcp (Detect *d)
+{
+  /* UDP works: the TCP probe has nothing to tell. */
+  g_cancellable_cancel (d->cancellable);
+}
+
+static void
+maybe_finish (Detect *d)
+{
+  if (d->finished)
+    {
+      if (d->pending == 0 && d->task != NULL)
+        g_clear_object (&d->task);   /* the last operation is back: free */
+      return;
+    }
+
+  /* Waiting for the TCP verdict matters only when UDP got nothing. */
+  if (d->primary >= 0 && d->tcp_state == 0)
+    cancel_kind_tcp (d);
+  if (d->pending > 0 || (d->primary < 0 && d->tcp_started && d->tcp_state == 0))
+    return;
+  if (d->hairpin_started && d->hairpinning == NATKIT_HAIRPINNING_UNKNOWN)
+    return;
+  /* Every test has its answer: no need to wait out the window. */
+  destroy_source (&d->wait);
+
+  d->finished = TRUE;
+  destroy_source (&d->deadline);
+  if (d->cancelled_id)
+    g_cancellable_disconnect (g_task_get_cancellable (d->task), d->cancelled_id);
+  d->cancelled_id = 0;
+  g_cancellable_cancel (d->cancellable);
+
+  if (g_task_return_error_if_cancelled (d->task))
+    ;
+  else if (d->primary >= 0)
+    finish_with_answer (d);
+  else
+    finish_without_answer (d);
+
+  if (d->pending == 0)
+    g_clear_object (&d->task);
+}
+
+static gboolean
+deadline_cb (gpointer user_data)
+{
+  Detect *d = user_data;
+
+  g_clear_pointer (&d->deadline, g_source_unref);
+  progress (d, "Time is up");
+  cancel_all (d);
+  destroy_source (&d->wait);
+  destroy_source (&d->probe_timer);
+  if (d->hairpin_started && d->hairpinning == NATKIT_HAIRPINNING_UNKNOWN)
+    g_ptr_array_add (d->skipped, g_strdup ("hairpinning: out of time"));
+  d->hairpin_started = FALSE;
+  if (d->tcp_state == 0)
+    d->tcp_state = -1;
+  maybe_finish (d);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+tcp_cb (GObject      *source,
+        GAsyncResult *result,
+        gpointer      user_data)
+{
+  Detect *d = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocketConnection) connection =
+    g_socket_client_connect_finish (G_SOCKET_CLIENT (source), result, &error);
+
+  d->pending--;
+  if (connection != NULL)
+    {
+      d->tcp_state = 1;
+      g_io_stream_close (G_IO_STREAM (connection), NULL, NULL);
+    }
+  else
+    {
+      d->tcp_state = -1;
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        d->tcp_error = g_strdup (error->message);
+    }
+  maybe_finish (d);
+}
+
+static void
+start_test1 (Detect *d,
+             guint   index)
+{
+  Server *s = g_ptr_array_index (d->servers, index);
+
+  if (d->local_ip == NULL)
+    {
+      /* Which local address routes to the server? connect() on a UDP socket
+       * sends nothing. */
+      g_autoptr(GSocket) probe = g_socket_new (g_socket_address_get_family (G_SOCKET_ADDRESS (s->address)),
+                                               G_SOCKET_TYPE_DATAGRAM, G_SOCKET_PROTOCOL_UDP, NULL);
+      if (probe && g_socket_connect (probe, G_SOCKET_ADDRESS (s->address), NULL, NULL))
+        {
+          g_autoptr(GSocketAddress) local = g_socket_get_local_address (probe, NULL);
+          if (local && G_IS_INET_SOCKET_ADDRESS (local))
+            d->local_ip = g_object_ref (g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (local)));
+        }
+    }
+
+  progress (d, "Asking %s for our public address", s->name);
+  start_binding (d, OP_TEST1, index, s->address, 0, INITIAL_RTO_MS, remaining_ms (d));
+
+  if (!d->tcp_started)
+    {
+      g_autoptr(GSocketClient) client = g_socket_client_new ();
+
+      d->tcp_started = TRUE;
+      d->pending++;
+      g_socket_client_set_enable_proxy (client, FALSE);
+      g_socket_client_set_timeout (client, MAX (1, remaining_ms (d) / 1000));
+      g_socket_client_connect_async (client, G_SOCKET_CONNECTABLE (s->address),
+                                     d->cancellable, tcp_cb, d);
+    }
+}
+
+static void
+resolve_cb (GObject      *source,
+            GAsyncResult *result,
+            gpointer      user_data)
+{
+  Op *op = user_data;
+  Detect *d = op->d;
+  Server *s = g_ptr_array_index (d->servers, op->server);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocketAddress) address =
+    g_socket_address_enumerator_next_finish (G_SOCKET_ADDRESS_ENUMERATOR (source), result, &error);
+
+  op->done = TRUE;
+  d->pending--;
+  if (!d->finished)
+    {
+      if (address != NULL && G_IS_INET_SOCKET_ADDRESS (address))
+        {
+          s->address = (GInetSocketAddress *) g_steal_pointer (&address);
+          start_test1 (d, op->server);
+        }
+      else if (error && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        s->error = g_strdup_printf ("cannot resolve it: %s", error->message);
+      else if (!error)
+        s->error = g_strdup ("it has no address");
+    }
+  maybe_finish (d);
+}
+
+static void
+user_cancelled_cb (GCancellable *cancellable,
+                   gpointer      user_data)
+{
+  Detect *d = user_data;
+
+  /* Runs in the cancelling thread's context; everything here is ours. */
+  cancel_all (d);
+}
+
+void
+_natkit_detect_nat_async (const char * const   *servers,
+                          guint                 timeout_ms,
+                          NatkitDetectProgress  progress_func,
+                          gpointer              progress_data,
+                          GCancellable         *cancellable,
+                          GAsyncReadyCallback   callback,
+                          gpointer              user_data)
+{
+  g_autoptr(GError) error = NULL;
+  GTask *task = g_task_new (NULL, cancellable, callback, user_data);
+  Detect *d = g_new0 (Detect, 1);
+
+  g_task_set_source_tag (task, _natkit_detect_nat_async);
+  g_task_set_name (task, "[natkit] detect NAT");
+
+  d->task = task;
+  d->cancellable = g_cancellable_new ();
+  d->progress = progress_func;
+  d->progress_data = progress_data;
+  d->servers = g_ptr_array_new_with_free_func (server_free);
+  d->ops = g_ptr_array_new_with_free_func (op_free);
+  d->skipped = g_ptr_array_new_with_free_func (g_free);
+  d->primary = -1;
+  d->start = g_get_monotonic_time ();
+  d->timeout_ms = timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS;
+  g_task_set_task_data (task, d, detect_free);
+
+  if (servers == NULL || servers[0] == NULL)
+    {
+      g_task_return_new_error (task, NATKIT_ERROR, NATKIT_ERROR_INVALID_ARGUMENT,
+                               "No STUN server to ask: give one with --stun "
+                               "HOST[:PORT], or add \"stun\" servers to the "
+                               "configuration");
+      g_object_unref (task);
+      return;
+    }
+
+  d->s1 = natkit_stun_client_new (G_SOCKET_FAMILY_IPV4, &error);
+  if (d->s1 == NULL)
+    {
+      g_task_return_new_error (task, NATKIT_ERROR, NATKIT_ERROR_FAILED,
+                               "Cannot open a UDP socket: %s", error->message);
+      g_object_unref (task);
+      return;
+    }
+
+  if (cancellable)
+    d->cancelled_id = g_cancellable_connect (cancellable, G_CALLBACK (user_cancelled_cb), d, NULL);
+
+  d->deadline = g_timeout_source_new (d->timeout_ms);
+  g_source_set_callback (d->deadline, deadline_cb, d, NULL);
+  g_source_attach (d->deadline, g_main_context_get_thread_default ());
+
+  for (guint i = 0; servers[i]; i++)
+    {
+      Server *s = g_new0 (Server, 1);
+      g_autoptr(GSocketConnectable) connectable = NULL;
+      g_autoptr(GError) parse_error = NULL;
+
+      s->name = g_strdup (servers[i]);
+      g_ptr_array_add (d->servers, s);
+      connectable = g_network_address_parse (servers[i], 3478, &parse_error);
+      if (connectable == NULL)
+        {
+          s->error = g_strdup_printf ("not a server address: %s", parse_error->message);
+          continue;
+        }
+
+      {
+        g_autoptr(GSocketAddressEnumerator) enumerator = g_socket_connectable_enumerate (connectable);
+        Op *op = g_new0 (Op, 1);
+
+        op->d = d;
+        op->server = i;
+        op->kind = OP_RESOLVE;
+        op->cancellable = g_cancellable_new ();
+        g_ptr_array_add (d->ops, op);
+        d->pending++;
+        g_socket_address_enumerator_next_async (enumerator, op->cancellable, resolve_cb, op);
+      }
+    }
+
+  maybe_finish (d);
+}
+
+NatkitNatInfo *
+_natkit_detect_nat_finish (GAsyncResult  *result,
+                           GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, NULL), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}

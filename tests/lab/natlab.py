@@ -1,0 +1,850 @@
+#!/usr/bin/python3
+# natkit NAT lab: network namespaces + veth + nftables + coturn.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""natkit NAT lab.
+
+Builds a small "internet" out of Linux network namespaces, two NATed sites
+with selectable NAT behavior (RFC 4787 terms) and a coturn STUN/TURN server,
+and removes all of it again.  Standard library only; needs root.
+
+    from natlab import Lab
+    with Lab(site_a="port-restricted", site_b="symmetric") as lab:
+        lab.run(lab.host_a, ["ping", "-c1", "198.51.100.1"])
+
+Every packet stays inside the namespaces created here: the root namespace
+gets no address, route or interface from the lab.
+
+CLI:
+    natlab.py up [--a TYPE] [--b TYPE] [--hairpin-a] [--hairpin-b] [--no-turn]
+    natlab.py sweep [--all]
+    natlab.py run-check [--a TYPE] [--b TYPE] [--hairpin-a] [--hairpin-b]
+    natlab.py types
+
+See README.md next to this file.
+"""
+
+import atexit
+import errno
+import glob
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+__all__ = ["Lab", "LabError", "LabSkip", "NAT_TYPES", "sweep",
+           "check_requirements", "SKIP_EXIT", "HERE", "PYTHON", "PROBE"]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYTHON = "/usr/bin/python3"
+PROBE = os.path.join(HERE, "udp_probe.py")
+
+SKIP_EXIT = 77          # meson / automake "skipped"
+PREFIX = "nklab"        # every namespace / temp dir of the lab starts with it
+# nklab<owner pid>x<4 hex>-<role>
+_NAME_RE = re.compile(r"^(%s(\d+)x[0-9a-f]{4})-([a-z0-9]+)$" % PREFIX)
+_TMP_RE = re.compile(r"^(%s(\d+)x[0-9a-f]{4})-" % PREFIX)
+
+NAT_TYPES = ("none", "full-cone", "restricted", "port-restricted",
+             "symmetric", "udp-blocked")
+
+# RFC 4787 / RFC 5780 vocabulary for each lab type: (mapping, filtering)
+BEHAVIOR = {
+    "none": ("no-nat", "open"),
+    "full-cone": ("endpoint-independent", "endpoint-independent"),
+    "restricted": ("endpoint-independent", "address-dependent"),
+    "port-restricted": ("endpoint-independent", "address-and-port-dependent"),
+    "symmetric": ("address-and-port-dependent", "address-and-port-dependent"),
+    "udp-blocked": ("udp-blocked", "udp-blocked"),
+}
+
+# Addresses (documentation ranges only, and only inside lab namespaces)
+SERVER_IPS = ("198.51.100.1", "198.51.100.2")
+INET_GW = "203.0.113.1"          # inet's own address on the WAN segment
+STUN_PORT = 3478
+STUN_ALT_PORT = 3479
+TURN_USER = "test"
+TURN_PASSWORD = "test"
+TURN_REALM = "natkit.test"
+
+_SITES = {
+    "a": {"wan": "203.0.113.10", "lan_net": "10.0.1.0/24", "gw": "10.0.1.1",
+          "host": "10.0.1.2", "pub_net": "203.0.113.32/28",
+          "pub_gw": "203.0.113.33", "pub_host": "203.0.113.34"},
+    "b": {"wan": "203.0.113.20", "lan_net": "10.0.2.0/24", "gw": "10.0.2.1",
+          "host": "10.0.2.2", "pub_net": "203.0.113.48/28",
+          "pub_gw": "203.0.113.49", "pub_host": "203.0.113.50"},
+}
+
+NFT_TABLE = "natlab"
+MAP_TIMEOUT = "120s"   # lifetime of a full-cone/restricted mapping record
+
+
+class LabError(RuntimeError):
+    """The lab could not be built or a command inside it failed."""
+
+
+class LabSkip(RuntimeError):
+    """The lab cannot run here (not root, tool missing)."""
+
+
+def _log(msg):
+    if os.environ.get("NATLAB_VERBOSE"):
+        sys.stderr.write("natlab: %s\n" % msg)
+
+
+# --------------------------------------------------------------------------
+# requirements / process helpers
+
+def check_requirements(turn=True):
+    """Raise LabSkip with a readable reason if the lab cannot run here."""
+    if os.geteuid() != 0:
+        raise LabSkip("lab tests need root (network namespaces, nftables): "
+                      "skipped")
+    missing = [t for t in ("ip", "nft", "ss") if shutil.which(t) is None]
+    if turn and shutil.which("turnserver") is None:
+        missing.append("turnserver (coturn)")
+    if not os.path.exists(PYTHON):
+        missing.append(PYTHON)
+    if missing:
+        raise LabSkip("lab tests need %s: skipped" % ", ".join(missing))
+    try:
+        r = subprocess.run(["ip", "netns", "list"], capture_output=True,
+                           text=True, timeout=10)
+    except OSError as e:
+        raise LabSkip("cannot run ip netns (%s): skipped" % e)
+    if r.returncode != 0:
+        raise LabSkip("ip netns unusable (%s): skipped" % r.stderr.strip())
+
+
+def _sh(cmd, input=None, check=True, timeout=30):
+    r = subprocess.run(cmd, input=input, capture_output=True, text=True,
+                       timeout=timeout)
+    if check and r.returncode != 0:
+        raise LabError("command failed (%d): %s\n%s%s" % (
+            r.returncode, " ".join(cmd), r.stdout, r.stderr))
+    return r
+
+
+def _proc_starttime(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except OSError:
+        return None
+    # comm may contain spaces / parentheses: split after the last ')'
+    fields = data[data.rfind(")") + 2:].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _netns_list():
+    r = _sh(["ip", "netns", "list"], check=False)
+    names = []
+    for line in r.stdout.splitlines():
+        if line.strip():
+            names.append(line.split()[0])
+    return names
+
+
+def _netns_pids(ns):
+    r = _sh(["ip", "netns", "pids", ns], check=False)
+    pids = []
+    for tok in r.stdout.split():
+        if tok.isdigit():
+            pids.append(int(tok))
+    return pids
+
+
+def _kill_pids(pids, grace=2.0):
+    """SIGTERM the given pids (all of them lab processes), then SIGKILL."""
+    pids = [p for p in pids if p != os.getpid()]
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _pid_alive(p) and not _is_zombie(p)]
+        if pids:
+            time.sleep(0.05)
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _is_zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+        return data[data.rfind(")") + 2:].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _delete_netns(ns):
+    """Kill whatever still runs inside a lab namespace, then delete it."""
+    for _ in range(3):
+        pids = _netns_pids(ns)
+        if not pids:
+            break
+        _kill_pids(pids)
+    _sh(["ip", "netns", "del", ns], check=False)
+
+
+# --------------------------------------------------------------------------
+# sweep: leftovers of killed runs
+
+def _owner_is_alive(labid, pid):
+    if not _pid_alive(pid):
+        return False
+    # pid reuse: compare with the start time recorded by the owner
+    for d in glob.glob(os.path.join(tempfile.gettempdir(), labid + "-*")):
+        try:
+            with open(os.path.join(d, "owner")) as f:
+                rec_pid, rec_start = f.read().split()
+            if int(rec_pid) == pid and _proc_starttime(pid) != int(rec_start):
+                return False
+        except (OSError, ValueError):
+            pass
+    return True
+
+
+def sweep(all_labs=False, verbose=False, exclude=()):
+    """Remove lab namespaces, their processes and temp dirs.
+
+    By default only labs whose owner process is gone (kill -9, crash) are
+    removed; all_labs=True removes every natkit lab on the machine.
+    Returns the list of removed lab ids."""
+    labs = {}
+    for ns in _netns_list():
+        m = _NAME_RE.match(ns)
+        if m:
+            labs.setdefault(m.group(1), (int(m.group(2)), []))[1].append(ns)
+    tmpbase = tempfile.gettempdir()
+    tmpdirs = {}
+    for d in os.listdir(tmpbase) if os.path.isdir(tmpbase) else []:
+        m = _TMP_RE.match(d)
+        if m and os.path.isdir(os.path.join(tmpbase, d)):
+            tmpdirs.setdefault(m.group(1), (int(m.group(2)), []))[1].append(
+                os.path.join(tmpbase, d))
+            labs.setdefault(m.group(1), (int(m.group(2)), []))
+    removed = []
+    for labid, (pid, nss) in sorted(labs.items()):
+        if labid in exclude:
+            continue
+        if not all_labs and _owner_is_alive(labid, pid):
+            continue
+        if verbose:
+            print("sweep: removing lab %s (owner pid %d%s): %s" % (
+                labid, pid, "" if _pid_alive(pid) else ", dead",
+                " ".join(nss) or "no namespaces"))
+        # kill processes of all namespaces first (turnserver, probes)
+        for ns in nss:
+            _kill_pids(_netns_pids(ns))
+        for ns in nss:
+            _delete_netns(ns)
+        for d in tmpdirs.get(labid, (0, []))[1]:
+            shutil.rmtree(d, ignore_errors=True)
+        removed.append(labid)
+    return removed
+
+
+# --------------------------------------------------------------------------
+# nftables rule generation
+
+def nft_ruleset(nat, wan, lan_net, hairpin):
+    """Return the nft script for a site router.
+
+    Interfaces inside the router namespace are called "wan" and "lan"."""
+    if nat not in NAT_TYPES:
+        raise ValueError("unknown NAT type %r (one of %s)" % (
+            nat, ", ".join(NAT_TYPES)))
+    is_nat = nat != "none"
+    hairpin = bool(hairpin) and nat not in ("none", "udp-blocked")
+    random = " fully-random" if nat == "symmetric" else ""
+    L = []
+    a = L.append
+    a("table ip %s {" % NFT_TABLE)
+    # mapping records: mapped WAN port -> LAN endpoint, and for the
+    # restricted cone the remote addresses each mapping has sent to
+    a("  map emap { type inet_service : ipv4_addr . inet_service;"
+      " flags dynamic,timeout; timeout %s; size 65535; }" % MAP_TIMEOUT)
+    a("  set peers { type inet_service . ipv4_addr;"
+      " flags dynamic,timeout; timeout %s; size 65535; }" % MAP_TIMEOUT)
+
+    # --- DNAT: unsolicited inbound to a mapping, hairpin -------------------
+    a("  chain prerouting {")
+    a("    type nat hook prerouting priority dstnat; policy accept;")
+    if nat == "full-cone":
+        a("    iifname \"wan\" ip daddr %s udp dport @emap"
+          " dnat ip to udp dport map @emap" % wan)
+    elif nat == "restricted":
+        a("    iifname \"wan\" ip daddr %s udp dport . ip saddr @peers"
+          " dnat ip to udp dport map @emap" % wan)
+    if hairpin:
+        a("    iifname \"lan\" ip daddr %s udp dport @emap"
+          " dnat ip to udp dport map @emap" % wan)
+    a("  }")
+
+    # --- SNAT --------------------------------------------------------------
+    a("  chain postrouting {")
+    a("    type nat hook postrouting priority srcnat; policy accept;")
+    if hairpin:
+        # hairpinned packet: source becomes the sender's public address
+        a("    oifname \"lan\" ip saddr %s ct status dnat"
+          " snat ip to %s%s" % (lan_net, wan, random))
+    if is_nat:
+        a("    oifname \"wan\" ip saddr %s masquerade%s" % (lan_net, random))
+    a("  }")
+
+    # --- record mappings (runs after srcnat: packet already rewritten) -----
+    if nat in ("full-cone", "restricted") or hairpin:
+        a("  chain record {")
+        a("    type filter hook postrouting priority srcnat + 10;"
+          " policy accept;")
+        a("    oifname \"wan\" ip saddr %s ct direction original"
+          " ct status snat update @emap { udp sport :"
+          " ct original ip saddr . ct original proto-src }" % wan)
+        if nat == "restricted":
+            a("    oifname \"wan\" ip saddr %s"
+              " ct status & (snat | dnat) != 0"
+              " update @peers { udp sport . ip daddr }" % wan)
+        a("  }")
+
+    # --- forward filter ------------------------------------------------------
+    a("  chain forward {")
+    a("    type filter hook forward priority filter; policy %s;"
+      % ("accept" if nat == "none" else "drop"))
+    if nat == "udp-blocked":
+        a("    meta l4proto udp drop")
+    if nat != "none":
+        a("    ct state invalid drop")
+        a("    ct state established,related accept")
+        a("    iifname \"lan\" oifname \"wan\" ip saddr %s accept" % lan_net)
+        if nat in ("full-cone", "restricted"):
+            a("    iifname \"wan\" oifname \"lan\" ct status dnat accept")
+        if hairpin:
+            a("    iifname \"lan\" oifname \"lan\" ct status dnat accept")
+    a("  }")
+
+    # --- the router's own input: nothing unsolicited from the WAN ----------
+    # (an accepted unsolicited packet would confirm a conntrack entry that
+    # collides with the LAN host's next mapping of that port)
+    a("  chain input {")
+    a("    type filter hook input priority filter; policy drop;")
+    a("    iif \"lo\" accept")
+    a("    ct state established,related accept")
+    a("    iifname \"lan\" icmp type echo-request accept")
+    a("  }")
+    a("}")
+    return "\n".join(L) + "\n"
+
+
+# --------------------------------------------------------------------------
+# the lab
+
+_ACTIVE = []
+_HANDLERS_INSTALLED = False
+_LOCK = threading.Lock()
+
+
+def _cleanup_all():
+    for lab in list(_ACTIVE):
+        try:
+            lab.teardown()
+        except Exception as e:  # pragma: no cover - best effort
+            sys.stderr.write("natlab: teardown failed: %s\n" % e)
+
+
+def _on_signal(signum, frame):
+    # SystemExit unwinds "with" blocks; atexit catches the rest
+    _cleanup_all()
+    raise SystemExit(128 + signum)
+
+
+def _install_handlers():
+    global _HANDLERS_INSTALLED
+    if _HANDLERS_INSTALLED:
+        return
+    _HANDLERS_INSTALLED = True
+    atexit.register(_cleanup_all)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                signal.signal(sig, _on_signal)
+
+
+class Site:
+    """One site: router namespace + LAN host namespace."""
+
+    def __init__(self, name, nat, hairpin, router_ns, host_ns):
+        cfg = _SITES[name]
+        self.name = name
+        self.nat = nat
+        self.hairpin = bool(hairpin) and nat not in ("none", "udp-blocked")
+        self.router = router_ns
+        self.host = host_ns
+        self.wan = cfg["wan"]
+        if nat == "none":
+            self.lan_net = cfg["pub_net"]
+            self.gw = cfg["pub_gw"]
+            self.host_ip = cfg["pub_host"]
+        else:
+            self.lan_net = cfg["lan_net"]
+            self.gw = cfg["gw"]
+            self.host_ip = cfg["host"]
+        self.prefixlen = int(self.lan_net.split("/")[1])
+
+    @property
+    def public_ip(self):
+        """Address the world sees for this site's host."""
+        return self.host_ip if self.nat == "none" else self.wan
+
+    def info(self):
+        return {"nat": self.nat, "mapping": BEHAVIOR[self.nat][0],
+                "filtering": BEHAVIOR[self.nat][1],
+                "hairpin": self.hairpin, "router_ns": self.router,
+                "host_ns": self.host, "wan_ip": self.wan,
+                "lan_net": self.lan_net, "gateway": self.gw,
+                "host_ip": self.host_ip, "public_ip": self.public_ip}
+
+
+class Lab:
+    """A NAT lab instance.  Use as a context manager or call start() and
+    teardown() yourself (teardown also runs at exit and on SIGTERM)."""
+
+    def __init__(self, site_a="port-restricted", site_b="port-restricted",
+                 hairpin_a=False, hairpin_b=False, turn=True,
+                 keep_tmp=False):
+        for t in (site_a, site_b):
+            if t not in NAT_TYPES:
+                raise ValueError("unknown NAT type %r (one of %s)" % (
+                    t, ", ".join(NAT_TYPES)))
+        self.labid = "%s%dx%s" % (PREFIX, os.getpid(), secrets.token_hex(2))
+        p = self.labid + "-"
+        self.inet = p + "inet"
+        self.router_a, self.host_a = p + "ra", p + "ha"
+        self.router_b, self.host_b = p + "rb", p + "hb"
+        self.a = Site("a", site_a, hairpin_a, self.router_a, self.host_a)
+        self.b = Site("b", site_b, hairpin_b, self.router_b, self.host_b)
+        self.site_a, self.site_b = site_a, site_b
+        self.hairpin_a, self.hairpin_b = self.a.hairpin, self.b.hairpin
+        self.wan_a, self.wan_b = self.a.wan, self.b.wan
+        self.host_a_ip, self.host_b_ip = self.a.host_ip, self.b.host_ip
+        self.gw_a, self.gw_b = self.a.gw, self.b.gw
+        self.server_ips = SERVER_IPS
+        self.inet_gw = INET_GW
+        self.stun_primary = (SERVER_IPS[0], STUN_PORT)
+        self.stun_alternate = (SERVER_IPS[1], STUN_ALT_PORT)
+        self.turn_server = (SERVER_IPS[0], STUN_PORT)
+        self.turn_user = TURN_USER
+        self.turn_password = TURN_PASSWORD
+        self.turn_realm = TURN_REALM
+        self.want_turn = turn
+        self.keep_tmp = keep_tmp
+        self.tmpdir = None
+        self.turn_log = None
+        self.turn_proc = None
+        self._procs = []
+        self._namespaces = []
+        self._started = False
+        self._torn_down = False
+
+    # ---------------------------------------------------------------- names
+    @property
+    def namespaces(self):
+        return [self.inet, self.router_a, self.host_a, self.router_b,
+                self.host_b]
+
+    def ns(self, which):
+        """Map a role ("inet", "host_a", "ra", "router_b", ...) or a full
+        namespace name to the namespace name."""
+        roles = {"inet": self.inet, "server": self.inet,
+                 "router_a": self.router_a, "ra": self.router_a,
+                 "host_a": self.host_a, "ha": self.host_a,
+                 "router_b": self.router_b, "rb": self.router_b,
+                 "host_b": self.host_b, "hb": self.host_b}
+        if which in roles:
+            return roles[which]
+        if which in self.namespaces:
+            return which
+        raise KeyError("not a namespace of this lab: %r" % (which,))
+
+    def site(self, which):
+        return {"a": self.a, "b": self.b}[which]
+
+    def info(self):
+        return {"lab_id": self.labid, "tmpdir": self.tmpdir,
+                "inet_ns": self.inet, "server_ips": list(SERVER_IPS),
+                "inet_gw": INET_GW,
+                "stun_primary": list(self.stun_primary),
+                "stun_alternate": list(self.stun_alternate),
+                "turn": {"enabled": bool(self.turn_proc),
+                         "server": list(self.turn_server),
+                         "user": TURN_USER, "password": TURN_PASSWORD,
+                         "realm": TURN_REALM, "log": self.turn_log},
+                "site_a": self.a.info(), "site_b": self.b.info()}
+
+    # ------------------------------------------------------------- commands
+    def _cmd(self, ns, cmd):
+        if isinstance(cmd, str):
+            cmd = ["/bin/sh", "-c", cmd]
+        return ["ip", "netns", "exec", self.ns(ns)] + list(cmd)
+
+    def run(self, ns, cmd, check=False, timeout=60, capture=True, **kw):
+        """Run cmd (list, or str for /bin/sh -c) in namespace ns and wait.
+        Returns subprocess.CompletedProcess (text mode, output captured
+        unless capture=False)."""
+        if capture:
+            kw.setdefault("stdout", subprocess.PIPE)
+            kw.setdefault("stderr", subprocess.PIPE)
+        kw.setdefault("text", True)
+        r = subprocess.run(self._cmd(ns, cmd), timeout=timeout, **kw)
+        if check and r.returncode != 0:
+            raise LabError("in %s: %s exited %d\n%s%s" % (
+                ns, cmd, r.returncode, r.stdout or "", r.stderr or ""))
+        return r
+
+    def popen(self, ns, cmd, **kw):
+        """Start cmd in namespace ns; the process is killed at teardown."""
+        p = subprocess.Popen(self._cmd(ns, cmd), **kw)
+        self._procs.append(p)
+        return p
+
+    def probe(self, ns, *args, timeout=30):
+        """Run udp_probe.py in ns and return its JSON output."""
+        r = self.run(ns, [PYTHON, PROBE] + [str(a) for a in args],
+                     timeout=timeout)
+        if r.returncode != 0:
+            raise LabError("udp_probe %s in %s failed (%d): %s" % (
+                " ".join(map(str, args)), ns, r.returncode, r.stderr))
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            raise LabError("udp_probe %s: bad output %r" % (args, r.stdout))
+
+    def nft(self, site):
+        """Current nft ruleset of a site router (for debugging)."""
+        return self.run(self.site(site).router,
+                        ["nft", "list", "table", "ip", NFT_TABLE]).stdout
+
+    # ---------------------------------------------------------------- build
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.teardown()
+        return False
+
+    def start(self):
+        if self._started:
+            return self
+        check_requirements(turn=self.want_turn)
+        self._started = True
+        with _LOCK:
+            _ACTIVE.append(self)
+        _install_handlers()
+        try:
+            sweep(exclude=(self.labid,))
+            self.tmpdir = tempfile.mkdtemp(prefix=self.labid + "-")
+            with open(os.path.join(self.tmpdir, "owner"), "w") as f:
+                f.write("%d %d\n" % (os.getpid(),
+                                     _proc_starttime(os.getpid()) or 0))
+            self._build()
+            if self.want_turn:
+                self._start_turn()
+        except BaseException:
+            self.teardown()
+            raise
+        return self
+
+    def _ip(self, ns, *args):
+        _sh(["ip", "-n", ns] + list(args))
+
+    def _ip_batch(self, ns, lines):
+        _sh(["ip", "-n", ns, "-batch", "-"], input="\n".join(lines) + "\n")
+
+    def _sysctl(self, ns, settings):
+        args = []
+        for k, v in settings.items():
+            args.append("%s=%s" % (k, v))
+        _sh(["ip", "netns", "exec", ns, "sysctl", "-q", "-w"] + args)
+
+    def _build(self):
+        for ns in self.namespaces:
+            _sh(["ip", "netns", "add", ns])
+            self._namespaces.append(ns)
+            self._sysctl(ns, {"net.ipv6.conf.all.disable_ipv6": 1,
+                              "net.ipv6.conf.default.disable_ipv6": 1})
+        inet = self.inet
+        # "internet": one bridge, server addresses and inet gateway on it
+        cmds = ["link set lo up",
+                "link add br0 type bridge",
+                "link set br0 up",
+                "addr add %s/24 dev br0" % SERVER_IPS[0],
+                "addr add %s/24 dev br0" % SERVER_IPS[1],
+                "addr add %s/24 dev br0" % INET_GW]
+        for s in (self.a, self.b):
+            v = "v" + s.name
+            # veth created inside inet, peer moved straight into the router:
+            # the root namespace never holds a lab interface
+            cmds += ["link add %s type veth peer name wan netns %s"
+                     % (v, s.router),
+                     "link set %s master br0" % v,
+                     "link set %s up" % v]
+            if s.nat == "none":
+                cmds.append("route add %s via %s" % (s.lan_net, s.wan))
+        self._ip_batch(inet, cmds)
+        self._sysctl(inet, {"net.ipv4.ip_forward": 1,
+                            "net.ipv4.conf.all.send_redirects": 0,
+                            "net.ipv4.conf.default.send_redirects": 0})
+
+        for s in (self.a, self.b):
+            other = self.b if s is self.a else self.a
+            rcmds = ["link set lo up",
+                     "link add lan type veth peer name eth0 netns %s" % s.host,
+                     "addr add %s/24 dev wan" % s.wan,
+                     "link set wan up",
+                     "addr add %s/%d dev lan" % (s.gw, s.prefixlen),
+                     "link set lan up",
+                     "route add default via %s" % INET_GW]
+            if other.nat == "none":
+                # public LAN of the other site: straight over the segment
+                rcmds.append("route add %s via %s" % (other.lan_net,
+                                                      other.wan))
+            self._ip_batch(s.router, rcmds)
+            self._sysctl(s.router, {
+                "net.ipv4.ip_forward": 1,
+                "net.ipv4.conf.all.send_redirects": 0,
+                "net.ipv4.conf.default.send_redirects": 0,
+                "net.ipv4.conf.all.rp_filter": 0,
+                "net.ipv4.conf.default.rp_filter": 0})
+            self._ip_batch(s.host, [
+                "link set lo up",
+                "addr add %s/%d dev eth0" % (s.host_ip, s.prefixlen),
+                "link set eth0 up",
+                "route add default via %s" % s.gw])
+            _sh(["ip", "netns", "exec", s.router, "nft", "-f", "-"],
+                input=nft_ruleset(s.nat, s.wan, s.lan_net, s.hairpin))
+        _log("built %s" % self.labid)
+
+    def _start_turn(self):
+        self.turn_log = os.path.join(self.tmpdir, "turnserver.log")
+        cmd = ["turnserver", "-n",
+               "--listening-ip", SERVER_IPS[0],
+               "--listening-ip", SERVER_IPS[1],
+               "--relay-ip", SERVER_IPS[0],
+               "--relay-ip", SERVER_IPS[1],
+               "--listening-port", str(STUN_PORT),
+               "--alt-listening-port", str(STUN_ALT_PORT),
+               "--min-port", "49152", "--max-port", "65535",
+               "--lt-cred-mech", "--user", "%s:%s" % (TURN_USER,
+                                                      TURN_PASSWORD),
+               "--realm", TURN_REALM, "--fingerprint",
+               "--no-cli", "--no-tls", "--no-dtls",
+               "--userdb", os.path.join(self.tmpdir, "turndb"),
+               "--pidfile", os.path.join(self.tmpdir, "turnserver.pid"),
+               "--log-file", self.turn_log, "--simple-log",
+               "--no-stdout-log"]
+        out = open(os.path.join(self.tmpdir, "turnserver.out"), "w")
+        self.turn_proc = self.popen(self.inet, cmd, stdout=out,
+                                    stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+        out.close()
+        want = {"%s:%d" % (ip, port) for ip in SERVER_IPS
+                for port in (STUN_PORT, STUN_ALT_PORT)}
+        deadline = time.monotonic() + 15
+        while True:
+            if self.turn_proc.poll() is not None:
+                raise LabError("turnserver exited with %d, see %s" % (
+                    self.turn_proc.returncode, self.turn_log))
+            r = self.run(self.inet, ["ss", "-Hnlu"])
+            have = set()
+            for line in r.stdout.splitlines():
+                f = line.split()
+                if len(f) >= 4:
+                    have.add(f[3])
+            if want <= have:
+                break
+            if time.monotonic() > deadline:
+                raise LabError("turnserver did not open %s (see %s)" % (
+                    ", ".join(sorted(want - have)), self.turn_log))
+            time.sleep(0.05)
+        _log("turnserver up (pid %d)" % self.turn_proc.pid)
+
+    # ------------------------------------------------------------- teardown
+    def teardown(self):
+        """Stop everything this lab started and delete its namespaces.
+        Safe to call more than once and from any exit path."""
+        if self._torn_down or not self._started:
+            return
+        self._torn_down = True
+        procs, self._procs = self._procs, []
+        for p in procs:
+            if p.poll() is None:
+                try:
+                    p.terminate()
+                except OSError:
+                    pass
+        deadline = time.monotonic() + 3
+        for p in procs:
+            try:
+                p.wait(max(0.05, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    p.kill()
+                    p.wait(2)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
+        for ns in reversed(self._namespaces):
+            _delete_netns(ns)
+        self._namespaces = []
+        if self.tmpdir and not self.keep_tmp:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+        with _LOCK:
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
+        _log("torn down %s" % self.labid)
+
+
+# --------------------------------------------------------------------------
+# CLI
+
+def _add_site_args(p):
+    p.add_argument("--a", default="port-restricted", choices=NAT_TYPES,
+                   help="NAT type of site A (default port-restricted)")
+    p.add_argument("--b", default="port-restricted", choices=NAT_TYPES,
+                   help="NAT type of site B (default port-restricted)")
+    p.add_argument("--hairpin-a", action="store_true",
+                   help="site A router hairpins")
+    p.add_argument("--hairpin-b", action="store_true",
+                   help="site B router hairpins")
+
+
+def _cmd_up(args):
+    lab = Lab(args.a, args.b, args.hairpin_a, args.hairpin_b,
+              turn=not args.no_turn, keep_tmp=args.keep_tmp)
+    stop = threading.Event()
+
+    def _stop(signum, frame):
+        stop.set()
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
+    with lab:
+        print(json.dumps(lab.info(), indent=2), flush=True)
+        if args.ready_file:
+            with open(args.ready_file + ".tmp", "w") as f:
+                json.dump(lab.info(), f, indent=2)
+            os.rename(args.ready_file + ".tmp", args.ready_file)
+        sys.stderr.write("natlab: lab %s up; SIGINT/SIGTERM tears it down\n"
+                         % lab.labid)
+        while not stop.wait(0.5):
+            pass
+    sys.stderr.write("natlab: lab %s removed\n" % lab.labid)
+    return 0
+
+
+def _cmd_sweep(args):
+    removed = sweep(all_labs=args.all, verbose=True)
+    print("sweep: removed %d lab(s)" % len(removed))
+    return 0
+
+
+def _cmd_run_check(args):
+    """Bring a lab up, do one STUN binding from each host to both server
+    addresses and a TURN-port liveness check, print a report, tear down."""
+    ok = True
+    with Lab(args.a, args.b, args.hairpin_a, args.hairpin_b) as lab:
+        report = {"lab": lab.info(), "checks": []}
+        for s in (lab.a, lab.b):
+            for server in (lab.stun_primary, (SERVER_IPS[1], STUN_PORT)):
+                res = lab.probe(s.host, "stun", "--to",
+                                "%s:%d" % server, "--timeout", "1")
+                mapped = res.get("mapped")
+                if s.nat == "udp-blocked":
+                    good = mapped is None
+                elif s.nat == "none":
+                    good = mapped is not None and \
+                        mapped.split(":")[0] == s.host_ip
+                else:
+                    good = mapped is not None and \
+                        mapped.split(":")[0] == s.wan
+                ok = ok and good
+                report["checks"].append({
+                    "site": s.name, "nat": s.nat,
+                    "server": "%s:%d" % server, "local": res.get("local"),
+                    "mapped": mapped, "other_address": res.get("other"),
+                    "ok": good})
+        print(json.dumps(report, indent=2))
+    print("run-check: %s" % ("OK" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+def main(argv=None):
+    import argparse
+    ap = argparse.ArgumentParser(prog="natlab.py",
+                                 description="natkit NAT lab")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("up", help="build a lab, print JSON, wait for "
+                       "SIGINT/SIGTERM, tear down")
+    _add_site_args(p)
+    p.add_argument("--no-turn", action="store_true",
+                   help="do not start coturn")
+    p.add_argument("--keep-tmp", action="store_true",
+                   help="keep the lab temp dir (turnserver log)")
+    p.add_argument("--ready-file",
+                   help="also write the JSON here once the lab is up")
+    p = sub.add_parser("sweep", help="remove leftovers of dead labs")
+    p.add_argument("--all", action="store_true",
+                   help="remove every natkit lab, even of live owners")
+    p = sub.add_parser("run-check", help="build a lab, check STUN through "
+                       "both sites, tear down")
+    _add_site_args(p)
+    sub.add_parser("types", help="list NAT types")
+    args = ap.parse_args(argv)
+
+    if args.cmd == "types":
+        for t in NAT_TYPES:
+            print("%-16s mapping=%s filtering=%s" % (t, *BEHAVIOR[t]))
+        return 0
+    try:
+        check_requirements(turn=args.cmd in ("run-check",) or
+                           (args.cmd == "up" and not args.no_turn))
+    except LabSkip as e:
+        sys.stderr.write("natlab: %s\n" % e)
+        return SKIP_EXIT
+    try:
+        return {"up": _cmd_up, "sweep": _cmd_sweep,
+                "run-check": _cmd_run_check}[args.cmd](args)
+    except LabError as e:
+        sys.stderr.write("natlab: %s\n" % e)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
