@@ -91,12 +91,12 @@ case "$cmd" in
     CC=clang setup_build _build-clang -Dwerror=true --auto-features=enabled \
       -Dintrospection=disabled
     echo
-    echo "== unit suite under AddressSanitizer and UndefinedBehaviorSanitizer"
+    echo "== unit and fuzz suites under AddressSanitizer and UndefinedBehaviorSanitizer (libFuzzer)"
     CC=clang setup_build _build-asan -Db_sanitize=address,undefined \
       -Db_lundef=false -Dintrospection=disabled --auto-features=enabled
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
-      meson test -C _build-asan --suite unit --print-errorlogs --num-processes 2
+      meson test -C _build-asan --suite unit --suite fuzz --print-errorlogs --num-processes 2
     summarize _build/meson-logs/testlog.json _build-asan/meson-logs/testlog.json
     ;;
   *)
