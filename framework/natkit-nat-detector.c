@@ -33,6 +33,56 @@
 #define INITIAL_RTO_MS     500    /* RFC 8489 section 6.2.1 */
 #define PROBE_COUNT        3
 
+/* A circuit breaker per server, process-wide: a server that failed
+ * BREAKER_FAILURES times in a row is left out for BREAKER_COOLDOWN, unless
+ * every server is in that state. Main thread only. */
+#define BREAKER_FAILURES 3
+#define BREAKER_COOLDOWN (60 * G_USEC_PER_SEC)
+
+typedef struct
+{
+  guint  failures;
+  gint64 open_until;
+} Breaker;
+
+static GHashTable *breakers;   /* server name → Breaker */
+
+static Breaker *
+breaker_get (const char *name)
+{
+  Breaker *b;
+
+  if (breakers == NULL)
+    breakers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  b = g_hash_table_lookup (breakers, name);
+  if (b == NULL)
+    {
+      b = g_new0 (Breaker, 1);
+      g_hash_table_insert (breakers, g_strdup (name), b);
+    }
+  return b;
+}
+
+static gboolean
+breaker_is_open (const char *name)
+{
+  Breaker *b = breaker_get (name);
+
+  return b->failures >= BREAKER_FAILURES && g_get_monotonic_time () < b->open_until;
+}
+
+static void
+breaker_record (const char *name,
+                gboolean    success)
+{
+  Breaker *b = breaker_get (name);
+
+  if (success)
+    b->failures = 0;
+  else if (++b->failures >= BREAKER_FAILURES)
+    b->open_until = g_get_monotonic_time () + BREAKER_COOLDOWN;
+}
+
 typedef enum {
   OP_TEST1,
   OP_MAP2,
@@ -427,9 +477,11 @@ binding_cb (GObject      *source,
             {
               g_free (server->error);
               server->error = g_strdup (error->message);
+              breaker_record (server->name, FALSE);
             }
           break;
         }
+      breaker_record (server->name, TRUE);
       server->answered = TRUE;
       server->response = response;
       memset (&response, 0, sizeof response);
@@ -678,6 +730,17 @@ deadline_cb (gpointer user_data)
 
   g_clear_pointer (&d->deadline, g_source_unref);
   progress (d, "Time is up");
+  /* Servers that never answered while nobody did count as failures. */
+  for (guint i = 0; d->primary < 0 && i < d->servers->len; i++)
+    {
+      Server *s = g_ptr_array_index (d->servers, i);
+
+      if (s->address != NULL && !s->answered && s->error == NULL)
+        {
+          s->error = g_strdup ("no answer");
+          breaker_record (s->name, FALSE);
+        }
+    }
   cancel_all (d);
   destroy_source (&d->wait);
   destroy_source (&d->probe_timer);
@@ -780,6 +843,8 @@ resolve_cb (GObject      *source,
   maybe_finish (d);
 }
 
+static void start_server (Detect *d, const char *name);
+
 static void
 user_cancelled_cb (GCancellable *cancellable,
                    gpointer      user_data)
@@ -844,19 +909,44 @@ _natkit_detect_nat_async (const char * const   *servers,
   g_source_set_callback (d->deadline, deadline_cb, d, NULL);
   g_source_attach (d->deadline, g_main_context_get_thread_default ());
 
-  for (guint i = 0; servers[i]; i++)
+  {
+    gboolean all_open = TRUE;
+
+    for (guint i = 0; servers[i]; i++)
+      all_open = all_open && breaker_is_open (servers[i]);
+    for (guint i = 0; servers[i]; i++)
+      {
+        if (!all_open && breaker_is_open (servers[i]))
+          {
+            g_ptr_array_add (d->skipped, g_strdup_printf (
+              "server %s: not asked, it failed %d times in a row; natkit tries "
+              "it again in a minute", servers[i], BREAKER_FAILURES));
+            continue;
+          }
+        start_server (d, servers[i]);
+      }
+  }
+
+  maybe_finish (d);
+}
+
+static void
+start_server (Detect     *d,
+              const char *name)
+{
     {
       Server *s = g_new0 (Server, 1);
+      guint i = d->servers->len;
       g_autoptr(GSocketConnectable) connectable = NULL;
       g_autoptr(GError) parse_error = NULL;
 
-      s->name = g_strdup (servers[i]);
+      s->name = g_strdup (name);
       g_ptr_array_add (d->servers, s);
-      connectable = g_network_address_parse (servers[i], 3478, &parse_error);
+      connectable = g_network_address_parse (name, 3478, &parse_error);
       if (connectable == NULL)
         {
           s->error = g_strdup_printf ("not a server address: %s", parse_error->message);
-          continue;
+          return;
         }
 
       {
@@ -872,8 +962,6 @@ _natkit_detect_nat_async (const char * const   *servers,
         g_socket_address_enumerator_next_async (enumerator, op->cancellable, resolve_cb, op);
       }
     }
-
-  maybe_finish (d);
 }
 
 NatkitNatInfo *

@@ -193,14 +193,33 @@ start_coturn (void)
     "--userdb", db, NULL
   };
 
+  g_auto(GStrv) envp = g_get_environ ();
+
   if (turnserver == NULL)
     return FALSE;
-  if (!g_spawn_async (NULL, (char **) argv, NULL,
-                      G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL,
+  /* meson's MALLOC_PERTURB_ and our MALLOC_CHECK_ are for our code: coturn
+   * 4.6 does not survive them. */
+  envp = g_environ_unsetenv (envp, "MALLOC_PERTURB_");
+  envp = g_environ_unsetenv (envp, "MALLOC_CHECK_");
+  if (!g_spawn_async (NULL, (char **) argv, envp,
+                      G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL |
+                      G_SPAWN_STDERR_TO_DEV_NULL,
                       die_with_parent, NULL, &turn_pid, &error))
     g_error ("cannot start turnserver: %s", error->message);
-  g_usleep (500 * G_TIME_SPAN_MILLISECOND);
-  return TRUE;
+  /* Ready when it accepts TCP on the listening port (at most 10 s). */
+  for (guint i = 0; i < 200; i++)
+    {
+      g_autoptr(GSocketClient) client = g_socket_client_new ();
+      g_autoptr(GSocketConnection) connection = NULL;
+
+      g_socket_client_set_enable_proxy (client, FALSE);
+      connection = g_socket_client_connect_to_host (client, "127.0.0.1", 34780, NULL, NULL);
+      if (connection != NULL)
+        return TRUE;
+      g_usleep (50 * G_TIME_SPAN_MILLISECOND);
+    }
+  g_error ("turnserver did not start listening on 127.0.0.1:34780");
+  return FALSE;
 }
 
 typedef struct
@@ -297,6 +316,44 @@ test_detect_bad_names (void)
   g_assert_nonnull (strstr (error->message, "--stun"));
 }
 
+static void
+test_detect_circuit_breaker (void)
+{
+  g_autoptr(NatkitNatInfo) info = NULL;
+  g_autoptr(GError) error = NULL;
+  const char * const silent[] = { "127.0.0.4:34791", NULL };
+  const char * const both[] = { "127.0.0.1:34780", "127.0.0.4:34791", NULL };
+  gboolean found = FALSE;
+
+  if (turn_pid == 0)
+    {
+      g_test_skip ("turnserver (coturn) is not installed");
+      return;
+    }
+
+  /* Three failures in a row open the breaker for that server… */
+  for (guint i = 0; i < 3; i++)
+    {
+      g_assert_null (detect (silent, 300, &error));
+      g_assert_error (error, NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT);
+      g_clear_error (&error);
+    }
+
+  /* …so it is left out while another server can answer, and the result
+   * says so. */
+  info = detect (both, 3000, &error);
+  g_assert_no_error (error);
+  for (const char * const *s = natkit_nat_info_get_tests_skipped (info); *s; s++)
+    if (g_str_has_prefix (*s, "server 127.0.0.4:34791: not asked"))
+      found = TRUE;
+  g_assert_true (found);
+  g_clear_object (&info);
+
+  /* Alone, it is still asked: the breaker never leaves nothing to try. */
+  g_assert_null (detect (silent, 300, &error));
+  g_assert_error (error, NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -314,6 +371,7 @@ main (int    argc,
   g_test_add_func ("/natkit/detect/loopback-coturn", test_detect_loopback);
   g_test_add_func ("/natkit/detect/silent-server", test_detect_silent_server);
   g_test_add_func ("/natkit/detect/bad-names", test_detect_bad_names);
+  g_test_add_func ("/natkit/detect/circuit-breaker", test_detect_circuit_breaker);
 
   start_coturn ();
   ret = g_test_run ();
