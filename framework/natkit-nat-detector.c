@@ -9,11 +9,13 @@
  *            socket S1; a TCP connect to the first, to tell "UDP blocked"
  *            from "server unreachable" if no UDP answer comes.
  *   1 RTT    the first valid Test I answer names the primary server P, our
- *            mapped address M1 and P's OTHER-ADDRESS O. At once, all from S1:
- *              mapping II  → (O.ip, P.port)       mapping III → (O.ip, O.port)
- *              filtering   → P with CHANGE-REQUEST ip+port, and port only
- *            and from a second socket S2 a Binding request to M1 itself
- *            (hairpinning: does S1 receive it?).
+ *            mapped address M1 and P's OTHER-ADDRESS O. At once:
+ *              from S1: mapping II → (O.ip, P.port), mapping III → (O.ip, O.port)
+ *              from S3: filtering → P with CHANGE-REQUEST ip+port, and port
+ *                       only (a fresh socket: S1 has written to O, which
+ *                       would open the very filter being probed)
+ *              from S2: a Binding request to M1 itself (hairpinning: does
+ *                       S1 receive it?)
  *   2 RTT    mapping II equal to M1 → endpoint-independent (III cancelled);
  *            a change-ip+port answer → endpoint-independent filtering.
  *   wait     the filtering and hairpinning tests whose answer is "nothing
@@ -121,6 +123,7 @@ struct _Detect
   gpointer              progress_data;
   NatkitStunClient     *s1;
   NatkitStunClient     *s2;
+  NatkitStunClient     *s3;               /* filtering tests */
   GPtrArray            *servers;          /* Server */
   GPtrArray            *ops;              /* Op, owned */
   guint                 pending;
@@ -195,6 +198,7 @@ detect_free (gpointer data)
     g_signal_handler_disconnect (d->s1, d->probe_handler);
   g_clear_object (&d->s1);
   g_clear_object (&d->s2);
+  g_clear_object (&d->s3);
   g_clear_pointer (&d->servers, g_ptr_array_unref);
   g_clear_pointer (&d->ops, g_ptr_array_unref);
   g_clear_object (&d->local_ip);
@@ -281,6 +285,7 @@ static void binding_cb (GObject *source, GAsyncResult *result, gpointer user_dat
 
 static void
 start_binding (Detect             *d,
+               NatkitStunClient   *client,
                OpKind              kind,
                guint               server,
                GInetSocketAddress *target,
@@ -296,7 +301,7 @@ start_binding (Detect             *d,
   op->cancellable = g_cancellable_new ();
   g_ptr_array_add (d->ops, op);
   d->pending++;
-  natkit_stun_client_binding_async (d->s1, target, change, rto_ms, timeout_ms,
+  natkit_stun_client_binding_async (client, target, change, rto_ms, timeout_ms,
                                     op->cancellable, binding_cb, op);
 }
 
@@ -403,14 +408,29 @@ start_second_phase (Detect *d)
       progress (d, "Testing mapping and filtering with %s's second address", p->name);
       /* The other Test I answers are not needed any more. */
       cancel_kind (d, OP_TEST1);
-      start_binding (d, OP_MAP2, d->primary, alt_ip, 0, short_rto_ms (d), remaining_ms (d));
-      start_binding (d, OP_MAP3, d->primary, other, 0, short_rto_ms (d), remaining_ms (d));
-      d->filtering_started = TRUE;
-      start_binding (d, OP_FILTER_IP_PORT, d->primary, p->address,
-                     NATKIT_STUN_CHANGE_IP | NATKIT_STUN_CHANGE_PORT,
-                     short_rto_ms (d), window);
-      start_binding (d, OP_FILTER_PORT, d->primary, p->address,
-                     NATKIT_STUN_CHANGE_PORT, short_rto_ms (d), window);
+      start_binding (d, d->s1, OP_MAP2, d->primary, alt_ip, 0, short_rto_ms (d), remaining_ms (d));
+      start_binding (d, d->s1, OP_MAP3, d->primary, other, 0, short_rto_ms (d), remaining_ms (d));
+
+      /* Filtering runs at the same time from its own socket: S1's mapping
+       * tests write to the second address, which would open the filter
+       * that the filtering tests probe (RFC 5780 runs them one after the
+       * other for that reason). A fresh socket has written only to P. */
+      d->s3 = natkit_stun_client_new (g_inet_address_get_family (
+                g_inet_socket_address_get_address (p->address)), &error);
+      if (d->s3 != NULL)
+        {
+          d->filtering_started = TRUE;
+          start_binding (d, d->s3, OP_FILTER_IP_PORT, d->primary, p->address,
+                         NATKIT_STUN_CHANGE_IP | NATKIT_STUN_CHANGE_PORT,
+                         short_rto_ms (d), window);
+          start_binding (d, d->s3, OP_FILTER_PORT, d->primary, p->address,
+                         NATKIT_STUN_CHANGE_PORT, short_rto_ms (d), window);
+        }
+      else
+        {
+          g_ptr_array_add (d->skipped, g_strdup_printf ("filtering: %s", error->message));
+          g_clear_error (&error);
+        }
     }
   else
     {
@@ -631,7 +651,8 @@ finish_with_answer (Detect *d)
   set_skipped_and_servers (d, info);
   info->elapsed_ms = (g_get_monotonic_time () - d->start) / 1000;
   info->packets_sent = natkit_stun_client_get_packets_sent (d->s1) +
-                       (d->s2 ? natkit_stun_client_get_packets_sent (d->s2) : 0);
+                       (d->s2 ? natkit_stun_client_get_packets_sent (d->s2) : 0) +
+                       (d->s3 ? natkit_stun_client_get_packets_sent (d->s3) : 0);
   g_task_return_pointer (d->task, g_steal_pointer (&info), g_object_unref);
 }
 
@@ -799,7 +820,7 @@ start_test1 (Detect *d,
     }
 
   progress (d, "Asking %s for our public address", s->name);
-  start_binding (d, OP_TEST1, index, s->address, 0, INITIAL_RTO_MS, remaining_ms (d));
+  start_binding (d, d->s1, OP_TEST1, index, s->address, 0, INITIAL_RTO_MS, remaining_ms (d));
 
   if (!d->tcp_started)
     {
