@@ -312,7 +312,9 @@ wait_window_ms (Detect *d)
   Server *p = primary (d);
   guint rtt = p ? (guint) (p->response.rtt_us / 1000) : INITIAL_RTO_MS;
 
-  return MIN (remaining_ms (d), CLAMP (4 * rtt + 300, 400, 3000));
+  /* Three sends at RTO 2×RTT (at least 50 ms) fit in the window: a loss
+   * or two does not turn into a wrong "filtered" verdict. */
+  return MIN (remaining_ms (d), CLAMP (4 * rtt + 150, 250, 3000));
 }
 
 static guint
