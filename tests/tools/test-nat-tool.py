@@ -118,6 +118,23 @@ class NatToolTest(unittest.TestCase):
             self.assertIn("--json", r.stdout)
             self.assertIn("Exit status", r.stdout)
 
+    def test_detect_usage(self):
+        r = self.run_tool("detect", "--timeout", "0")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--timeout", r.stderr)
+        # No server given and none configured: says how to give one.
+        r = self.run_tool("detect", "--json")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--stun", json.loads(r.stdout)["error"]["message"])
+
+    def test_detect_unreachable(self):
+        # Nothing listens there (UDP or TCP): a clear error within the timeout.
+        r = self.run_tool("detect", "--stun", "127.0.0.5:34799", "--timeout", "1", "--json")
+        self.assertEqual(r.returncode, 1)
+        err = json.loads(r.stdout)["error"]
+        self.assertIn("No STUN server answered", err["message"])
+        self.assertIn("not reachable over TCP", err["message"])
+
     def test_version(self):
         data = json.loads(self.run_tool("version", "--json").stdout)
         self.assertRegex(data["version"], r"^\d+\.\d+\.\d+$")
