@@ -283,6 +283,23 @@ cancel_all (Detect *d)
 
 static void binding_cb (GObject *source, GAsyncResult *result, gpointer user_data);
 
+/* A new pending operation, with its own cancellable. */
+static Op *
+op_start (Detect *d,
+          OpKind  kind,
+          guint   server)
+{
+  Op *op = g_new0 (Op, 1);
+
+  op->d = d;
+  op->kind = kind;
+  op->server = server;
+  op->cancellable = g_cancellable_new ();
+  g_ptr_array_add (d->ops, op);
+  d->pending++;
+  return op;
+}
+
 static void
 start_binding (Detect             *d,
                NatkitStunClient   *client,
@@ -293,14 +310,8 @@ start_binding (Detect             *d,
                guint               rto_ms,
                guint               timeout_ms)
 {
-  Op *op = g_new0 (Op, 1);
+  Op *op = op_start (d, kind, server);
 
-  op->d = d;
-  op->kind = kind;
-  op->server = server;
-  op->cancellable = g_cancellable_new ();
-  g_ptr_array_add (d->ops, op);
-  d->pending++;
   natkit_stun_client_binding_async (client, target, change, rto_ms, timeout_ms,
                                     op->cancellable, binding_cb, op);
 }
@@ -957,34 +968,25 @@ static void
 start_server (Detect     *d,
               const char *name)
 {
+  Server *s = g_new0 (Server, 1);
+  guint index = d->servers->len;
+  g_autoptr(GSocketConnectable) connectable = NULL;
+  g_autoptr(GSocketAddressEnumerator) enumerator = NULL;
+  g_autoptr(GError) error = NULL;
+  Op *op;
+
+  s->name = g_strdup (name);
+  g_ptr_array_add (d->servers, s);
+  connectable = g_network_address_parse (name, 3478, &error);
+  if (connectable == NULL)
     {
-      Server *s = g_new0 (Server, 1);
-      guint i = d->servers->len;
-      g_autoptr(GSocketConnectable) connectable = NULL;
-      g_autoptr(GError) parse_error = NULL;
-
-      s->name = g_strdup (name);
-      g_ptr_array_add (d->servers, s);
-      connectable = g_network_address_parse (name, 3478, &parse_error);
-      if (connectable == NULL)
-        {
-          s->error = g_strdup_printf ("not a server address: %s", parse_error->message);
-          return;
-        }
-
-      {
-        g_autoptr(GSocketAddressEnumerator) enumerator = g_socket_connectable_enumerate (connectable);
-        Op *op = g_new0 (Op, 1);
-
-        op->d = d;
-        op->server = i;
-        op->kind = OP_RESOLVE;
-        op->cancellable = g_cancellable_new ();
-        g_ptr_array_add (d->ops, op);
-        d->pending++;
-        g_socket_address_enumerator_next_async (enumerator, op->cancellable, resolve_cb, op);
-      }
+      s->error = g_strdup_printf ("not a server address: %s", error->message);
+      return;
     }
+
+  enumerator = g_socket_connectable_enumerate (connectable);
+  op = op_start (d, OP_RESOLVE, index);
+  g_socket_address_enumerator_next_async (enumerator, op->cancellable, resolve_cb, op);
 }
 
 NatkitNatInfo *
