@@ -10,7 +10,8 @@ and removes all of it again.  Standard library only; needs root.
 
     from natlab import Lab
     with Lab(site_a="port-restricted", site_b="symmetric") as lab:
-        lab.run(lab.host_a, ["ping", "-c1", "198.51.100.1"])
+        lab.run(lab.host_a, ["turnutils_natdiscovery", "-m", "-f",
+                             "-L", lab.host_a_ip, "198.51.100.1"])
 
 Every packet stays inside the namespaces created here: the root namespace
 gets no address, route or interface from the lab.
@@ -25,12 +26,12 @@ See README.md next to this file.
 """
 
 import atexit
-import errno
 import glob
 import json
 import os
 import re
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -39,8 +40,9 @@ import tempfile
 import threading
 import time
 
-__all__ = ["Lab", "LabError", "LabSkip", "NAT_TYPES", "sweep",
-           "check_requirements", "SKIP_EXIT", "HERE", "PYTHON", "PROBE"]
+__all__ = ["Lab", "Reflector", "Site", "LabError", "LabSkip", "NAT_TYPES",
+           "BEHAVIOR", "sweep", "check_requirements", "nft_ruleset",
+           "SKIP_EXIT", "HERE", "PYTHON", "PROBE"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"
@@ -148,13 +150,15 @@ def _proc_starttime(pid):
 
 
 def _pid_alive(pid):
+    """True if pid runs (a zombie, e.g. a kill -9'ed owner not yet reaped,
+    counts as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return not _is_zombie(pid)
 
 
 def _netns_list():
@@ -380,8 +384,11 @@ def _cleanup_all():
 
 
 def _on_signal(signum, frame):
-    # SystemExit unwinds "with" blocks; atexit catches the rest
+    # no second signal in the middle of the cleanup
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
     _cleanup_all()
+    # SystemExit unwinds "with" blocks (already torn down) and runs atexit
     raise SystemExit(128 + signum)
 
 
@@ -430,6 +437,36 @@ class Site:
                 "host_ns": self.host, "wan_ip": self.wan,
                 "lan_net": self.lan_net, "gateway": self.gw,
                 "host_ip": self.host_ip, "public_ip": self.public_ip}
+
+
+class Reflector:
+    """Handle of a running udp_probe.py reflector."""
+
+    def __init__(self, proc, log, udp, tcp):
+        self.proc, self.log, self.udp, self.tcp = proc, log, udp, tcp
+
+    def entries(self):
+        """Datagrams / connections the reflector saw so far (list of dicts
+        with proto, at, src, op)."""
+        res = []
+        try:
+            with open(self.log) as f:
+                for line in f:
+                    try:
+                        res.append(json.loads(line))
+                    except ValueError:
+                        pass
+        except OSError:
+            pass
+        return res
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
 
 
 class Lab:
@@ -546,6 +583,34 @@ class Lab:
         except ValueError:
             raise LabError("udp_probe %s: bad output %r" % (args, r.stdout))
 
+    def start_reflector(self, udp=None, tcp=None, ns="inet"):
+        """Start udp_probe.py reflector (observer / echo server, see
+        udp_probe.py) in ns, by default on ports 5000-5002 of both server
+        addresses (UDP) and 5000 (TCP).  Returns a Reflector."""
+        if udp is None:
+            udp = ["%s:%d" % (ip, port) for ip in SERVER_IPS
+                   for port in (5000, 5001, 5002)]
+        if tcp is None:
+            tcp = ["%s:5000" % ip for ip in SERVER_IPS]
+        log = os.path.join(self.tmpdir, "reflector-%d.log" % len(self._procs))
+        args = [PYTHON, PROBE, "reflector", "--log", log]
+        for u in udp:
+            args += ["--udp", u]
+        for t in tcp:
+            args += ["--tcp", t]
+        errlog = log + ".stderr"
+        with open(errlog, "w") as err:
+            p = self.popen(ns, args, stdout=subprocess.PIPE, stderr=err,
+                           stdin=subprocess.DEVNULL, text=True)
+        ready, _, _ = select.select([p.stdout], [], [], 10)
+        line = p.stdout.readline() if ready else ""
+        if line.strip() != "READY":
+            p.kill()
+            with open(errlog) as f:
+                raise LabError("reflector did not start: %s%s" % (
+                    line, f.read()))
+        return Reflector(p, log, udp, tcp)
+
     def nft(self, site):
         """Current nft ruleset of a site router (for debugging)."""
         return self.run(self.site(site).router,
@@ -596,8 +661,8 @@ class Lab:
 
     def _build(self):
         for ns in self.namespaces:
+            self._namespaces.append(ns)     # before: teardown may interrupt
             _sh(["ip", "netns", "add", ns])
-            self._namespaces.append(ns)
             self._sysctl(ns, {"net.ipv6.conf.all.disable_ipv6": 1,
                               "net.ipv6.conf.default.disable_ipv6": 1})
         inet = self.inet
