@@ -833,7 +833,10 @@ start_test1 (Detect *d,
     }
 
   progress (d, "Asking %s for our public address", s->name);
-  start_binding (d, d->s1, OP_TEST1, index, s->address, 0, INITIAL_RTO_MS, remaining_ms (d));
+  /* Ends a little before the overall deadline, so its own error (which
+   * says what was wrong with any answers) is the one reported. */
+  start_binding (d, d->s1, OP_TEST1, index, s->address, 0, INITIAL_RTO_MS,
+                 MAX (1, (int) remaining_ms (d) - 50));
 
   if (!d->tcp_started)
     {

@@ -17,6 +17,8 @@
 #include "natkit.h"
 #include "natkit-stun-client-private.h"
 
+#include <stun/stunagent.h>
+
 /* RFC 5769 section 2.2: sample IPv4 response. */
 static const guint8 rfc5769_ipv4[] = {
   0x01, 0x01, 0x00, 0x3c, 0x21, 0x12, 0xa4, 0x42,
@@ -354,6 +356,124 @@ test_detect_circuit_breaker (void)
   g_assert_error (error, NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT);
 }
 
+/* A lying STUN server in the test process: it answers every Binding
+ * request, but wrongly, in the way @mode says. */
+typedef enum {
+  LIE_WRONG_SOURCE,     /* a good answer, from another port */
+  LIE_BAD_FINGERPRINT,  /* a good answer with one bit flipped */
+  LIE_GARBAGE,          /* random bytes */
+  LIE_OTHER_TXID,       /* a good answer to another transaction */
+} LieMode;
+
+typedef struct
+{
+  GSocket *socket;
+  GSocket *other;       /* for LIE_WRONG_SOURCE */
+  LieMode  mode;
+  guint    requests;
+} Liar;
+
+static gboolean
+liar_cb (GSocket      *socket,
+         GIOCondition  condition,
+         gpointer      user_data)
+{
+  Liar *liar = user_data;
+  g_autoptr(GSocketAddress) from = NULL;
+  guint8 request[1500], answer[1500];
+  struct sockaddr_storage native;
+  StunAgent agent;
+  StunMessage req, msg;
+  gssize n;
+  gsize len;
+
+  n = g_socket_receive_from (socket, &from, (char *) request, sizeof request, NULL, NULL);
+  if (n <= 0)
+    return G_SOURCE_CONTINUE;
+  liar->requests++;
+
+  stun_agent_init (&agent, NULL, STUN_COMPATIBILITY_RFC5389, STUN_AGENT_USAGE_USE_FINGERPRINT |
+                   STUN_AGENT_USAGE_IGNORE_CREDENTIALS);
+  if (stun_agent_validate (&agent, &req, request, n, NULL, NULL) != STUN_VALIDATION_SUCCESS)
+    return G_SOURCE_CONTINUE;
+  if (liar->mode == LIE_OTHER_TXID)
+    request[19] ^= 0xff;
+  stun_agent_init_response (&agent, &msg, answer, sizeof answer, &req);
+  g_socket_address_to_native (from, &native, sizeof native, NULL);
+  stun_message_append_xor_addr (&msg, STUN_ATTRIBUTE_XOR_MAPPED_ADDRESS,
+                                &native, g_socket_address_get_native_size (from));
+  len = stun_agent_finish_message (&agent, &msg, NULL, 0);
+
+  switch (liar->mode)
+    {
+    case LIE_WRONG_SOURCE:
+      g_socket_send_to (liar->other, from, (char *) answer, len, NULL, NULL);
+      return G_SOURCE_CONTINUE;
+    case LIE_BAD_FINGERPRINT:
+      answer[len - 1] ^= 0x01;
+      break;
+    case LIE_GARBAGE:
+      for (gsize i = 0; i < len; i++)
+        answer[i] = g_random_int_range (0, 256);
+      break;
+    case LIE_OTHER_TXID:
+    default:
+      break;
+    }
+  g_socket_send_to (socket, from, (char *) answer, len, NULL, NULL);
+  return G_SOURCE_CONTINUE;
+}
+
+static GSocket *
+bound_udp (guint16 port)
+{
+  g_autoptr(GInetAddress) lo = g_inet_address_new_from_string ("127.0.0.1");
+  g_autoptr(GSocketAddress) address = g_inet_socket_address_new (lo, port);
+  GSocket *socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_DATAGRAM,
+                                  G_SOCKET_PROTOCOL_UDP, NULL);
+
+  g_assert_true (g_socket_bind (socket, address, TRUE, NULL));
+  return socket;
+}
+
+static void
+test_detect_liars (void)
+{
+  const struct { LieMode mode; const char *pattern; } cases[] = {
+    { LIE_WRONG_SOURCE, "*answer came from the wrong address*" },
+    { LIE_BAD_FINGERPRINT, "*FINGERPRINT does not match*" },
+    { LIE_GARBAGE, "*No STUN server answered*" },
+    { LIE_OTHER_TXID, "*No STUN server answered*" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      Liar liar = { bound_udp (34800), bound_udp (34801), cases[i].mode, 0 };
+      GSource *source = g_socket_create_source (liar.socket, G_IO_IN, NULL);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(NatkitNatInfo) info = NULL;
+      gint64 start = g_get_monotonic_time ();
+
+      g_source_set_callback (source, (GSourceFunc) (void (*) (void)) liar_cb, &liar, NULL);
+      g_source_attach (source, NULL);
+
+      /* No mapping is ever claimed from a lying answer, and it ends within
+       * the timeout with an error that says what was wrong. */
+      info = detect ((const char *[]) { "127.0.0.1:34800", NULL }, 1200, &error);
+      g_assert_null (info);
+      g_assert_error (error, NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT);
+      if (!g_pattern_match_simple (cases[i].pattern, error->message))
+        g_error ("case %u: “%s” does not match “%s”", i, error->message, cases[i].pattern);
+      g_assert_cmpuint (liar.requests, >=, 2);   /* it retransmitted */
+      g_assert_cmpint (g_get_monotonic_time () - start, <, 3 * G_USEC_PER_SEC);
+
+      g_source_destroy (source);
+      g_source_unref (source);
+      g_object_unref (liar.socket);
+      g_object_unref (liar.other);
+    }
+}
+
 int
 main (int    argc,
       char **argv)
@@ -372,6 +492,7 @@ main (int    argc,
   g_test_add_func ("/natkit/detect/silent-server", test_detect_silent_server);
   g_test_add_func ("/natkit/detect/bad-names", test_detect_bad_names);
   g_test_add_func ("/natkit/detect/circuit-breaker", test_detect_circuit_breaker);
+  g_test_add_func ("/natkit/detect/liars", test_detect_liars);
 
   start_coturn ();
   ret = g_test_run ();
