@@ -171,7 +171,8 @@ test_build_request (void)
 
 /* The client against a real STUN server (coturn) on loopback. */
 
-static GPid turn_pid;
+static GPid turn_pid;          /* the RFC 5780 server: 127.0.0.1 + .2, ports 34780/34781 */
+static GArray *turn_pids;      /* every coturn we started */
 
 static void
 die_with_parent (gpointer data)
@@ -180,34 +181,69 @@ die_with_parent (gpointer data)
   prctl (PR_SET_PDEATHSIG, SIGTERM);
 }
 
-static gboolean
-start_coturn (void)
+static char *
+turn_db (guint n)
+{
+  return g_strdup_printf ("%s/natkit-test-turndb-%d-%u", g_get_tmp_dir (), (int) getpid (), n);
+}
+
+/* Starts coturn listening on @ip (and @ip2 with @alt_port for RFC 5780,
+ * when given) and waits until it accepts connections. Returns 0 when coturn
+ * is not installed. */
+static GPid
+spawn_coturn (const char *ip,
+              const char *ip2,
+              guint16     port,
+              guint16     alt_port)
 {
   g_autofree char *turnserver = g_find_program_in_path ("turnserver");
-  g_autofree char *db = g_strdup_printf ("%s/natkit-test-turndb-%d", g_get_tmp_dir (), (int) getpid ());
-  g_autoptr(GError) error = NULL;
-  const char *argv[] = {
-    turnserver, "-n", "--listening-ip", "127.0.0.1", "--listening-ip", "127.0.0.2",
-    "--listening-port", "34780", "--alt-listening-port", "34781",
-    "--no-tls", "--no-dtls", "--no-cli", "--no-tcp-relay", "--log-file", "stdout",
-    "--simple-log", "--lt-cred-mech", "--user", "test:test", "--realm", "natkit.test",
-    "--min-port", "40000", "--max-port", "40100", "--pidfile", "/dev/null",
-    "--userdb", db, NULL
-  };
-
+  g_autofree char *db = turn_db (turn_pids ? turn_pids->len : 0);
+  g_autofree char *port_s = g_strdup_printf ("%u", port);
+  g_autofree char *alt_s = g_strdup_printf ("%u", alt_port);
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
   g_auto(GStrv) envp = g_get_environ ();
+  g_autoptr(GError) error = NULL;
+  GPid pid;
 
   if (turnserver == NULL)
-    return FALSE;
+    return 0;
+
+  g_ptr_array_add (argv, turnserver);
+  g_ptr_array_add (argv, "-n");
+  g_ptr_array_add (argv, "--listening-ip");
+  g_ptr_array_add (argv, (char *) ip);
+  if (ip2)
+    {
+      g_ptr_array_add (argv, "--listening-ip");
+      g_ptr_array_add (argv, (char *) ip2);
+      g_ptr_array_add (argv, "--alt-listening-port");
+      g_ptr_array_add (argv, alt_s);
+    }
+  g_ptr_array_add (argv, "--listening-port");
+  g_ptr_array_add (argv, port_s);
+  for (const char * const *a = (const char * const[]) {
+         "--no-tls", "--no-dtls", "--no-cli", "--no-tcp-relay", "--log-file", "stdout",
+         "--simple-log", "--lt-cred-mech", "--user", "test:test", "--realm", "natkit.test",
+         "--min-port", "40000", "--max-port", "40100", "--pidfile", "/dev/null", NULL };
+       *a; a++)
+    g_ptr_array_add (argv, (char *) *a);
+  g_ptr_array_add (argv, "--userdb");
+  g_ptr_array_add (argv, db);
+  g_ptr_array_add (argv, NULL);
+
   /* meson's MALLOC_PERTURB_ and our MALLOC_CHECK_ are for our code: coturn
    * 4.6 does not survive them. */
   envp = g_environ_unsetenv (envp, "MALLOC_PERTURB_");
   envp = g_environ_unsetenv (envp, "MALLOC_CHECK_");
-  if (!g_spawn_async (NULL, (char **) argv, envp,
+  if (!g_spawn_async (NULL, (char **) argv->pdata, envp,
                       G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL |
                       G_SPAWN_STDERR_TO_DEV_NULL,
-                      die_with_parent, NULL, &turn_pid, &error))
+                      die_with_parent, NULL, &pid, &error))
     g_error ("cannot start turnserver: %s", error->message);
+  if (turn_pids == NULL)
+    turn_pids = g_array_new (FALSE, FALSE, sizeof (GPid));
+  g_array_append_val (turn_pids, pid);
+
   /* Ready when it accepts TCP on the listening port (at most 10 s). */
   for (guint i = 0; i < 200; i++)
     {
@@ -215,13 +251,29 @@ start_coturn (void)
       g_autoptr(GSocketConnection) connection = NULL;
 
       g_socket_client_set_enable_proxy (client, FALSE);
-      connection = g_socket_client_connect_to_host (client, "127.0.0.1", 34780, NULL, NULL);
+      connection = g_socket_client_connect_to_host (client, ip, port, NULL, NULL);
       if (connection != NULL)
-        return TRUE;
+        return pid;
       g_usleep (50 * G_TIME_SPAN_MILLISECOND);
     }
-  g_error ("turnserver did not start listening on 127.0.0.1:34780");
-  return FALSE;
+  g_error ("turnserver did not start listening on %s:%u", ip, port);
+  return 0;
+}
+
+static void
+stop_coturns (void)
+{
+  for (guint i = 0; turn_pids && i < turn_pids->len; i++)
+    {
+      GPid pid = g_array_index (turn_pids, GPid, i);
+      g_autofree char *db = turn_db (i);
+
+      kill (pid, SIGTERM);
+      waitpid (pid, NULL, 0);
+      g_spawn_close_pid (pid);
+      g_unlink (db);
+    }
+  g_clear_pointer (&turn_pids, g_array_unref);
 }
 
 typedef struct
@@ -474,6 +526,35 @@ test_detect_liars (void)
     }
 }
 
+static void
+test_detect_two_servers (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitNatInfo) info = NULL;
+  const char * const *skipped;
+
+  if (turn_pid == 0)
+    {
+      g_test_skip ("turnserver (coturn) is not installed");
+      return;
+    }
+
+  /* Two servers with one address each: no OTHER-ADDRESS, so the mapping is
+   * compared across the servers and the filtering tests are reported as
+   * not run, with the reason. */
+  spawn_coturn ("127.0.0.6", NULL, 34810, 0);
+  spawn_coturn ("127.0.0.7", NULL, 34810, 0);
+  info = detect ((const char *[]) { "127.0.0.6:34810", "127.0.0.7:34810", NULL }, 3000, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (natkit_nat_info_get_mapping (info), ==, NATKIT_NAT_BEHAVIOR_ENDPOINT_INDEPENDENT);
+  g_assert_cmpint (natkit_nat_info_get_filtering (info), ==, NATKIT_NAT_BEHAVIOR_UNKNOWN);
+  g_assert_cmpuint (g_strv_length ((GStrv) natkit_nat_info_get_servers_used (info)), ==, 2);
+  skipped = natkit_nat_info_get_tests_skipped (info);
+  g_assert_cmpuint (g_strv_length ((GStrv) skipped), ==, 1);
+  g_assert_true (g_str_has_prefix (skipped[0], "filtering: "));
+  g_assert_nonnull (strstr (skipped[0], "no OTHER-ADDRESS"));
+}
+
 int
 main (int    argc,
       char **argv)
@@ -493,17 +574,10 @@ main (int    argc,
   g_test_add_func ("/natkit/detect/bad-names", test_detect_bad_names);
   g_test_add_func ("/natkit/detect/circuit-breaker", test_detect_circuit_breaker);
   g_test_add_func ("/natkit/detect/liars", test_detect_liars);
+  g_test_add_func ("/natkit/detect/two-servers", test_detect_two_servers);
 
-  start_coturn ();
+  turn_pid = spawn_coturn ("127.0.0.1", "127.0.0.2", 34780, 34781);
   ret = g_test_run ();
-  if (turn_pid)
-    {
-      g_autofree char *db = g_strdup_printf ("%s/natkit-test-turndb-%d", g_get_tmp_dir (), (int) getpid ());
-
-      kill (turn_pid, SIGTERM);
-      waitpid (turn_pid, NULL, 0);
-      g_spawn_close_pid (turn_pid);
-      g_unlink (db);
-    }
+  stop_coturns ();
   return ret;
 }
