@@ -34,7 +34,8 @@
  *     "relay": { "rank": "primary+1" },
  *     "upnp": { "enabled": false }
  *   },
- *   "timers": { "keepalive": 25, "connect-timeout": 30, "stun-timeout": 3 },
+ *   "timers": { "keepalive": 25, "connect-timeout": 30, "stun-timeout": 3,
+ *               "lifetime-probe-step": 5 },
  *   "identity": "/home/alice/.config/natkit/identity.key"
  * }
  * ```
@@ -72,6 +73,7 @@ struct _NatkitConfig
   guint       keepalive_ms;
   guint       connect_timeout_ms;
   guint       stun_timeout_ms;
+  guint       lifetime_step_ms;
 };
 
 G_DEFINE_FINAL_TYPE (NatkitConfig, natkit_config, G_TYPE_OBJECT)
@@ -79,6 +81,7 @@ G_DEFINE_FINAL_TYPE (NatkitConfig, natkit_config, G_TYPE_OBJECT)
 #define DEFAULT_KEEPALIVE_MS       25000
 #define DEFAULT_CONNECT_TIMEOUT_MS 30000
 #define DEFAULT_STUN_TIMEOUT_MS     3000
+#define DEFAULT_LIFETIME_STEP_MS    5000
 
 static void
 turn_server_free (gpointer data)
@@ -127,6 +130,7 @@ natkit_config_init (NatkitConfig *self)
   self->keepalive_ms = DEFAULT_KEEPALIVE_MS;
   self->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
   self->stun_timeout_ms = DEFAULT_STUN_TIMEOUT_MS;
+  self->lifetime_step_ms = DEFAULT_LIFETIME_STEP_MS;
 }
 
 /* Parsing. Every error names the source and the key. */
@@ -415,6 +419,7 @@ parse_timers (Parser    *parser,
     { "keepalive", G_STRUCT_OFFSET (NatkitConfig, keepalive_ms) },
     { "connect-timeout", G_STRUCT_OFFSET (NatkitConfig, connect_timeout_ms) },
     { "stun-timeout", G_STRUCT_OFFSET (NatkitConfig, stun_timeout_ms) },
+    { "lifetime-probe-step", G_STRUCT_OFFSET (NatkitConfig, lifetime_step_ms) },
   };
   JsonObjectIter iter;
   const char *name;
@@ -457,7 +462,7 @@ parse_timers (Parser    *parser,
 
       if (!known)
         g_warning ("%s: ignoring unknown timer “%s” (known timers: keepalive, "
-                   "connect-timeout, stun-timeout)", parser->source, key);
+                   "connect-timeout, stun-timeout, lifetime-probe-step)", parser->source, key);
     }
 
   return TRUE;
@@ -969,4 +974,18 @@ natkit_config_get_stun_timeout (NatkitConfig *self)
 {
   g_return_val_if_fail (NATKIT_IS_CONFIG (self), DEFAULT_STUN_TIMEOUT_MS);
   return self->stun_timeout_ms;
+}
+
+/**
+ * natkit_config_get_lifetime_probe_step:
+ * @self: settings
+ *
+ * Returns: the first idle wait of the binding lifetime probe, in
+ *   milliseconds (default 5 s); it doubles after each binding that lived
+ */
+guint
+natkit_config_get_lifetime_probe_step (NatkitConfig *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONFIG (self), DEFAULT_LIFETIME_STEP_MS);
+  return self->lifetime_step_ms;
 }

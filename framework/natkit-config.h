@@ -78,4 +78,7 @@ guint               natkit_config_get_connect_timeout      (NatkitConfig  *self)
 NATKIT_AVAILABLE_IN_ALL
 guint               natkit_config_get_stun_timeout         (NatkitConfig  *self);
 
+NATKIT_AVAILABLE_IN_ALL
+guint               natkit_config_get_lifetime_probe_step  (NatkitConfig  *self);
+
 G_END_DECLS

@@ -190,4 +190,18 @@ typedef enum {
   NATKIT_HAIRPINNING_UNSUPPORTED,
 } NatkitHairpinning;
 
+/**
+ * NatkitDetectFlags:
+ * @NATKIT_DETECT_NONE: the RFC 5780 mapping, filtering and hairpinning tests
+ * @NATKIT_DETECT_BINDING_LIFETIME: also measure how long an idle UDP binding
+ *   lives (RFC 5780 section 4.6). Slow: it waits about twice the lifetime,
+ *   within the detection timeout
+ *
+ * What [method@Natkit.Manager.detect_nat_async] measures.
+ */
+typedef enum /*< flags >*/ {
+  NATKIT_DETECT_NONE = 0,
+  NATKIT_DETECT_BINDING_LIFETIME = 1 << 0,
+} NatkitDetectFlags;
+
 G_END_DECLS

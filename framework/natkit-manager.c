@@ -664,7 +664,8 @@ detect_done_cb (GObject      *source,
  * @servers: (nullable) (array zero-terminated=1): STUN servers as
  *   `HOST[:PORT]`, or %NULL for the configured ones
  * @timeout_ms: the longest detection may take, in milliseconds, or 0 for
- *   the default (5 s)
+ *   the default (5 s; 300 s with %NATKIT_DETECT_BINDING_LIFETIME)
+ * @flags: what to measure beyond the RFC 5780 basics
  * @cancellable: (nullable): a #GCancellable
  * @callback: (scope async): called with the result
  * @user_data: data for @callback
@@ -682,6 +683,7 @@ void
 natkit_manager_detect_nat_async (NatkitManager       *self,
                                  const char * const  *servers,
                                  guint                timeout_ms,
+                                 NatkitDetectFlags    flags,
                                  GCancellable        *cancellable,
                                  GAsyncReadyCallback  callback,
                                  gpointer             user_data)
@@ -697,7 +699,9 @@ natkit_manager_detect_nat_async (NatkitManager       *self,
 
   if (servers == NULL)
     servers = natkit_config_get_stun_servers (self->config);
-  _natkit_detect_nat_async (servers, timeout_ms, detect_progress_cb, self,
+  _natkit_detect_nat_async (servers, timeout_ms, flags,
+                            natkit_config_get_lifetime_probe_step (self->config),
+                            detect_progress_cb, self,
                             cancellable, detect_done_cb, task);
 }
 

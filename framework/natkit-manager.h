@@ -61,6 +61,7 @@ NATKIT_AVAILABLE_IN_ALL
 void              natkit_manager_detect_nat_async  (NatkitManager           *self,
                                                     const char * const      *servers,
                                                     guint                    timeout_ms,
+                                                    NatkitDetectFlags        flags,
                                                     GCancellable            *cancellable,
                                                     GAsyncReadyCallback      callback,
                                                     gpointer                 user_data);

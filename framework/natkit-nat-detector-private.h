@@ -13,6 +13,8 @@ typedef void (*NatkitDetectProgress) (const char *message,
 
 void           _natkit_detect_nat_async  (const char * const   *servers,
                                           guint                 timeout_ms,
+                                          NatkitDetectFlags     flags,
+                                          guint                 lifetime_step_ms,
                                           NatkitDetectProgress  progress,
                                           gpointer              progress_data,
                                           GCancellable         *cancellable,

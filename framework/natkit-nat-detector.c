@@ -27,11 +27,13 @@
  */
 #include "config.h"
 
+#include "natkit-binding-lifetime-private.h"
 #include "natkit-nat-detector-private.h"
 #include "natkit-nat-info-private.h"
 #include "natkit-stun-client-private.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
+#define DEFAULT_LIFETIME_TIMEOUT_MS (300 * 1000)
 #define INITIAL_RTO_MS     500    /* RFC 8489 section 6.2.1 */
 #define PROBE_COUNT        3
 
@@ -151,6 +153,9 @@ struct _Detect
   gboolean              tcp_started;
   GPtrArray            *skipped;          /* char* */
   gboolean              finished;
+  NatkitDetectFlags     flags;
+  guint                 total_timeout_ms;
+  guint                 lifetime_step_ms;
 };
 
 static void maybe_finish (Detect *d);
@@ -348,7 +353,7 @@ probe_timer_cb (gpointer user_data)
       g_clear_pointer (&d->probe_timer, g_source_unref);
       return G_SOURCE_REMOVE;
     }
-  natkit_stun_client_send_probe (d->s2, p->response.mapped,
+  natkit_stun_client_send_probe (d->s2, p->response.mapped, 0,
                                  d->probe_txids[d->probes_sent++]);
   return G_SOURCE_CONTINUE;
 }
@@ -592,6 +597,53 @@ set_skipped_and_servers (Detect        *d,
   info->tests_skipped = g_strv_builder_end (skipped);
 }
 
+
+static void lifetime_cb (GObject *source, GAsyncResult *result, gpointer user_data);
+
+typedef struct
+{
+  GTask         *task;
+  NatkitNatInfo *info;
+  Detect        *d;      /* alive as long as task is */
+} LifetimeJob;
+
+static void
+lifetime_cb (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  LifetimeJob *job = user_data;
+  Detect *d = job->d;
+  g_autoptr(GError) error = NULL;
+  guint at_least = 0, less_than = 0;
+
+  if (_natkit_probe_binding_lifetime_finish (result, &at_least, &less_than, &error))
+    {
+      job->info->lifetime_at_least_ms = at_least;
+      job->info->lifetime_less_than_ms = less_than;
+      if (less_than)
+        progress (d, "An idle binding lives between %u and %u s", at_least / 1000, less_than / 1000);
+      else
+        progress (d, "An idle binding lives at least %u s", at_least / 1000);
+    }
+  else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      g_task_return_error (job->task, g_steal_pointer (&error));
+      goto out;
+    }
+  else
+    g_ptr_array_add (d->skipped, g_strdup_printf ("binding lifetime: %s", error->message));
+
+  set_skipped_and_servers (d, job->info);
+  job->info->elapsed_ms = (g_get_monotonic_time () - d->start) / 1000;
+  g_task_return_pointer (job->task, g_steal_pointer (&job->info), g_object_unref);
+
+out:
+  g_clear_object (&job->info);
+  g_object_unref (job->task);
+  g_free (job);
+}
+
 static void
 finish_with_answer (Detect *d)
 {
@@ -661,11 +713,29 @@ finish_with_answer (Detect *d)
   if (info->nat_type == NATKIT_NAT_TYPE_UNKNOWN)
     info->nat_type = _natkit_nat_type_classify (behind_nat, info->mapping, info->filtering);
 
-  set_skipped_and_servers (d, info);
-  info->elapsed_ms = (g_get_monotonic_time () - d->start) / 1000;
   info->packets_sent = natkit_stun_client_get_packets_sent (d->s1) +
                        (d->s2 ? natkit_stun_client_get_packets_sent (d->s2) : 0) +
                        (d->s3 ? natkit_stun_client_get_packets_sent (d->s3) : 0);
+
+  if (d->flags & NATKIT_DETECT_BINDING_LIFETIME)
+    {
+      LifetimeJob *job = g_new0 (LifetimeJob, 1);
+
+      progress (d, "Measuring how long an idle binding lives (this takes a while)");
+      job->task = g_object_ref (d->task);
+      job->info = g_steal_pointer (&info);
+      job->d = d;
+      gint64 elapsed_ms = (g_get_monotonic_time () - d->start) / 1000;
+      guint left = elapsed_ms < d->total_timeout_ms ? d->total_timeout_ms - elapsed_ms : 1;
+
+      _natkit_probe_binding_lifetime_async (p->address, d->lifetime_step_ms,
+                                            left, g_task_get_cancellable (d->task),
+                                            lifetime_cb, job);
+      return;
+    }
+
+  set_skipped_and_servers (d, info);
+  info->elapsed_ms = (g_get_monotonic_time () - d->start) / 1000;
   g_task_return_pointer (d->task, g_steal_pointer (&info), g_object_unref);
 }
 
@@ -895,6 +965,8 @@ user_cancelled_cb (GCancellable *cancellable,
 void
 _natkit_detect_nat_async (const char * const   *servers,
                           guint                 timeout_ms,
+                          NatkitDetectFlags     flags,
+                          guint                 lifetime_step_ms,
                           NatkitDetectProgress  progress_func,
                           gpointer              progress_data,
                           GCancellable         *cancellable,
@@ -917,7 +989,16 @@ _natkit_detect_nat_async (const char * const   *servers,
   d->skipped = g_ptr_array_new_with_free_func (g_free);
   d->primary = -1;
   d->start = g_get_monotonic_time ();
-  d->timeout_ms = timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS;
+  d->flags = flags;
+  d->lifetime_step_ms = lifetime_step_ms;
+  d->total_timeout_ms = timeout_ms ? timeout_ms :
+                        (flags & NATKIT_DETECT_BINDING_LIFETIME) ? DEFAULT_LIFETIME_TIMEOUT_MS :
+                        DEFAULT_TIMEOUT_MS;
+  /* The RFC 5780 tests keep their own budget; the lifetime probe gets the
+   * rest. */
+  d->timeout_ms = MIN (d->total_timeout_ms, DEFAULT_TIMEOUT_MS);
+  if (!(flags & NATKIT_DETECT_BINDING_LIFETIME))
+    d->timeout_ms = d->total_timeout_ms;
   g_task_set_task_data (task, d, detect_free);
 
   if (servers == NULL || servers[0] == NULL)

@@ -23,6 +23,8 @@ struct _NatkitNatInfo
   GStrv              tests_skipped;
   guint              elapsed_ms;
   guint              packets_sent;
+  guint              lifetime_at_least_ms;
+  guint              lifetime_less_than_ms;
 };
 
 NatkitNatInfo *_natkit_nat_info_new (void);

@@ -344,6 +344,33 @@ natkit_nat_info_get_packets_sent (NatkitNatInfo *self)
 }
 
 /**
+ * natkit_nat_info_get_binding_lifetime:
+ * @self: NAT information
+ * @at_least_ms: (out) (optional): an idle binding lived at least this long
+ * @less_than_ms: (out) (optional): and died before this, or 0 when
+ *   detection ran out of time while it was still alive
+ *
+ * The binding lifetime found with %NATKIT_DETECT_BINDING_LIFETIME: how
+ * long the NAT keeps an idle UDP binding, which bounds the keepalive
+ * interval a connection needs.
+ *
+ * Returns: %TRUE if it was measured
+ */
+gboolean
+natkit_nat_info_get_binding_lifetime (NatkitNatInfo *self,
+                                      guint         *at_least_ms,
+                                      guint         *less_than_ms)
+{
+  g_return_val_if_fail (NATKIT_IS_NAT_INFO (self), FALSE);
+
+  if (at_least_ms)
+    *at_least_ms = self->lifetime_at_least_ms;
+  if (less_than_ms)
+    *less_than_ms = self->lifetime_less_than_ms;
+  return self->lifetime_at_least_ms > 0 || self->lifetime_less_than_ms > 0;
+}
+
+/**
  * natkit_nat_info_describe:
  * @self: NAT information
  *

@@ -41,6 +41,10 @@ guint               natkit_nat_info_get_elapsed        (NatkitNatInfo *self);
 NATKIT_AVAILABLE_IN_ALL
 guint               natkit_nat_info_get_packets_sent   (NatkitNatInfo *self);
 NATKIT_AVAILABLE_IN_ALL
+gboolean            natkit_nat_info_get_binding_lifetime (NatkitNatInfo *self,
+                                                          guint         *at_least_ms,
+                                                          guint         *less_than_ms);
+NATKIT_AVAILABLE_IN_ALL
 char               *natkit_nat_info_describe           (NatkitNatInfo *self);
 
 G_END_DECLS

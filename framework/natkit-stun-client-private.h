@@ -57,6 +57,7 @@ gboolean          natkit_stun_client_binding_finish (NatkitStunClient    *self,
                                                      GError             **error);
 void              natkit_stun_client_send_probe     (NatkitStunClient    *self,
                                                      GInetSocketAddress  *target,
+                                                     guint16              response_port,
                                                      guint8              *txid);
 guint             natkit_stun_client_get_packets_sent (NatkitStunClient *self);
 gboolean          natkit_stun_client_saw_probe      (NatkitStunClient    *self,

@@ -24,6 +24,7 @@
 
 #define ATTR_RESPONSE_ORIGIN 0x802B   /* RFC 5780 */
 #define ATTR_OTHER_ADDRESS   0x802C   /* RFC 5780 */
+#define ATTR_RESPONSE_PORT   0x0027   /* RFC 5780 */
 #define FINGERPRINT_XOR      0x5354554e
 #define MAX_MESSAGE          1500
 #define TXID_LEN             16   /* libstun: magic cookie + transaction ID */
@@ -172,6 +173,9 @@ _natkit_stun_parse_binding_response (const guint8        *data,
   return TRUE;
 }
 
+static gsize build_request (guint8 *buffer, gsize size, guint8 *txid,
+                           guint32 change_flags, guint16 response_port);
+
 static const uint16_t known_attributes[] = {
   STUN_ATTRIBUTE_MAPPED_ADDRESS,
   STUN_ATTRIBUTE_XOR_MAPPED_ADDRESS,
@@ -188,6 +192,16 @@ _natkit_stun_build_binding_request (guint8  *buffer,
                                     guint8  *txid,
                                     guint32  change_flags)
 {
+  return build_request (buffer, size, txid, change_flags, 0);
+}
+
+static gsize
+build_request (guint8  *buffer,
+               gsize    size,
+               guint8  *txid,
+               guint32  change_flags,
+               guint16  response_port)
+{
   StunAgent agent;
   StunMessage msg;
   gsize length;
@@ -200,6 +214,11 @@ _natkit_stun_build_binding_request (guint8  *buffer,
     return 0;
   if (change_flags != 0 &&
       stun_message_append32 (&msg, STUN_ATTRIBUTE_CHANGE_REQUEST, change_flags) !=
+      STUN_MESSAGE_RETURN_SUCCESS)
+    return 0;
+  /* RESPONSE-PORT (RFC 5780 section 7.5): a port and two bytes of padding. */
+  if (response_port != 0 &&
+      stun_message_append32 (&msg, ATTR_RESPONSE_PORT, (guint32) response_port << 16) !=
       STUN_MESSAGE_RETURN_SUCCESS)
     return 0;
   length = stun_agent_finish_message (&agent, &msg, NULL, 0);
@@ -319,7 +338,8 @@ handle_datagram (NatkitStunClient   *self,
   if (stun_message_get_class (&msg) == STUN_REQUEST &&
       stun_message_get_method (&msg) == STUN_BINDING)
     {
-      g_hash_table_add (self->probes_seen, g_steal_pointer (&key));
+      if (g_hash_table_size (self->probes_seen) < 64)
+        g_hash_table_add (self->probes_seen, g_steal_pointer (&key));
       g_signal_emit (self, signals[SIGNAL_PROBE], 0);
       return;
     }
@@ -327,7 +347,18 @@ handle_datagram (NatkitStunClient   *self,
   t = g_hash_table_lookup (self->transactions, key);
   if (t == NULL)
     {
-      g_debug ("ignoring a STUN message for no transaction of ours");
+      /* An answer to another socket's request, sent here with
+       * RESPONSE-PORT (binding lifetime discovery): note it, use nothing
+       * from it. */
+      if (stun_message_get_class (&msg) == STUN_RESPONSE &&
+          stun_message_get_method (&msg) == STUN_BINDING &&
+          g_hash_table_size (self->probes_seen) < 64)
+        {
+          g_hash_table_add (self->probes_seen, g_steal_pointer (&key));
+          g_signal_emit (self, signals[SIGNAL_PROBE], 0);
+        }
+      else
+        g_debug ("ignoring a STUN message for no transaction of ours");
       return;
     }
 
@@ -670,14 +701,17 @@ natkit_stun_client_binding_finish (NatkitStunClient    *self,
 }
 
 /* Sends one Binding request that nobody waits an answer for: the
- * hairpinning probe, aimed at another client's mapped address. */
+ * hairpinning probe, aimed at another client's mapped address; or, with
+ * @response_port, a request whose answer the server sends to that port of
+ * our public address (binding lifetime discovery). */
 void
 natkit_stun_client_send_probe (NatkitStunClient   *self,
                                GInetSocketAddress *target,
+                               guint16             response_port,
                                guint8             *txid)
 {
   guint8 request[MAX_MESSAGE];
-  gsize length = _natkit_stun_build_binding_request (request, sizeof request, txid, 0);
+  gsize length = build_request (request, sizeof request, txid, 0, response_port);
 
   if (length > 0 &&
       g_socket_send_to (self->socket, G_SOCKET_ADDRESS (target), (const char *) request,

@@ -251,13 +251,16 @@ cmd_id (CommonOptions  *common,
 /* nat-tool detect */
 
 static char **detect_servers;
-static double detect_timeout = 5.0;
+static double detect_timeout = 0;
+static gboolean detect_lifetime;
 
 static const GOptionEntry detect_entries[] = {
   { "stun", 0, 0, G_OPTION_ARG_STRING_ARRAY, &detect_servers,
     "Ask this STUN server (repeatable; default: the configured ones)", "HOST[:PORT]" },
   { "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &detect_timeout,
-    "Give up after SECONDS (default 5)", "SECONDS" },
+    "Give up after SECONDS (default 5; 300 with --lifetime)", "SECONDS" },
+  { "lifetime", 0, 0, G_OPTION_ARG_NONE, &detect_lifetime,
+    "Also measure how long an idle UDP binding lives (slow: about twice that long)", NULL },
   G_OPTION_ENTRY_NULL
 };
 
@@ -312,11 +315,12 @@ cmd_detect (CommonOptions  *common,
   g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
   DetectRun run = { loop, NULL, NULL };
   g_autoptr(NatkitNatInfo) info = NULL;
+  guint at_least = 0, less_than = 0;
   g_autofree char *text = NULL;
 
-  if (!(detect_timeout > 0 && detect_timeout <= 600))
+  if (detect_timeout != 0 && !(detect_timeout > 0 && detect_timeout <= 3600))
     {
-      g_printerr ("nat-tool detect: --timeout must be between 0 and 600 seconds\n");
+      g_printerr ("nat-tool detect: --timeout must be more than 0 and at most 3600 seconds\n");
       return EXIT_USAGE;
     }
 
@@ -326,8 +330,10 @@ cmd_detect (CommonOptions  *common,
 
   g_signal_connect (manager, "detect-progress", G_CALLBACK (detect_progress_cb), common);
   natkit_manager_detect_nat_async (manager, (const char * const *) detect_servers,
-                                   (guint) (detect_timeout * 1000), NULL,
-                                   detect_done_cb, &run);
+                                   (guint) (detect_timeout * 1000),
+                                   detect_lifetime ? NATKIT_DETECT_BINDING_LIFETIME :
+                                                     NATKIT_DETECT_NONE,
+                                   NULL, detect_done_cb, &run);
   g_main_loop_run (loop);
   if (run.info == NULL)
     {
@@ -374,6 +380,21 @@ cmd_detect (CommonOptions  *common,
         }
       add_strv (builder, "servers_used", natkit_nat_info_get_servers_used (info));
       add_strv (builder, "tests_skipped", natkit_nat_info_get_tests_skipped (info));
+      json_builder_set_member_name (builder, "binding_lifetime");
+      if (natkit_nat_info_get_binding_lifetime (info, &at_least, &less_than))
+        {
+          json_builder_begin_object (builder);
+          json_builder_set_member_name (builder, "at_least_ms");
+          json_builder_add_int_value (builder, at_least);
+          json_builder_set_member_name (builder, "less_than_ms");
+          if (less_than)
+            json_builder_add_int_value (builder, less_than);
+          else
+            json_builder_add_null_value (builder);
+          json_builder_end_object (builder);
+        }
+      else
+        json_builder_add_null_value (builder);
       json_builder_set_member_name (builder, "elapsed_ms");
       json_builder_add_int_value (builder, natkit_nat_info_get_elapsed (info));
       json_builder_set_member_name (builder, "packets_sent");
@@ -394,6 +415,14 @@ cmd_detect (CommonOptions  *common,
   g_print ("  hairpinning      %s\n",
            natkit_nat_info_get_hairpinning (info) == NATKIT_HAIRPINNING_SUPPORTED ? "yes" :
            natkit_nat_info_get_hairpinning (info) == NATKIT_HAIRPINNING_UNSUPPORTED ? "no" : "unknown");
+  if (natkit_nat_info_get_binding_lifetime (info, &at_least, &less_than))
+    {
+      if (less_than)
+        g_print ("  idle binding     lives %.0f to %.0f s: keepalives every %.0f s keep it open\n",
+                 at_least / 1000.0, less_than / 1000.0, MAX (1, at_least / 1000.0 * 0.8));
+      else
+        g_print ("  idle binding     lives at least %.0f s\n", at_least / 1000.0);
+    }
   g_print ("  measured in      %u ms, %u packets\n", natkit_nat_info_get_elapsed (info),
            natkit_nat_info_get_packets_sent (info));
   for (const char * const *s = natkit_nat_info_get_tests_skipped (info); *s; s++)

@@ -18,22 +18,31 @@ gets no address, route or interface from the lab.
 
 CLI:
     natlab.py up [--a TYPE] [--b TYPE] [--hairpin-a] [--hairpin-b] [--no-turn]
+                 [--latency MS] [--loss P] [--loss-seed N]
     natlab.py sweep [--all]
     natlab.py run-check [--a TYPE] [--b TYPE] [--hairpin-a] [--hairpin-b]
+                        [--latency MS] [--loss P] [--loss-seed N]
     natlab.py types
+    natlab.py forward ...   (internal: the WAN link delay/loss forwarder)
 
 See README.md next to this file.
 """
 
 import atexit
+import collections
+import errno
 import glob
 import json
+import math
 import os
+import random
 import re
 import secrets
 import select
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -368,6 +377,172 @@ def nft_ruleset(nat, wan, lan_net, hairpin):
 
 
 # --------------------------------------------------------------------------
+# WAN link emulation: delay / loss forwarder (tc netem is not available)
+#
+# With Lab(latency_ms=..., loss=...) each site's WAN link is cut in two by a
+# "delay" namespace <id>-d<site> holding two veth ends, "inet" (peer: the
+# bridge port v<site> in inet) and "router" (peer: "wan" in the router).
+# forward() runs there: two AF_PACKET sockets, every frame read on one side
+# is written to the other side latency_ms later (FIFO per direction, so
+# nothing is reordered), IPv4 frames are dropped with probability loss.  It is
+# a plain L2 wire: ARP and everything else pass unchanged (and delayed);
+# MAC addresses are those of the inet bridge port and the router's wan.
+
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+PACKET_VNET_HDR = 15          # keep checksum-offload / GSO metadata
+PACKET_IGNORE_OUTGOING = 23   # do not read back what we send (Linux 4.20)
+PACKET_OUTGOING = 4
+ETH_P_ALL = 0x0003
+VNET_HDR_LEN = 10             # struct virtio_net_hdr
+ETH_P_IP = b"\x08\x00"
+FWD_QUEUE_BYTES = 64 << 20    # per direction; more is tail-dropped
+FWD_BATCH = 256               # frames read from one side per wakeup
+
+
+def _packet_socket(ifname):
+    # protocol 0 until bound: receive nothing from other interfaces
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    # frames carry a virtio_net_hdr: a frame whose checksum is left to the
+    # NIC (CHECKSUM_PARTIAL) or a GSO super-frame is written out with the
+    # same metadata, so the kernel completes it exactly as it would have
+    s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+    try:
+        s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+    except OSError:
+        pass                  # old kernel: filtered by pkttype below
+    for opt, size in ((socket.SO_RCVBUF, 4 << 20), (socket.SO_SNDBUF, 4 << 20)):
+        try:
+            s.setsockopt(socket.SOL_SOCKET, opt, size)
+        except OSError:
+            pass
+    s.bind((ifname, ETH_P_ALL))
+    # promiscuous while the socket lives: frames for the MAC on the far side
+    mreq = struct.pack("iHH8s", socket.if_nametoindex(ifname),
+                       PACKET_MR_PROMISC, 0, b"")
+    s.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+    s.setblocking(False)
+    return s
+
+
+def forward(if1, if2, latency_ms=0.0, loss=0.0, seed=None, owner=None,
+            ready=None, stats=None):
+    """Copy every frame between interfaces if1 and if2 (of the current
+    namespace), each one latency_ms after it arrived, dropping IPv4 frames
+    with probability loss (random.Random(seed)).  Returns the counters
+    (also kept up to date in `stats` if given: per direction if1->if2,
+    if2->if1) when an interface goes away or the process `owner` exits;
+    blocks without a timeout while nothing is queued (no CPU when idle)."""
+    delay = max(0.0, float(latency_ms)) / 1000.0
+    loss = float(loss)
+    rng = random.Random(seed)
+    socks = [_packet_socket(if1), _packet_socket(if2)]
+    # queue[i]: frames read on socks[i], to be written to socks[1 - i]
+    queues = [collections.deque(), collections.deque()]
+    qbytes = [0, 0]
+    if stats is None:
+        stats = {}
+    for k in ("in", "out", "lost", "dropped"):
+        stats[k] = [0, 0]
+    ep = select.epoll()
+    for i, s in enumerate(socks):
+        ep.register(s.fileno(), select.EPOLLIN)
+    fd_side = {s.fileno(): i for i, s in enumerate(socks)}
+    owner_fd = None
+    if owner:
+        try:
+            owner_fd = os.pidfd_open(owner)
+            ep.register(owner_fd, select.EPOLLIN)
+        except (AttributeError, OSError):
+            if not _pid_alive(owner):
+                return stats
+    if ready:
+        ready()
+    buf = bytearray(VNET_HDR_LEN + 65536 + 4096)
+    view = memoryview(buf)
+    mono = time.monotonic
+    dead = (errno.ENETDOWN, errno.ENXIO, errno.ENODEV)
+    while True:
+        now = mono()
+        # release what is due, oldest first
+        for i in (0, 1):
+            q = queues[i]
+            out = socks[1 - i]
+            while q and q[0][0] <= now:
+                frame = q.popleft()[1]
+                qbytes[i] -= len(frame)
+                try:
+                    out.send(frame)
+                    stats["out"][i] += 1
+                except OSError as e:
+                    if e.errno in dead:
+                        return stats
+                    stats["dropped"][i] += 1
+        due = [q[0][0] for q in queues if q]
+        timeout = max(0.0, min(due) - now) if due else None
+        try:
+            events = ep.poll(timeout)
+        except InterruptedError:
+            continue
+        now = mono()
+        for fd, _ in events:
+            if fd == owner_fd:
+                return stats
+            i = fd_side[fd]
+            s = socks[i]
+            for _ in range(FWD_BATCH):
+                try:
+                    n, addr = s.recvfrom_into(buf)
+                except BlockingIOError:
+                    break
+                except OSError as e:
+                    if e.errno in dead:
+                        return stats
+                    break
+                if addr[2] == PACKET_OUTGOING or n <= VNET_HDR_LEN + 14:
+                    continue
+                stats["in"][i] += 1
+                off = VNET_HDR_LEN + 12
+                if loss > 0 and view[off:off + 2] == ETH_P_IP \
+                        and rng.random() < loss:
+                    stats["lost"][i] += 1
+                    continue
+                if qbytes[i] + n > FWD_QUEUE_BYTES:
+                    stats["dropped"][i] += 1
+                    continue
+                frame = bytes(view[:n])
+                if delay <= 0 and not queues[i]:
+                    try:
+                        socks[1 - i].send(frame)
+                        stats["out"][i] += 1
+                    except OSError as e:
+                        if e.errno in dead:
+                            return stats
+                        stats["dropped"][i] += 1
+                    continue
+                queues[i].append((now + delay, frame))
+                qbytes[i] += n
+
+
+def _cmd_forward(args):
+    # the lab stops us with SIGTERM; a terminal's ^C is for the lab's owner
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+
+    def ready():
+        print("READY", flush=True)
+    stats = {}
+    try:
+        forward(args.ifs[0], args.ifs[1], args.latency, args.loss,
+                args.seed, args.owner, ready, stats)
+    finally:
+        sys.stderr.write("natlab forward %s<->%s: %s\n" % (
+            args.ifs[0], args.ifs[1], json.dumps(stats)))
+    return 0
+
+
+# --------------------------------------------------------------------------
 # the lab
 
 _ACTIVE = []
@@ -414,6 +589,7 @@ class Site:
         self.hairpin = bool(hairpin) and nat not in ("none", "udp-blocked")
         self.router = router_ns
         self.host = host_ns
+        self.delay = None       # WAN link forwarder namespace, if any
         self.wan = cfg["wan"]
         if nat == "none":
             self.lan_net = cfg["pub_net"]
@@ -431,12 +607,15 @@ class Site:
         return self.host_ip if self.nat == "none" else self.wan
 
     def info(self):
-        return {"nat": self.nat, "mapping": BEHAVIOR[self.nat][0],
-                "filtering": BEHAVIOR[self.nat][1],
-                "hairpin": self.hairpin, "router_ns": self.router,
-                "host_ns": self.host, "wan_ip": self.wan,
-                "lan_net": self.lan_net, "gateway": self.gw,
-                "host_ip": self.host_ip, "public_ip": self.public_ip}
+        d = {"nat": self.nat, "mapping": BEHAVIOR[self.nat][0],
+             "filtering": BEHAVIOR[self.nat][1],
+             "hairpin": self.hairpin, "router_ns": self.router,
+             "host_ns": self.host, "wan_ip": self.wan,
+             "lan_net": self.lan_net, "gateway": self.gw,
+             "host_ip": self.host_ip, "public_ip": self.public_ip}
+        if self.delay:
+            d["delay_ns"] = self.delay
+        return d
 
 
 class Reflector:
@@ -471,15 +650,39 @@ class Reflector:
 
 class Lab:
     """A NAT lab instance.  Use as a context manager or call start() and
-    teardown() yourself (teardown also runs at exit and on SIGTERM)."""
+    teardown() yourself (teardown also runs at exit and on SIGTERM).
+
+    latency_ms: ONE-WAY delay added on each site's WAN link, in each
+    direction (host <-> server RTT grows by 2 * latency_ms, host A <-> host
+    B by 4 * latency_ms).  loss: probability (0..1) that an IPv4 frame is
+    dropped on a site's WAN link, independently per direction (ARP is never
+    dropped); loss_seed seeds it (random when None, see info()).  With both
+    0 (the default) the lab is exactly as without them: no forwarder."""
 
     def __init__(self, site_a="port-restricted", site_b="port-restricted",
                  hairpin_a=False, hairpin_b=False, turn=True,
-                 keep_tmp=False):
+                 keep_tmp=False, latency_ms=0, loss=0.0, loss_seed=None):
         for t in (site_a, site_b):
             if t not in NAT_TYPES:
                 raise ValueError("unknown NAT type %r (one of %s)" % (
                     t, ", ".join(NAT_TYPES)))
+        try:
+            latency_ms = float(latency_ms or 0)
+            loss = float(loss or 0)
+        except (TypeError, ValueError):
+            raise ValueError("latency_ms and loss must be numbers")
+        if not math.isfinite(latency_ms) or not 0 <= latency_ms <= 10000:
+            raise ValueError("latency_ms must be within 0..10000, not %r"
+                             % latency_ms)
+        if not 0 <= loss <= 1:
+            raise ValueError("loss must be within 0..1, not %r" % loss)
+        self.latency_ms = int(latency_ms) if latency_ms.is_integer() \
+            else latency_ms
+        self.loss = loss
+        # the WAN links get a delay/loss forwarder only when asked for
+        self.impaired = latency_ms > 0 or loss > 0
+        self.loss_seed = (loss_seed if loss_seed is not None
+                          else secrets.randbits(31))
         self.labid = "%s%dx%s" % (PREFIX, os.getpid(), secrets.token_hex(2))
         p = self.labid + "-"
         self.inet = p + "inet"
@@ -487,6 +690,11 @@ class Lab:
         self.router_b, self.host_b = p + "rb", p + "hb"
         self.a = Site("a", site_a, hairpin_a, self.router_a, self.host_a)
         self.b = Site("b", site_b, hairpin_b, self.router_b, self.host_b)
+        # delay namespaces (WAN link forwarders), None without impairment
+        self.delay_a = p + "da" if self.impaired else None
+        self.delay_b = p + "db" if self.impaired else None
+        self.a.delay, self.b.delay = self.delay_a, self.delay_b
+        self.forwarders = {}      # site name -> Popen of its forwarder
         self.site_a, self.site_b = site_a, site_b
         self.hairpin_a, self.hairpin_b = self.a.hairpin, self.b.hairpin
         self.wan_a, self.wan_b = self.a.wan, self.b.wan
@@ -513,8 +721,11 @@ class Lab:
     # ---------------------------------------------------------------- names
     @property
     def namespaces(self):
-        return [self.inet, self.router_a, self.host_a, self.router_b,
-                self.host_b]
+        names = [self.inet, self.router_a, self.host_a, self.router_b,
+                 self.host_b]
+        if self.impaired:
+            names += [self.delay_a, self.delay_b]
+        return names
 
     def ns(self, which):
         """Map a role ("inet", "host_a", "ra", "router_b", ...) or a full
@@ -524,6 +735,9 @@ class Lab:
                  "host_a": self.host_a, "ha": self.host_a,
                  "router_b": self.router_b, "rb": self.router_b,
                  "host_b": self.host_b, "hb": self.host_b}
+        if self.impaired:
+            roles.update({"delay_a": self.delay_a, "da": self.delay_a,
+                          "delay_b": self.delay_b, "db": self.delay_b})
         if which in roles:
             return roles[which]
         if which in self.namespaces:
@@ -534,16 +748,24 @@ class Lab:
         return {"a": self.a, "b": self.b}[which]
 
     def info(self):
-        return {"lab_id": self.labid, "tmpdir": self.tmpdir,
-                "inet_ns": self.inet, "server_ips": list(SERVER_IPS),
-                "inet_gw": INET_GW,
-                "stun_primary": list(self.stun_primary),
-                "stun_alternate": list(self.stun_alternate),
-                "turn": {"enabled": bool(self.turn_proc),
-                         "server": list(self.turn_server),
-                         "user": TURN_USER, "password": TURN_PASSWORD,
-                         "realm": TURN_REALM, "log": self.turn_log},
-                "site_a": self.a.info(), "site_b": self.b.info()}
+        d = {"lab_id": self.labid, "tmpdir": self.tmpdir,
+             "inet_ns": self.inet, "server_ips": list(SERVER_IPS),
+             "inet_gw": INET_GW,
+             "stun_primary": list(self.stun_primary),
+             "stun_alternate": list(self.stun_alternate),
+             "turn": {"enabled": bool(self.turn_proc),
+                      "server": list(self.turn_server),
+                      "user": TURN_USER, "password": TURN_PASSWORD,
+                      "realm": TURN_REALM, "log": self.turn_log},
+             "site_a": self.a.info(), "site_b": self.b.info()}
+        if self.impaired:
+            d["wan_link"] = {
+                "latency_ms_one_way": self.latency_ms, "loss": self.loss,
+                "loss_seed": self.loss_seed,
+                "delay_ns": {"a": self.delay_a, "b": self.delay_b},
+                "forwarder_pids": {k: p.pid for k, p in
+                                   self.forwarders.items()}}
+        return d
 
     # ------------------------------------------------------------- commands
     def _cmd(self, ns, cmd):
@@ -640,6 +862,8 @@ class Lab:
                 f.write("%d %d\n" % (os.getpid(),
                                      _proc_starttime(os.getpid()) or 0))
             self._build()
+            if self.impaired:
+                self._start_forwarders()
             if self.want_turn:
                 self._start_turn()
         except BaseException:
@@ -675,11 +899,16 @@ class Lab:
                 "addr add %s/24 dev br0" % INET_GW]
         for s in (self.a, self.b):
             v = "v" + s.name
-            # veth created inside inet, peer moved straight into the router:
-            # the root namespace never holds a lab interface
-            cmds += ["link add %s type veth peer name wan netns %s"
-                     % (v, s.router),
-                     "link set %s master br0" % v,
+            # veth created inside inet, peer moved straight into the router
+            # (or the delay namespace): the root namespace never holds a lab
+            # interface
+            if s.delay:
+                cmds.append("link add %s type veth peer name inet netns %s"
+                            % (v, s.delay))
+            else:
+                cmds.append("link add %s type veth peer name wan netns %s"
+                            % (v, s.router))
+            cmds += ["link set %s master br0" % v,
                      "link set %s up" % v]
             if s.nat == "none":
                 cmds.append("route add %s via %s" % (s.lan_net, s.wan))
@@ -687,6 +916,16 @@ class Lab:
         self._sysctl(inet, {"net.ipv4.ip_forward": 1,
                             "net.ipv4.conf.all.send_redirects": 0,
                             "net.ipv4.conf.default.send_redirects": 0})
+
+        for s in (self.a, self.b):
+            if not s.delay:
+                continue
+            # the WAN link's middle: no address, no IP, just the forwarder
+            self._ip_batch(s.delay, [
+                "link set lo up",
+                "link add router type veth peer name wan netns %s" % s.router,
+                "link set inet up",
+                "link set router up"])
 
         for s in (self.a, self.b):
             other = self.b if s is self.a else self.a
@@ -716,6 +955,34 @@ class Lab:
             _sh(["ip", "netns", "exec", s.router, "nft", "-f", "-"],
                 input=nft_ruleset(s.nat, s.wan, s.lan_net, s.hairpin))
         _log("built %s" % self.labid)
+
+    def _start_forwarders(self):
+        """Start the delay/loss forwarder of each site's WAN link and wait
+        until both have their sockets bound."""
+        pending = []
+        for i, s in enumerate((self.a, self.b)):
+            errlog = os.path.join(self.tmpdir, "forward-%s.log" % s.name)
+            cmd = [PYTHON, os.path.join(HERE, "natlab.py"), "forward",
+                   "--if", "inet", "--if", "router",
+                   "--latency", repr(float(self.latency_ms)),
+                   "--loss", repr(self.loss),
+                   "--seed", str(self.loss_seed + i),
+                   "--owner", str(os.getpid())]
+            with open(errlog, "w") as err:
+                p = self.popen(s.delay, cmd, stdout=subprocess.PIPE,
+                               stderr=err, stdin=subprocess.DEVNULL,
+                               text=True)
+            self.forwarders[s.name] = p
+            pending.append((s, p, errlog))
+        for s, p, errlog in pending:
+            ready, _, _ = select.select([p.stdout], [], [], 10)
+            line = p.stdout.readline() if ready else ""
+            if line.strip() != "READY":
+                with open(errlog) as f:
+                    raise LabError("forwarder of site %s did not start: %s%s"
+                                   % (s.name, line, f.read()))
+        _log("forwarders up: %s" % " ".join(
+            "%s=%d" % (k, p.pid) for k, p in self.forwarders.items()))
 
     def _start_turn(self):
         self.turn_log = os.path.join(self.tmpdir, "turnserver.log")
@@ -785,6 +1052,9 @@ class Lab:
                     p.wait(2)
                 except (OSError, subprocess.TimeoutExpired):
                     pass
+        for p in self.forwarders.values():
+            if p.stdout:
+                p.stdout.close()
         for ns in reversed(self._namespaces):
             _delete_netns(ns)
         self._namespaces = []
@@ -810,9 +1080,26 @@ def _add_site_args(p):
                    help="site B router hairpins")
 
 
+def _add_link_args(p):
+    p.add_argument("--latency", type=float, default=0, metavar="MS",
+                   help="one-way delay added on each site's WAN link, each "
+                   "direction (host<->server RTT +2*MS; default 0: none)")
+    p.add_argument("--loss", type=float, default=0.0, metavar="P",
+                   help="probability 0..1 of dropping an IPv4 frame on "
+                   "each site's WAN link, per direction (default 0)")
+    p.add_argument("--loss-seed", type=int, default=None, metavar="N",
+                   help="seed of the loss pattern (default random)")
+
+
+def _link_kwargs(args):
+    return {"latency_ms": args.latency, "loss": args.loss,
+            "loss_seed": args.loss_seed}
+
+
 def _cmd_up(args):
     lab = Lab(args.a, args.b, args.hairpin_a, args.hairpin_b,
-              turn=not args.no_turn, keep_tmp=args.keep_tmp)
+              turn=not args.no_turn, keep_tmp=args.keep_tmp,
+              **_link_kwargs(args))
     stop = threading.Event()
 
     def _stop(signum, frame):
@@ -844,7 +1131,8 @@ def _cmd_run_check(args):
     """Bring a lab up, do one STUN binding from each host to both server
     addresses and a TURN-port liveness check, print a report, tear down."""
     ok = True
-    with Lab(args.a, args.b, args.hairpin_a, args.hairpin_b) as lab:
+    with Lab(args.a, args.b, args.hairpin_a, args.hairpin_b,
+             **_link_kwargs(args)) as lab:
         report = {"lab": lab.info(), "checks": []}
         for s in (lab.a, lab.b):
             for server in (lab.stun_primary, (SERVER_IPS[1], STUN_PORT)):
@@ -878,6 +1166,7 @@ def main(argv=None):
     p = sub.add_parser("up", help="build a lab, print JSON, wait for "
                        "SIGINT/SIGTERM, tear down")
     _add_site_args(p)
+    _add_link_args(p)
     p.add_argument("--no-turn", action="store_true",
                    help="do not start coturn")
     p.add_argument("--keep-tmp", action="store_true",
@@ -890,9 +1179,23 @@ def main(argv=None):
     p = sub.add_parser("run-check", help="build a lab, check STUN through "
                        "both sites, tear down")
     _add_site_args(p)
+    _add_link_args(p)
     sub.add_parser("types", help="list NAT types")
+    p = sub.add_parser("forward", help="(internal) WAN link forwarder, "
+                       "started by the lab inside a delay namespace")
+    p.add_argument("--if", dest="ifs", action="append", required=True,
+                   help="interface; exactly two")
+    p.add_argument("--latency", type=float, default=0.0)
+    p.add_argument("--loss", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--owner", type=int, default=None,
+                   help="exit when this process exits")
     args = ap.parse_args(argv)
 
+    if args.cmd == "forward":
+        if len(args.ifs) != 2:
+            ap.error("forward needs exactly two --if")
+        return _cmd_forward(args)
     if args.cmd == "types":
         for t in NAT_TYPES:
             print("%-16s mapping=%s filtering=%s" % (t, *BEHAVIOR[t]))
@@ -906,7 +1209,7 @@ def main(argv=None):
     try:
         return {"up": _cmd_up, "sweep": _cmd_sweep,
                 "run-check": _cmd_run_check}[args.cmd](args)
-    except LabError as e:
+    except (LabError, ValueError) as e:
         sys.stderr.write("natlab: %s\n" % e)
         return 1
 

@@ -110,6 +110,31 @@ def check_site(lab, site, tap):
            % (label, nd_mapping, nd_filtering), text)
 
 
+def check_lifetime(lab, tap):
+    """Binding lifetime (RFC 5780 section 4.6): the router forgets idle UDP
+    bindings after 3 s; with 1 s, 2 s, 4 s… waits, natkit must bracket it."""
+    site = lab.a
+    for key in ("nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"):
+        lab.run(site.router, ["sysctl", "-q", "-w", "net.netfilter.%s=3" % key], check=True)
+    config = os.path.join(lab.tmpdir, "lifetime.json")
+    with open(config, "w") as f:
+        f.write('{"timers": {"lifetime-probe-step": 1}}')
+    server = "%s:%d" % lab.stun_primary
+    r = lab.run(site.host, "NATKIT_PLUGIN_SYSTEM_PATH= %s detect --config %s --stun %s "
+                "--lifetime --timeout 30 --json" % (NAT_TOOL, config, server), timeout=60)
+    ok = tap.ok(r.returncode == 0, "%s: nat-tool detect --lifetime succeeds" % site.nat, r.stderr)
+    if not ok:
+        return
+    lifetime = json.loads(r.stdout)["binding_lifetime"]
+    tap.diag("binding lifetime: %s" % lifetime)
+    tap.ok(lifetime is not None and lifetime["at_least_ms"] <= 3000 and
+           lifetime["less_than_ms"] is not None and lifetime["less_than_ms"] > 3000 and
+           lifetime["less_than_ms"] <= 8000,
+           "%s: an idle binding that the router drops after 3 s is measured as "
+           "lasting between %s and %s ms" % (site.nat, lifetime and lifetime["at_least_ms"],
+                                             lifetime and lifetime["less_than_ms"]))
+
+
 def main():
     if os.geteuid() != 0:
         skip_all("lab tests need root (network namespaces, nftables): skipped")
@@ -119,6 +144,8 @@ def main():
         skip_all(str(e))
 
     tap = Tap()
+    with Lab(site_a="port-restricted", site_b="none") as lab:
+        check_lifetime(lab, tap)
     for a, b, hairpin_a, hairpin_b in LABS:
         with Lab(site_a=a, site_b=b, hairpin_a=hairpin_a, hairpin_b=hairpin_b) as lab:
             for site in (lab.a, lab.b):

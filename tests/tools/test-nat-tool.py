@@ -119,7 +119,7 @@ class NatToolTest(unittest.TestCase):
             self.assertIn("Exit status", r.stdout)
 
     def test_detect_usage(self):
-        r = self.run_tool("detect", "--timeout", "0")
+        r = self.run_tool("detect", "--timeout", "-1")
         self.assertEqual(r.returncode, 2)
         self.assertIn("--timeout", r.stderr)
         # No server given and none configured: says how to give one.

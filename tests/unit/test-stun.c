@@ -303,7 +303,8 @@ detect (const char * const *servers,
   g_autoptr(NatkitManager) manager = natkit_manager_new_with_config (config);
   DetectResult r = { NULL, NULL, FALSE };
 
-  natkit_manager_detect_nat_async (manager, servers, timeout_ms, NULL, detect_cb, &r);
+  natkit_manager_detect_nat_async (manager, servers, timeout_ms, NATKIT_DETECT_NONE,
+                                   NULL, detect_cb, &r);
   while (!r.done)
     g_main_context_iteration (NULL, TRUE);
   if (r.error)
