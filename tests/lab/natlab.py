@@ -51,7 +51,7 @@ import time
 
 __all__ = ["Lab", "Reflector", "Site", "LabError", "LabSkip", "NAT_TYPES",
            "BEHAVIOR", "sweep", "check_requirements", "nft_ruleset",
-           "SKIP_EXIT", "HERE", "PYTHON", "PROBE"]
+           "SKIP_EXIT", "HERE", "PYTHON", "PROBE", "forward"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"
