@@ -91,13 +91,18 @@ case "$cmd" in
     CC=clang setup_build _build-clang -Dwerror=true --auto-features=enabled \
       -Dintrospection=disabled
     echo
-    echo "== unit and fuzz suites under AddressSanitizer and UndefinedBehaviorSanitizer (libFuzzer)"
+    echo "== unit, fuzz and lab-detect tests under AddressSanitizer and UndefinedBehaviorSanitizer (libFuzzer)"
     CC=clang setup_build _build-asan -Db_sanitize=address,undefined \
       -Db_lundef=false -Dintrospection=disabled --auto-features=enabled
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
       meson test -C _build-asan --suite unit --suite fuzz --print-errorlogs --num-processes 2
-    summarize _build/meson-logs/testlog.json _build-asan/meson-logs/testlog.json
+    # Detection through every lab NAT with the sanitized nat-tool (as root).
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
+      meson test -C _build-asan test_lab_detect --print-errorlogs --logbase lablog
+    summarize _build/meson-logs/testlog.json _build-asan/meson-logs/testlog.json \
+      _build-asan/meson-logs/lablog.json
     ;;
   *)
     echo "usage: $0 demo|test" >&2
