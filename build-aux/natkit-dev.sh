@@ -15,10 +15,10 @@ top=$PWD
 # Debian 12 packages. --no-install-recommends keeps wireguard & co from
 # pulling in a kernel image.
 packages=(
-  meson ninja-build pkg-config gcc clang libclang-rt-14-dev
+  meson ninja-build pkg-config gcc libc6-dev clang libclang-rt-14-dev zlib1g-dev
   libglib2.0-dev libjson-glib-dev libgnutls28-dev libnice-dev
   gobject-introspection libgirepository1.0-dev python3-gi gjs gi-docgen
-  coturn nftables iproute2
+  coturn nftables iproute2 procps
 )
 
 install_deps () {
