@@ -80,6 +80,24 @@ case "$cmd" in
     echo
     echo "== nat-tool plugins (the plugins natkit found in the build tree)"
     meson devenv -C _build nat-tool plugins
+    echo
+    if [ "$(id -u)" -eq 0 ]; then
+      echo "== nat-tool detect, from behind two NATs of the lab (network namespaces)"
+      NAT_TOOL="$top/_build/tools/nat-tool" /usr/bin/python3 - <<'PY'
+import os, sys
+sys.path.insert(0, "tests/lab")
+from natlab import Lab
+tool = os.environ["NAT_TOOL"]
+with Lab(site_a="port-restricted", site_b="symmetric", hairpin_a=True) as lab:
+    for site in (lab.a, lab.b):
+        print("\n-- a host behind a %s NAT%s:" % (site.nat, " with hairpinning" if site.hairpin else ""),
+              flush=True)
+        lab.run(site.host, "NATKIT_PLUGIN_SYSTEM_PATH= %s detect --stun %s:%d"
+                % (tool, *lab.stun_primary), capture=False)
+PY
+    else
+      echo "(run as root to also see nat-tool detect from behind the lab's NATs)"
+    fi
     ;;
   test)
     install_deps
