@@ -17,6 +17,7 @@ void     _natkit_probe_binding_lifetime_async  (GInetSocketAddress  *server,
 gboolean _natkit_probe_binding_lifetime_finish (GAsyncResult        *result,
                                                 guint               *at_least_ms,
                                                 guint               *less_than_ms,
+                                                guint               *packets_sent,
                                                 GError             **error);
 
 G_END_DECLS

@@ -283,10 +283,13 @@ gboolean
 _natkit_probe_binding_lifetime_finish (GAsyncResult  *result,
                                        guint         *at_least_ms,
                                        guint         *less_than_ms,
+                                       guint         *packets_sent,
                                        GError       **error)
 {
   Lifetime *l = g_task_get_task_data (G_TASK (result));
 
+  *packets_sent = (l->x ? natkit_stun_client_get_packets_sent (l->x) : 0) +
+                  (l->y ? natkit_stun_client_get_packets_sent (l->y) : 0);
   if (!g_task_propagate_boolean (G_TASK (result), error))
     return FALSE;
   *at_least_ms = l->alive_ms;

@@ -615,9 +615,12 @@ lifetime_cb (GObject      *source,
   LifetimeJob *job = user_data;
   Detect *d = job->d;
   g_autoptr(GError) error = NULL;
-  guint at_least = 0, less_than = 0;
+  guint at_least = 0, less_than = 0, packets = 0;
+  gboolean ok;
 
-  if (_natkit_probe_binding_lifetime_finish (result, &at_least, &less_than, &error))
+  ok = _natkit_probe_binding_lifetime_finish (result, &at_least, &less_than, &packets, &error);
+  job->info->packets_sent += packets;
+  if (ok)
     {
       job->info->lifetime_at_least_ms = at_least;
       job->info->lifetime_less_than_ms = less_than;
