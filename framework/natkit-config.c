@@ -34,13 +34,16 @@
  *     "relay": { "rank": "primary+1" },
  *     "upnp": { "enabled": false }
  *   },
+ *   "gateway": "192.168.1.1",
  *   "timers": { "keepalive": 25, "connect-timeout": 30, "stun-timeout": 3,
- *               "lifetime-probe-step": 5 },
+ *               "lifetime-probe-step": 5, "map-timeout": 4 },
  *   "identity": "/home/alice/.config/natkit/identity.key"
  * }
  * ```
  *
- * Timers are in seconds and may be fractional. The identity key lives
+ * `gateway` names the router that PCP and NAT-PMP talk to when it is not
+ * the default route's gateway (`HOST` or `HOST:PORT`, port 5351 by
+ * default). Timers are in seconds and may be fractional. The identity key lives
  * beside the configuration file unless `identity` says otherwise.
  */
 
@@ -74,6 +77,8 @@ struct _NatkitConfig
   guint       connect_timeout_ms;
   guint       stun_timeout_ms;
   guint       lifetime_step_ms;
+  guint       map_timeout_ms;
+  char       *gateway;
 };
 
 G_DEFINE_FINAL_TYPE (NatkitConfig, natkit_config, G_TYPE_OBJECT)
@@ -82,6 +87,7 @@ G_DEFINE_FINAL_TYPE (NatkitConfig, natkit_config, G_TYPE_OBJECT)
 #define DEFAULT_CONNECT_TIMEOUT_MS 30000
 #define DEFAULT_STUN_TIMEOUT_MS     3000
 #define DEFAULT_LIFETIME_STEP_MS    5000
+#define DEFAULT_MAP_TIMEOUT_MS      4000
 
 static void
 turn_server_free (gpointer data)
@@ -102,6 +108,7 @@ natkit_config_finalize (GObject *object)
 
   g_free (self->filename);
   g_free (self->identity_filename);
+  g_free (self->gateway);
   g_strfreev (self->stun_servers);
   g_strfreev (self->rendezvous_servers);
   g_strfreev (self->turn_uris);
@@ -131,6 +138,7 @@ natkit_config_init (NatkitConfig *self)
   self->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
   self->stun_timeout_ms = DEFAULT_STUN_TIMEOUT_MS;
   self->lifetime_step_ms = DEFAULT_LIFETIME_STEP_MS;
+  self->map_timeout_ms = DEFAULT_MAP_TIMEOUT_MS;
 }
 
 /* Parsing. Every error names the source and the key. */
@@ -420,6 +428,7 @@ parse_timers (Parser    *parser,
     { "connect-timeout", G_STRUCT_OFFSET (NatkitConfig, connect_timeout_ms) },
     { "stun-timeout", G_STRUCT_OFFSET (NatkitConfig, stun_timeout_ms) },
     { "lifetime-probe-step", G_STRUCT_OFFSET (NatkitConfig, lifetime_step_ms) },
+    { "map-timeout", G_STRUCT_OFFSET (NatkitConfig, map_timeout_ms) },
   };
   JsonObjectIter iter;
   const char *name;
@@ -462,7 +471,8 @@ parse_timers (Parser    *parser,
 
       if (!known)
         g_warning ("%s: ignoring unknown timer “%s” (known timers: keepalive, "
-                   "connect-timeout, stun-timeout, lifetime-probe-step)", parser->source, key);
+                   "connect-timeout, stun-timeout, lifetime-probe-step, map-timeout)",
+                   parser->source, key);
     }
 
   return TRUE;
@@ -503,6 +513,17 @@ parse_root (Parser    *parser,
         ok = parse_plugins (parser, value, error);
       else if (g_str_equal (name, "timers"))
         ok = parse_timers (parser, value, error);
+      else if (g_str_equal (name, "gateway"))
+        {
+          if (!JSON_NODE_HOLDS_VALUE (value) ||
+              json_node_get_value_type (value) != G_TYPE_STRING ||
+              *json_node_get_string (value) == '\0')
+            ok = parse_error (parser, error, name,
+                              "must be the gateway's address as \"HOST\" or "
+                              "\"HOST:PORT\", not %s", node_kind (value));
+          else
+            natkit_config_set_gateway (parser->config, json_node_get_string (value));
+        }
       else if (g_str_equal (name, "identity"))
         {
           if (!JSON_NODE_HOLDS_VALUE (value) ||
@@ -517,7 +538,7 @@ parse_root (Parser    *parser,
         }
       else
         g_warning ("%s: ignoring unknown key “%s” (known keys: stun, turn, "
-                   "rendezvous, plugins, timers, identity)",
+                   "rendezvous, gateway, plugins, timers, identity)",
                    parser->source, name);
 
       if (!ok)
@@ -988,4 +1009,50 @@ natkit_config_get_lifetime_probe_step (NatkitConfig *self)
 {
   g_return_val_if_fail (NATKIT_IS_CONFIG (self), DEFAULT_LIFETIME_STEP_MS);
   return self->lifetime_step_ms;
+}
+
+/**
+ * natkit_config_get_map_timeout:
+ * @self: settings
+ *
+ * Returns: how long creating a port mapping may take, in milliseconds
+ *   (default 4 s)
+ */
+guint
+natkit_config_get_map_timeout (NatkitConfig *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONFIG (self), DEFAULT_MAP_TIMEOUT_MS);
+  return self->map_timeout_ms;
+}
+
+/**
+ * natkit_config_get_gateway:
+ * @self: settings
+ *
+ * Returns: (nullable): the gateway for PCP and NAT-PMP as `HOST[:PORT]`, or
+ *   %NULL for the default route's gateway
+ */
+const char *
+natkit_config_get_gateway (NatkitConfig *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONFIG (self), NULL);
+  return self->gateway;
+}
+
+/**
+ * natkit_config_set_gateway:
+ * @self: settings
+ * @gateway: (nullable): `HOST[:PORT]`, or %NULL for the default route's
+ *   gateway
+ *
+ * Sets the gateway PCP and NAT-PMP talk to.
+ */
+void
+natkit_config_set_gateway (NatkitConfig *self,
+                           const char   *gateway)
+{
+  g_return_if_fail (NATKIT_IS_CONFIG (self));
+
+  g_free (self->gateway);
+  self->gateway = g_strdup (gateway);
 }

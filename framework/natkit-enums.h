@@ -40,8 +40,8 @@ typedef enum {
  * @NATKIT_PLUGIN_KIND_TRAVERSAL: produces a [class@Natkit.Path] to a peer
  *   (implements [iface@Natkit.Traversal])
  * @NATKIT_PLUGIN_KIND_PORT_MAPPER: asks a gateway to forward a port (UPnP,
- *   NAT-PMP, PCP); also a traversal: "direct to my mapped port"
- *   (implements [iface@Natkit.Traversal])
+ *   NAT-PMP, PCP) (implements [iface@Natkit.PortMapper]); its mappings give
+ *   the direct methods a "mapped" candidate
  * @NATKIT_PLUGIN_KIND_TRANSPORT: runs on top of an established path
  *   (implements [iface@Natkit.Transport])
  *
@@ -114,6 +114,10 @@ typedef enum {
  * @NATKIT_ERROR_MESSAGE_TOO_LARGE: a datagram does not fit the path's MTU
  * @NATKIT_ERROR_NOT_APPLICABLE: a method cannot work in this situation (for
  *   example, the network blocks UDP); the message says why
+ * @NATKIT_ERROR_REFUSED: a gateway or server answered and said no (a port
+ *   mapping refused, a port already in use); the message gives its reason
+ * @NATKIT_ERROR_UNAVAILABLE: nothing offers the service here (no UPnP
+ *   gateway on the network, a gateway that does not speak PCP or NAT-PMP)
  *
  * Error codes in the `NATKIT_ERROR` domain. Every error carries a message a
  * person can act on.
@@ -130,6 +134,8 @@ typedef enum {
   NATKIT_ERROR_CLOSED,
   NATKIT_ERROR_MESSAGE_TOO_LARGE,
   NATKIT_ERROR_NOT_APPLICABLE,
+  NATKIT_ERROR_REFUSED,
+  NATKIT_ERROR_UNAVAILABLE,
 } NatkitError;
 
 /**
@@ -196,12 +202,43 @@ typedef enum {
  * @NATKIT_DETECT_BINDING_LIFETIME: also measure how long an idle UDP binding
  *   lives (RFC 5780 section 4.6). Slow: it waits about twice the lifetime,
  *   within the detection timeout
+ * @NATKIT_DETECT_NO_GATEWAY: do not ask the gateway which port mapping
+ *   protocols (UPnP, NAT-PMP, PCP) it offers
  *
  * What [method@Natkit.Manager.detect_nat_async] measures.
  */
 typedef enum /*< flags >*/ {
   NATKIT_DETECT_NONE = 0,
   NATKIT_DETECT_BINDING_LIFETIME = 1 << 0,
+  NATKIT_DETECT_NO_GATEWAY = 1 << 1,
 } NatkitDetectFlags;
+
+/**
+ * NatkitIpProtocol:
+ * @NATKIT_IP_PROTOCOL_UDP: UDP
+ * @NATKIT_IP_PROTOCOL_TCP: TCP
+ *
+ * The transport protocol of a port mapping.
+ */
+typedef enum {
+  NATKIT_IP_PROTOCOL_UDP,
+  NATKIT_IP_PROTOCOL_TCP,
+} NatkitIpProtocol;
+
+/**
+ * NatkitPortMappingState:
+ * @NATKIT_PORT_MAPPING_STATE_ACTIVE: the gateway forwards the port; it is
+ *   renewed before it expires
+ * @NATKIT_PORT_MAPPING_STATE_LOST: the mapping could not be renewed or
+ *   re-created before it expired; see [signal@Natkit.PortMapping::lost]
+ * @NATKIT_PORT_MAPPING_STATE_RELEASED: the mapping was deleted
+ *
+ * The state of a [class@Natkit.PortMapping].
+ */
+typedef enum {
+  NATKIT_PORT_MAPPING_STATE_ACTIVE,
+  NATKIT_PORT_MAPPING_STATE_LOST,
+  NATKIT_PORT_MAPPING_STATE_RELEASED,
+} NatkitPortMappingState;
 
 G_END_DECLS

@@ -8,6 +8,13 @@
 #include "natkit-plugin-info-private.h"
 #include "natkit-plugin-loader-private.h"
 #include "natkit-nat-detector-private.h"
+#include "natkit-nat-info-private.h"
+#include "natkit-port-mapping-private.h"
+#include "natkit-util-private.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 
 /**
  * NatkitManager:
@@ -33,6 +40,7 @@ struct _NatkitManager
   NatkitConfig   *config;
   NatkitIdentity *identity;
   GPtrArray      *plugins;   /* NatkitPluginInfo, sorted */
+  GHashTable     *mappers;   /* plugin name → its NatkitPortMapper */
 };
 
 G_DEFINE_FINAL_TYPE (NatkitManager, natkit_manager, G_TYPE_OBJECT)
@@ -60,6 +68,8 @@ natkit_manager_constructed (GObject *object)
   if (self->config == NULL)
     self->config = natkit_config_new ();
   self->plugins = _natkit_plugin_loader_scan (self->config);
+  self->mappers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                         g_object_unref);
 }
 
 static void
@@ -70,6 +80,7 @@ natkit_manager_finalize (GObject *object)
   g_clear_object (&self->config);
   g_clear_object (&self->identity);
   g_clear_pointer (&self->plugins, g_ptr_array_unref);
+  g_clear_pointer (&self->mappers, g_hash_table_unref);
 
   G_OBJECT_CLASS (natkit_manager_parent_class)->finalize (object);
 }
@@ -601,7 +612,7 @@ natkit_manager_open_path_async (NatkitManager          *self,
       NatkitPluginInfo *info = g_ptr_array_index (self->plugins, i);
 
       if (info->state != NATKIT_PLUGIN_STATE_LOADED ||
-          info->kind == NATKIT_PLUGIN_KIND_TRANSPORT)
+          !g_type_is_a (info->gtype, NATKIT_TYPE_TRAVERSAL))
         continue;
       if (methods != NULL
           ? !g_strv_contains (methods, info->name)
@@ -643,19 +654,102 @@ detect_progress_cb (const char *message,
   g_signal_emit (user_data, signals[SIGNAL_DETECT_PROGRESS], 0, message);
 }
 
+typedef struct
+{
+  guint          pending;
+  NatkitNatInfo *info;
+  GError        *error;
+  GStrv          services;
+  GCancellable  *probe_cancellable;
+  GSource       *grace;
+} DetectData;
+
+/* how long the gateway probe may run on once detection is done: a gateway
+ * on the LAN answers in milliseconds */
+#define GATEWAY_GRACE_MS 150
+
+static void
+detect_data_free (gpointer data)
+{
+  DetectData *d = data;
+
+  if (d->grace != NULL)
+    {
+      g_source_destroy (d->grace);
+      g_source_unref (d->grace);
+    }
+  g_clear_object (&d->probe_cancellable);
+  g_clear_object (&d->info);
+  g_clear_error (&d->error);
+  g_strfreev (d->services);
+  g_free (d);
+}
+
+static void
+detect_complete (GTask *task)
+{
+  DetectData *d = g_task_get_task_data (task);
+
+  if (--d->pending > 0)
+    return;
+  if (d->info == NULL)
+    {
+      g_task_return_error (task, g_steal_pointer (&d->error));
+      return;
+    }
+  if (d->services != NULL)
+    _natkit_nat_info_set_gateway_services (d->info, (const char * const *) d->services);
+  g_task_return_pointer (task, g_steal_pointer (&d->info), g_object_unref);
+}
+
+static gboolean
+gateway_grace_cb (gpointer user_data)
+{
+  DetectData *d = user_data;
+
+  g_clear_pointer (&d->grace, g_source_unref);
+  g_cancellable_cancel (d->probe_cancellable);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 detect_done_cb (GObject      *source,
                 GAsyncResult *result,
                 gpointer      user_data)
 {
   g_autoptr(GTask) task = user_data;
-  GError *error = NULL;
-  NatkitNatInfo *info = _natkit_detect_nat_finish (result, &error);
+  DetectData *d = g_task_get_task_data (task);
 
-  if (info != NULL)
-    g_task_return_pointer (task, info, g_object_unref);
-  else
-    g_task_return_error (task, error);
+  d->info = _natkit_detect_nat_finish (result, &d->error);
+  if (d->pending > 1 && d->probe_cancellable != NULL)
+    {
+      /* the probe answers with what it heard so far when cancelled */
+      if (d->info == NULL)
+        g_cancellable_cancel (d->probe_cancellable);
+      else
+        {
+          d->grace = g_timeout_source_new (GATEWAY_GRACE_MS);
+          g_source_set_callback (d->grace, gateway_grace_cb, d, NULL);
+          g_source_set_static_name (d->grace, "[natkit] gateway probe grace");
+          g_source_attach (d->grace, g_task_get_context (task));
+        }
+    }
+  detect_complete (task);
+}
+
+static void
+detect_gateway_cb (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  DetectData *d = g_task_get_task_data (task);
+  g_autoptr(GError) error = NULL;
+
+  d->services = natkit_manager_probe_gateway_finish (NATKIT_MANAGER (source), result, &error);
+  if (d->services == NULL)
+    g_debug ("gateway probe failed: %s", error->message);
+  detect_complete (task);
 }
 
 /**
@@ -678,6 +772,10 @@ detect_done_cb (GObject      *source,
  *
  * A network that blocks UDP is a result ([enum@Natkit.NatType] `udp-blocked`),
  * not an error; servers that cannot be resolved or reached are errors.
+ *
+ * Unless @flags has %NATKIT_DETECT_NO_GATEWAY, the gateway is asked at the
+ * same time which port mapping protocols it offers
+ * ([method@Natkit.NatInfo.get_gateway_services]).
  */
 void
 natkit_manager_detect_nat_async (NatkitManager       *self,
@@ -689,6 +787,7 @@ natkit_manager_detect_nat_async (NatkitManager       *self,
                                  gpointer             user_data)
 {
   GTask *task;
+  DetectData *d;
 
   g_return_if_fail (NATKIT_IS_MANAGER (self));
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
@@ -696,9 +795,24 @@ natkit_manager_detect_nat_async (NatkitManager       *self,
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, natkit_manager_detect_nat_async);
   g_task_set_name (task, "[natkit] detect NAT");
+  d = g_new0 (DetectData, 1);
+  d->pending = 1;
+  g_task_set_task_data (task, d, detect_data_free);
 
   if (servers == NULL)
     servers = natkit_config_get_stun_servers (self->config);
+  if (!(flags & NATKIT_DETECT_NO_GATEWAY))
+    {
+      guint probe_ms = natkit_config_get_map_timeout (self->config);
+
+      /* never make detection slower than the caller allowed */
+      if (timeout_ms > 0)
+        probe_ms = MIN (probe_ms, timeout_ms);
+      d->pending++;
+      d->probe_cancellable = g_cancellable_new ();
+      natkit_manager_probe_gateway_async (self, probe_ms, d->probe_cancellable,
+                                          detect_gateway_cb, g_object_ref (task));
+    }
   _natkit_detect_nat_async (servers, timeout_ms, flags,
                             natkit_config_get_lifetime_probe_step (self->config),
                             detect_progress_cb, self,
@@ -725,4 +839,734 @@ natkit_manager_detect_nat_finish (NatkitManager  *self,
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* ---- port mapping ------------------------------------------------------- */
+
+#define MAP_STAGGER_MS 100   /* head start of a higher-ranked port mapper */
+
+static NatkitPortMapper *
+get_mapper (NatkitManager    *self,
+            NatkitPluginInfo *info)
+{
+  NatkitPortMapper *mapper = g_hash_table_lookup (self->mappers, info->name);
+
+  if (mapper == NULL)
+    {
+      mapper = g_object_new (info->gtype, NULL);
+      g_hash_table_insert (self->mappers, g_strdup (info->name), mapper);
+    }
+  return mapper;
+}
+
+/* The port mappers to use, in rank order, each with the one method to ask
+ * of it (NULL: its own order).  @methods names protocols (upnp, natpmp,
+ * pcp) or plugins. */
+static GPtrArray *
+select_mappers (NatkitManager       *self,
+                const char * const  *methods,
+                GError             **error)
+{
+  g_autoptr(GPtrArray) chosen = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr(GString) known = g_string_new (NULL);
+
+  if (methods != NULL && methods[0] == NULL)
+    methods = NULL;
+
+  for (guint i = 0; i < self->plugins->len; i++)
+    {
+      NatkitPluginInfo *info = g_ptr_array_index (self->plugins, i);
+      const char * const *offered;
+      const char *only = NULL;
+      guint wanted = 0;
+
+      if (info->state != NATKIT_PLUGIN_STATE_LOADED ||
+          !g_type_is_a (info->gtype, NATKIT_TYPE_PORT_MAPPER))
+        continue;
+
+      offered = natkit_port_mapper_get_methods (get_mapper (self, info));
+      for (guint j = 0; offered != NULL && offered[j] != NULL; j++)
+        {
+          g_string_append_printf (known, "%s%s", known->len ? ", " : "", offered[j]);
+          if (methods != NULL && g_strv_contains (methods, offered[j]))
+            {
+              wanted++;
+              only = offered[j];
+            }
+        }
+
+      if (methods == NULL)
+        {
+          if (info->rank <= NATKIT_RANK_NONE)
+            continue;
+        }
+      else if (wanted == 0)
+        {
+          if (!g_strv_contains (methods, info->name))
+            continue;
+          only = NULL;               /* the plugin named: all its methods */
+        }
+      else if (wanted > 1)
+        only = NULL;
+
+      g_object_set_data_full (G_OBJECT (info), "natkit-map-method",
+                              g_strdup (only), g_free);
+      g_ptr_array_add (chosen, g_object_ref (info));
+    }
+
+  if (chosen->len == 0)
+    {
+      if (methods != NULL)
+        {
+          g_autofree char *asked = g_strjoinv (", ", (char **) methods);
+          g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_NOT_FOUND,
+                       "No port mapper speaks %s (available: %s)", asked,
+                       known->len ? known->str : "none; run “nat-tool plugins” to see why");
+        }
+      else
+        g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_NO_METHOD,
+                     "No port mapping plugin is loaded (run “nat-tool plugins” "
+                     "to see why)");
+      return NULL;
+    }
+  return g_steal_pointer (&chosen);
+}
+
+typedef struct
+{
+  int                       refs;
+  GTask                    *task;       /* NULL once answered */
+  NatkitManager            *manager;
+  NatkitPortMappingRequest *request;
+  GPtrArray                *mappers;    /* NatkitPluginInfo */
+  guint                     next;
+  guint                     running;
+  GSource                  *stagger;
+  GCancellable             *cancellable;
+  GCancellable             *user_cancellable;
+  gulong                    cancelled_id;
+  GString                  *failures;
+} MapRace;
+
+static MapRace *
+map_race_ref (MapRace *race)
+{
+  race->refs++;
+  return race;
+}
+
+static void
+map_race_unref (MapRace *race)
+{
+  if (--race->refs > 0)
+    return;
+  g_assert (race->task == NULL);
+  if (race->stagger != NULL)
+    {
+      g_source_destroy (race->stagger);
+      g_source_unref (race->stagger);
+    }
+  g_clear_object (&race->manager);
+  g_clear_object (&race->request);
+  g_ptr_array_unref (race->mappers);
+  g_clear_object (&race->cancellable);
+  g_clear_object (&race->user_cancellable);
+  g_string_free (race->failures, TRUE);
+  g_free (race);
+}
+
+static void
+map_race_finish (MapRace           *race,
+                 NatkitPortMapping *mapping,
+                 GError            *error)
+{
+  GTask *task = g_steal_pointer (&race->task);
+
+  if (task == NULL)
+    return;
+  /* the others lose: whatever they hold is released in map_attempt_cb */
+  if (race->stagger != NULL)
+    {
+      g_source_destroy (race->stagger);
+      g_clear_pointer (&race->stagger, g_source_unref);
+    }
+  if (race->cancelled_id != 0)
+    g_cancellable_disconnect (race->user_cancellable, race->cancelled_id);
+  race->cancelled_id = 0;
+  g_cancellable_cancel (race->cancellable);
+
+  if (mapping != NULL)
+    g_task_return_pointer (task, mapping, g_object_unref);
+  else
+    g_task_return_error (task, error);
+  g_object_unref (task);
+}
+
+static char *
+mapping_record_file (NatkitPortMapping *mapping)
+{
+  g_autofree char *dir = g_build_filename (g_get_user_state_dir (), "natkit",
+                                           "mappings", NULL);
+  g_autofree char *name = NULL;
+
+  if (g_mkdir_with_parents (dir, 0700) != 0)
+    {
+      g_warning ("Could not create %s to record port mappings: %s; "
+                 "“nat-tool unmap --all” will not know about them",
+                 dir, g_strerror (errno));
+      return NULL;
+    }
+  name = g_strdup_printf ("%d-%s-%s-%u-%u.json", getpid (),
+                          natkit_port_mapping_get_method (mapping),
+                          natkit_port_mapping_get_protocol (mapping) == NATKIT_IP_PROTOCOL_TCP ?
+                          "tcp" : "udp",
+                          natkit_port_mapping_get_internal_port (mapping),
+                          natkit_port_mapping_get_external_port (mapping));
+  return g_build_filename (dir, name, NULL);
+}
+
+static void start_next_mapper (MapRace *race);
+
+static void
+map_attempt_cb (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  MapRace *race = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitPortMapping) mapping =
+    natkit_port_mapper_map_finish (NATKIT_PORT_MAPPER (source), result, &error);
+  const char *name = g_object_get_data (source, "natkit-plugin-name");
+
+  race->running--;
+  if (mapping != NULL)
+    {
+      if (race->task != NULL)
+        {
+          g_autofree char *file = mapping_record_file (mapping);
+
+          if (file != NULL)
+            _natkit_port_mapping_set_record_file (mapping, file);
+          g_debug ("port mapping by %s won: %s:%u", name,
+                   natkit_port_mapping_get_external_address (mapping),
+                   natkit_port_mapping_get_external_port (mapping));
+          map_race_finish (race, g_steal_pointer (&mapping), NULL);
+        }
+      else
+        {
+          g_debug ("port mapping by %s came second; releasing it", name);
+          natkit_port_mapping_release_async (mapping, NULL, NULL, NULL);
+        }
+    }
+  else if (race->task != NULL)
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        g_string_append_printf (race->failures, "%s%s: %s",
+                                race->failures->len ? "; " : "", name,
+                                error->message);
+      if (g_cancellable_is_cancelled (race->user_cancellable))
+        map_race_finish (race, NULL, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                                          "Operation was cancelled"));
+      else if (race->next < race->mappers->len)
+        start_next_mapper (race);     /* no need to wait out the stagger */
+      else if (race->running == 0)
+        map_race_finish (race, NULL,
+                         g_error_new (NATKIT_ERROR, NATKIT_ERROR_NO_METHOD,
+                                      "Could not map %s port %u: %s",
+                                      natkit_port_mapping_request_get_protocol (race->request) ==
+                                      NATKIT_IP_PROTOCOL_TCP ? "TCP" : "UDP",
+                                      natkit_port_mapping_request_get_internal_port (race->request),
+                                      race->failures->str));
+    }
+  map_race_unref (race);
+}
+
+static gboolean
+stagger_cb (gpointer user_data)
+{
+  MapRace *race = user_data;
+
+  g_clear_pointer (&race->stagger, g_source_unref);
+  start_next_mapper (race);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+start_next_mapper (MapRace *race)
+{
+  NatkitPluginInfo *info;
+  NatkitPortMapper *mapper;
+  g_autoptr(NatkitPortMappingRequest) request = NULL;
+
+  if (race->stagger != NULL)
+    {
+      g_source_destroy (race->stagger);
+      g_clear_pointer (&race->stagger, g_source_unref);
+    }
+  if (race->next >= race->mappers->len)
+    return;
+
+  info = g_ptr_array_index (race->mappers, race->next++);
+  mapper = get_mapper (race->manager, info);
+  g_object_set_data_full (G_OBJECT (mapper), "natkit-plugin-name",
+                          g_strdup (info->name), g_free);
+  request = natkit_port_mapping_request_copy (race->request);
+  natkit_port_mapping_request_set_method (request,
+                                          g_object_get_data (G_OBJECT (info),
+                                                             "natkit-map-method"));
+  g_debug ("port mapping: trying %s (rank %d)", info->name, info->rank);
+  race->running++;
+  natkit_port_mapper_map_async (mapper, request, race->cancellable,
+                                map_attempt_cb, map_race_ref (race));
+
+  if (race->next < race->mappers->len)
+    {
+      race->stagger = g_timeout_source_new (MAP_STAGGER_MS);
+      g_source_set_callback (race->stagger, stagger_cb, race, NULL);
+      g_source_set_static_name (race->stagger, "[natkit] port mapper stagger");
+      g_source_attach (race->stagger, g_task_get_context (race->task));
+    }
+}
+
+static void
+map_user_cancelled_cb (GCancellable *cancellable,
+                       gpointer      user_data)
+{
+  GCancellable *ours = user_data;
+
+  g_cancellable_cancel (ours);
+}
+
+/**
+ * natkit_manager_map_port_async:
+ * @self: a manager
+ * @request: the port to map
+ * @methods: (nullable) (array zero-terminated=1): the protocols to use
+ *   (`upnp`, `natpmp`, `pcp`) or port mapper plugins to use, or %NULL for
+ *   all of them
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called with the mapping or the reasons every
+ *   method failed
+ * @user_data: data for @callback
+ *
+ * Asks the gateway to forward a port. The port mapper plugins are tried
+ * in rank order, each starting a short moment after the one before (or at
+ * once when it fails), so the preferred protocol wins when it works and a
+ * slow or missing one costs nothing. The first mapping the gateway grants
+ * is kept; a later one is released right away.
+ *
+ * When the request names no gateway, the configured one is used (see
+ * [method@Natkit.Config.get_gateway]), else the default route's. The
+ * mapping is recorded in natkit's state folder (`$XDG_STATE_HOME/natkit/
+ * mappings/`) until it is released, so that
+ * [method@Natkit.Manager.remove_stale_mappings_async] can clean up after
+ * a process that crashed.
+ */
+void
+natkit_manager_map_port_async (NatkitManager            *self,
+                               NatkitPortMappingRequest *request,
+                               const char * const       *methods,
+                               GCancellable             *cancellable,
+                               GAsyncReadyCallback       callback,
+                               gpointer                  user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GError) error = NULL;
+  GPtrArray *mappers;
+  MapRace *race;
+
+  g_return_if_fail (NATKIT_IS_MANAGER (self));
+  g_return_if_fail (NATKIT_IS_PORT_MAPPING_REQUEST (request));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, natkit_manager_map_port_async);
+  g_task_set_name (task, "[natkit] map port");
+
+  mappers = select_mappers (self, methods, &error);
+  if (mappers == NULL)
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+  if (g_task_return_error_if_cancelled (task))
+    {
+      g_ptr_array_unref (mappers);
+      return;
+    }
+
+  race = g_new0 (MapRace, 1);
+  race->refs = 1;
+  race->task = g_steal_pointer (&task);
+  race->manager = g_object_ref (self);
+  race->request = natkit_port_mapping_request_copy (request);
+  if (natkit_port_mapping_request_get_gateway (race->request) == NULL)
+    natkit_port_mapping_request_set_gateway (race->request,
+                                             natkit_config_get_gateway (self->config));
+  race->mappers = mappers;
+  race->failures = g_string_new (NULL);
+  race->cancellable = g_cancellable_new ();
+  if (cancellable != NULL)
+    {
+      race->user_cancellable = g_object_ref (cancellable);
+      race->cancelled_id = g_cancellable_connect (cancellable,
+                                                  G_CALLBACK (map_user_cancelled_cb),
+                                                  g_object_ref (race->cancellable),
+                                                  g_object_unref);
+    }
+  start_next_mapper (race);
+  map_race_unref (race);
+}
+
+/**
+ * natkit_manager_map_port_finish:
+ * @self: a manager
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes [method@Natkit.Manager.map_port_async].
+ *
+ * Returns: (transfer full): the active mapping, or %NULL with an error:
+ *   %NATKIT_ERROR_NO_METHOD listing why each protocol failed,
+ *   %NATKIT_ERROR_NOT_FOUND when no plugin speaks the protocols asked for
+ */
+NatkitPortMapping *
+natkit_manager_map_port_finish (NatkitManager  *self,
+                                GAsyncResult   *result,
+                                GError        **error)
+{
+  g_return_val_if_fail (NATKIT_IS_MANAGER (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_async_result_is_tagged (result, natkit_manager_map_port_async), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* ---- which protocols the gateway offers -------------------------------- */
+
+typedef struct
+{
+  guint      pending;
+  GPtrArray *found;     /* char*, unordered */
+} ProbeData;
+
+static void
+probe_data_free (gpointer data)
+{
+  ProbeData *d = data;
+
+  g_ptr_array_unref (d->found);
+  g_free (d);
+}
+
+static void
+probe_one_cb (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  ProbeData *d = g_task_get_task_data (task);
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) offered = natkit_port_mapper_probe_finish (NATKIT_PORT_MAPPER (source),
+                                                           result, &error);
+  static const char * const order[] = { "pcp", "natpmp", "upnp" };
+  GStrvBuilder *builder;
+  g_auto(GStrv) services = NULL;
+
+  if (offered == NULL)
+    g_debug ("gateway probe by %s: %s",
+             (const char *) g_object_get_data (source, "natkit-plugin-name"),
+             error->message);
+  for (guint i = 0; offered != NULL && offered[i] != NULL; i++)
+    g_ptr_array_add (d->found, g_strdup (offered[i]));
+
+  if (--d->pending > 0)
+    return;
+
+  /* a stable order: the known protocols first, then the rest */
+  builder = g_strv_builder_new ();
+  for (guint i = 0; i < G_N_ELEMENTS (order); i++)
+    for (guint j = 0; j < d->found->len; j++)
+      if (g_str_equal (order[i], g_ptr_array_index (d->found, j)))
+        {
+          g_strv_builder_add (builder, order[i]);
+          break;
+        }
+  for (guint j = 0; j < d->found->len; j++)
+    if (!g_strv_contains (order, g_ptr_array_index (d->found, j)))
+      g_strv_builder_add (builder, g_ptr_array_index (d->found, j));
+  services = g_strv_builder_end (builder);
+  g_strv_builder_unref (builder);
+  g_task_return_pointer (task, g_steal_pointer (&services), (GDestroyNotify) g_strfreev);
+}
+
+/**
+ * natkit_manager_probe_gateway_async:
+ * @self: a manager
+ * @timeout_ms: the longest to wait for answers, or 0 for the configured
+ *   mapping time limit
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called with the answer
+ * @user_data: data for @callback
+ *
+ * Asks the gateway which port mapping protocols it offers (PCP, NAT-PMP,
+ * UPnP-IGD), in parallel and without creating a mapping. A protocol that
+ * does not answer within @timeout_ms is not offered; cancelling the probe
+ * returns what answered so far.
+ */
+void
+natkit_manager_probe_gateway_async (NatkitManager       *self,
+                                    guint                timeout_ms,
+                                    GCancellable        *cancellable,
+                                    GAsyncReadyCallback  callback,
+                                    gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(NatkitPortMappingRequest) request = NULL;
+  ProbeData *d;
+
+  g_return_if_fail (NATKIT_IS_MANAGER (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, natkit_manager_probe_gateway_async);
+  g_task_set_name (task, "[natkit] probe gateway");
+  d = g_new0 (ProbeData, 1);
+  d->found = g_ptr_array_new_with_free_func (g_free);
+  g_task_set_task_data (task, d, probe_data_free);
+
+  request = natkit_port_mapping_request_new (NATKIT_IP_PROTOCOL_UDP, 9);
+  natkit_port_mapping_request_set_gateway (request, natkit_config_get_gateway (self->config));
+  natkit_port_mapping_request_set_timeout (request, timeout_ms > 0 ? timeout_ms :
+                                           natkit_config_get_map_timeout (self->config));
+
+  d->pending = 1;     /* held until every probe started */
+  for (guint i = 0; i < self->plugins->len; i++)
+    {
+      NatkitPluginInfo *info = g_ptr_array_index (self->plugins, i);
+      NatkitPortMapper *mapper;
+
+      if (info->state != NATKIT_PLUGIN_STATE_LOADED ||
+          !g_type_is_a (info->gtype, NATKIT_TYPE_PORT_MAPPER) ||
+          info->rank <= NATKIT_RANK_NONE)
+        continue;
+      mapper = get_mapper (self, info);
+      g_object_set_data_full (G_OBJECT (mapper), "natkit-plugin-name",
+                              g_strdup (info->name), g_free);
+      d->pending++;
+      natkit_port_mapper_probe_async (mapper, request, cancellable,
+                                      probe_one_cb, g_object_ref (task));
+    }
+  if (--d->pending == 0)
+    g_task_return_pointer (task, g_new0 (char *, 1), (GDestroyNotify) g_strfreev);
+}
+
+/**
+ * natkit_manager_probe_gateway_finish:
+ * @self: a manager
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Returns: (transfer full) (array zero-terminated=1): the protocols the
+ *   gateway answered, `pcp`, `natpmp` and `upnp` in that order (empty when
+ *   none did)
+ */
+char **
+natkit_manager_probe_gateway_finish (NatkitManager  *self,
+                                     GAsyncResult   *result,
+                                     GError        **error)
+{
+  g_return_val_if_fail (NATKIT_IS_MANAGER (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* ---- mappings left behind by processes that died ------------------------ */
+
+typedef struct
+{
+  guint      pending;
+  guint      removed;
+  guint      skipped;
+  GString   *failures;
+} StaleData;
+
+static void
+stale_data_free (gpointer data)
+{
+  StaleData *d = data;
+
+  g_string_free (d->failures, TRUE);
+  g_free (d);
+}
+
+static void
+stale_complete (GTask *task)
+{
+  StaleData *d = g_task_get_task_data (task);
+
+  if (--d->pending > 0)
+    return;
+  if (d->failures->len > 0)
+    g_task_return_new_error (task, NATKIT_ERROR, NATKIT_ERROR_FAILED,
+                             "Removed %u stale port mapping(s); could not remove: %s",
+                             d->removed, d->failures->str);
+  else
+    g_task_return_int (task, d->removed);
+}
+
+typedef struct
+{
+  GTask *task;
+  char  *file;
+} RecordRemoval;
+
+static void
+record_removed_cb (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  RecordRemoval *r = user_data;
+  StaleData *d = g_task_get_task_data (r->task);
+  g_autoptr(GError) error = NULL;
+
+  if (!natkit_port_mapper_remove_record_finish (NATKIT_PORT_MAPPER (source), result, &error))
+    g_string_append_printf (d->failures, "%s%s (record %s kept)",
+                            d->failures->len ? "; " : "", error->message, r->file);
+  else
+    {
+      d->removed++;
+      g_unlink (r->file);
+    }
+  stale_complete (r->task);
+  g_object_unref (r->task);
+  g_free (r->file);
+  g_free (r);
+}
+
+/**
+ * natkit_manager_remove_stale_mappings_async:
+ * @self: a manager
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when every gateway answered
+ * @user_data: data for @callback
+ *
+ * Deletes the port mappings that processes which are no longer running
+ * left in natkit's state folder (after a crash or a kill), and their
+ * records. Mappings of running processes are left alone.
+ */
+void
+natkit_manager_remove_stale_mappings_async (NatkitManager       *self,
+                                            GCancellable        *cancellable,
+                                            GAsyncReadyCallback  callback,
+                                            gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autofree char *dir_name = NULL;
+  g_autoptr(GDir) dir = NULL;
+  const char *name;
+  StaleData *d;
+
+  g_return_if_fail (NATKIT_IS_MANAGER (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, natkit_manager_remove_stale_mappings_async);
+  d = g_new0 (StaleData, 1);
+  d->failures = g_string_new (NULL);
+  d->pending = 1;
+  g_task_set_task_data (task, d, stale_data_free);
+
+  dir_name = g_build_filename (g_get_user_state_dir (), "natkit", "mappings", NULL);
+  dir = g_dir_open (dir_name, 0, NULL);
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *file = g_build_filename (dir_name, name, NULL);
+      g_autoptr(JsonParser) parser = json_parser_new ();
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GVariant) record = NULL;
+      JsonObject *object;
+      const char *method;
+      NatkitPortMapper *mapper = NULL;
+      RecordRemoval *r;
+      gint64 pid;
+
+      if (!g_str_has_suffix (name, ".json"))
+        continue;
+      if (!json_parser_load_from_file (parser, file, &error) ||
+          !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+        {
+          g_string_append_printf (d->failures, "%s%s is not a mapping record%s%s",
+                                  d->failures->len ? "; " : "", file,
+                                  error ? ": " : "", error ? error->message : "");
+          continue;
+        }
+      object = json_node_get_object (json_parser_get_root (parser));
+      pid = json_object_get_int_member_with_default (object, "pid", 0);
+      if (pid > 0 && pid <= G_MAXINT &&
+          _natkit_process_start_time ((int) pid) != 0 &&
+          _natkit_process_start_time ((int) pid) ==
+          (guint64) json_object_get_int_member_with_default (object, "start-time", 0))
+        {
+          d->skipped++;
+          g_debug ("%s belongs to running process %" G_GINT64_FORMAT, file, pid);
+          continue;
+        }
+      json_object_remove_member (object, "pid");
+      json_object_remove_member (object, "start-time");
+      record = json_gvariant_deserialize (json_parser_get_root (parser), "a{sv}", &error);
+      method = json_object_get_string_member_with_default (object, "method", "");
+      for (guint i = 0; record != NULL && i < self->plugins->len && mapper == NULL; i++)
+        {
+          NatkitPluginInfo *info = g_ptr_array_index (self->plugins, i);
+          NatkitPortMapper *candidate;
+
+          if (info->state != NATKIT_PLUGIN_STATE_LOADED ||
+              !g_type_is_a (info->gtype, NATKIT_TYPE_PORT_MAPPER))
+            continue;
+          candidate = get_mapper (self, info);
+          if (g_strv_contains (natkit_port_mapper_get_methods (candidate), method))
+            mapper = candidate;
+        }
+      if (mapper == NULL)
+        {
+          g_string_append_printf (d->failures, "%s%s: %s",
+                                  d->failures->len ? "; " : "", file,
+                                  record == NULL ? error->message :
+                                  "no loaded plugin speaks its method");
+          continue;
+        }
+      d->pending++;
+      r = g_new0 (RecordRemoval, 1);
+      r->task = g_object_ref (task);
+      r->file = g_steal_pointer (&file);
+      natkit_port_mapper_remove_record_async (mapper, record, cancellable,
+                                              record_removed_cb, r);
+    }
+  g_object_set_data (G_OBJECT (task), "natkit-skipped", GUINT_TO_POINTER (d->skipped));
+  stale_complete (g_steal_pointer (&task));
+}
+
+/**
+ * natkit_manager_remove_stale_mappings_finish:
+ * @self: a manager
+ * @result: the result passed to the callback
+ * @n_skipped: (out) (optional): how many records belong to running
+ *   processes and were left alone
+ * @error: return location for a #GError
+ *
+ * Returns: how many mappings were removed, or -1 with @error naming the
+ *   ones that could not be
+ */
+int
+natkit_manager_remove_stale_mappings_finish (NatkitManager  *self,
+                                             GAsyncResult   *result,
+                                             guint          *n_skipped,
+                                             GError        **error)
+{
+  g_return_val_if_fail (NATKIT_IS_MANAGER (self), -1);
+  g_return_val_if_fail (g_task_is_valid (result, self), -1);
+
+  if (n_skipped != NULL)
+    *n_skipped = GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (result), "natkit-skipped"));
+  return (int) g_task_propagate_int (G_TASK (result), error);
 }

@@ -14,6 +14,8 @@
 #include "natkit-nat-info.h"
 #include "natkit-path.h"
 #include "natkit-plugin-info.h"
+#include "natkit-port-mapping.h"
+#include "natkit-port-mapping-request.h"
 #include "natkit-transport.h"
 #include "natkit-traversal-request.h"
 #include "natkit-version-macros.h"
@@ -69,5 +71,37 @@ NATKIT_AVAILABLE_IN_ALL
 NatkitNatInfo    *natkit_manager_detect_nat_finish (NatkitManager           *self,
                                                     GAsyncResult            *result,
                                                     GError                 **error);
+
+NATKIT_AVAILABLE_IN_ALL
+void               natkit_manager_map_port_async               (NatkitManager            *self,
+                                                                NatkitPortMappingRequest *request,
+                                                                const char * const       *methods,
+                                                                GCancellable             *cancellable,
+                                                                GAsyncReadyCallback       callback,
+                                                                gpointer                  user_data);
+NATKIT_AVAILABLE_IN_ALL
+NatkitPortMapping *natkit_manager_map_port_finish              (NatkitManager            *self,
+                                                                GAsyncResult             *result,
+                                                                GError                  **error);
+NATKIT_AVAILABLE_IN_ALL
+void               natkit_manager_probe_gateway_async          (NatkitManager            *self,
+                                                                guint                     timeout_ms,
+                                                                GCancellable             *cancellable,
+                                                                GAsyncReadyCallback       callback,
+                                                                gpointer                  user_data);
+NATKIT_AVAILABLE_IN_ALL
+char             **natkit_manager_probe_gateway_finish         (NatkitManager            *self,
+                                                                GAsyncResult             *result,
+                                                                GError                  **error);
+NATKIT_AVAILABLE_IN_ALL
+void               natkit_manager_remove_stale_mappings_async  (NatkitManager            *self,
+                                                                GCancellable             *cancellable,
+                                                                GAsyncReadyCallback       callback,
+                                                                gpointer                  user_data);
+NATKIT_AVAILABLE_IN_ALL
+int                natkit_manager_remove_stale_mappings_finish (NatkitManager            *self,
+                                                                GAsyncResult             *result,
+                                                                guint                    *n_skipped,
+                                                                GError                  **error);
 
 G_END_DECLS

@@ -25,9 +25,12 @@ struct _NatkitNatInfo
   guint              packets_sent;
   guint              lifetime_at_least_ms;
   guint              lifetime_less_than_ms;
+  GStrv              gateway_services;   /* NULL: not probed */
 };
 
 NatkitNatInfo *_natkit_nat_info_new (void);
+void           _natkit_nat_info_set_gateway_services (NatkitNatInfo      *self,
+                                                      const char * const *services);
 NatkitNatType  _natkit_nat_type_classify (gboolean          behind_nat,
                                           NatkitNatBehavior mapping,
                                           NatkitNatBehavior filtering);

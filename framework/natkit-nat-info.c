@@ -33,6 +33,7 @@ enum {
   PROP_TESTS_SKIPPED,
   PROP_ELAPSED,
   PROP_PACKETS_SENT,
+  PROP_GATEWAY_SERVICES,
   N_PROPS
 };
 static GParamSpec *properties[N_PROPS];
@@ -46,6 +47,7 @@ natkit_nat_info_finalize (GObject *object)
   g_free (self->local_address);
   g_strfreev (self->servers_used);
   g_strfreev (self->tests_skipped);
+  g_strfreev (self->gateway_services);
 
   G_OBJECT_CLASS (natkit_nat_info_parent_class)->finalize (object);
 }
@@ -71,6 +73,7 @@ natkit_nat_info_get_property (GObject    *object,
     case PROP_TESTS_SKIPPED: g_value_set_boxed (value, self->tests_skipped); break;
     case PROP_ELAPSED: g_value_set_uint (value, self->elapsed_ms); break;
     case PROP_PACKETS_SENT: g_value_set_uint (value, self->packets_sent); break;
+    case PROP_GATEWAY_SERVICES: g_value_set_boxed (value, self->gateway_services); break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -155,6 +158,14 @@ natkit_nat_info_class_init (NatkitNatInfoClass *klass)
    * How many packets detection sent, retransmissions included.
    */
   properties[PROP_PACKETS_SENT] = g_param_spec_uint ("packets-sent", NULL, NULL, 0, G_MAXUINT, 0, flags);
+
+  /**
+   * NatkitNatInfo:gateway-services:
+   *
+   * The port mapping protocols the gateway answered (`pcp`, `natpmp`,
+   * `upnp`), or %NULL when they were not probed.
+   */
+  properties[PROP_GATEWAY_SERVICES] = g_param_spec_boxed ("gateway-services", NULL, NULL, G_TYPE_STRV, flags);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
@@ -423,4 +434,28 @@ natkit_nat_info_describe (NatkitNatInfo *self)
       return g_strdup ("natkit could not measure enough of your network to name "
                        "its behavior; see the tests that were skipped.");
     }
+}
+
+/**
+ * natkit_nat_info_get_gateway_services:
+ * @self: NAT information
+ *
+ * Returns: (transfer none) (nullable) (array zero-terminated=1): the port
+ *   mapping protocols the gateway offers (`pcp`, `natpmp`, `upnp`; empty
+ *   when it offers none), or %NULL when they were not probed
+ */
+const char * const *
+natkit_nat_info_get_gateway_services (NatkitNatInfo *self)
+{
+  g_return_val_if_fail (NATKIT_IS_NAT_INFO (self), NULL);
+  return (const char * const *) self->gateway_services;
+}
+
+void
+_natkit_nat_info_set_gateway_services (NatkitNatInfo      *self,
+                                       const char * const *services)
+{
+  g_strfreev (self->gateway_services);
+  self->gateway_services = g_strdupv ((char **) services);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_GATEWAY_SERVICES]);
 }

@@ -41,6 +41,8 @@ guint               natkit_nat_info_get_elapsed        (NatkitNatInfo *self);
 NATKIT_AVAILABLE_IN_ALL
 guint               natkit_nat_info_get_packets_sent   (NatkitNatInfo *self);
 NATKIT_AVAILABLE_IN_ALL
+const char * const *natkit_nat_info_get_gateway_services (NatkitNatInfo *self);
+NATKIT_AVAILABLE_IN_ALL
 gboolean            natkit_nat_info_get_binding_lifetime (NatkitNatInfo *self,
                                                           guint         *at_least_ms,
                                                           guint         *less_than_ms);

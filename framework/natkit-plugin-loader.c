@@ -125,8 +125,9 @@ static char *
 check_type (NatkitPluginKind kind,
             GType            type)
 {
-  GType iface = kind == NATKIT_PLUGIN_KIND_TRANSPORT ?
-                NATKIT_TYPE_TRANSPORT : NATKIT_TYPE_TRAVERSAL;
+  GType iface = kind == NATKIT_PLUGIN_KIND_TRANSPORT ? NATKIT_TYPE_TRANSPORT :
+                kind == NATKIT_PLUGIN_KIND_PORT_MAPPER ? NATKIT_TYPE_PORT_MAPPER :
+                NATKIT_TYPE_TRAVERSAL;
   g_autoptr(GEnumClass) kinds = g_type_class_ref (NATKIT_TYPE_PLUGIN_KIND);
   GEnumValue *kind_value = g_enum_get_value (kinds, kind);
 

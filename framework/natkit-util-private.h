@@ -12,4 +12,6 @@ char    *_natkit_base58_encode (const guint8 *data,
                                 gsize         length);
 GBytes  *_natkit_base58_decode (const char   *text);
 
+guint64  _natkit_process_start_time (int pid);
+
 G_END_DECLS

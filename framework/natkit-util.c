@@ -94,3 +94,28 @@ _natkit_base58_decode (const char *text)
 
   return g_byte_array_free_to_bytes (out);
 }
+
+/* The start time of a process (clock ticks since boot, field 22 of
+ * /proc/PID/stat), so a record naming a PID can tell a live owner from a
+ * new process that reused the number.  0 when the process does not exist. */
+guint64
+_natkit_process_start_time (int pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", pid);
+  g_autofree char *text = NULL;
+  g_auto(GStrv) fields = NULL;
+  const char *p;
+
+  if (pid <= 0 || !g_file_get_contents (path, &text, NULL, NULL))
+    return 0;
+  /* the command name (field 2) is in parentheses and may hold spaces */
+  p = strrchr (text, ')');
+  if (p == NULL)
+    return 0;
+  fields = g_strsplit (p + 1, " ", 0);
+  /* fields[0] is empty (the space after ')'), [1] is field 3, so field 22
+   * is at index 20 */
+  if (g_strv_length (fields) < 21)
+    return 0;
+  return g_ascii_strtoull (fields[20], NULL, 10);
+}

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <glib-unix.h>
 #include <json-glib/json-glib.h>
 #include <natkit/natkit.h>
 
@@ -253,6 +254,7 @@ cmd_id (CommonOptions  *common,
 static char **detect_servers;
 static double detect_timeout = 0;
 static gboolean detect_lifetime;
+static char *detect_gateway;
 
 static const GOptionEntry detect_entries[] = {
   { "stun", 0, 0, G_OPTION_ARG_STRING_ARRAY, &detect_servers,
@@ -261,6 +263,9 @@ static const GOptionEntry detect_entries[] = {
     "Give up after SECONDS (default 5; 300 with --lifetime)", "SECONDS" },
   { "lifetime", 0, 0, G_OPTION_ARG_NONE, &detect_lifetime,
     "Also measure how long an idle UDP binding lives (slow: about twice that long)", NULL },
+  { "gateway", 0, 0, G_OPTION_ARG_STRING, &detect_gateway,
+    "Ask this gateway for PCP and NAT-PMP (default: the configured one, else the default route's)",
+    "HOST[:PORT]" },
   G_OPTION_ENTRY_NULL
 };
 
@@ -328,6 +333,8 @@ cmd_detect (CommonOptions  *common,
   if (manager == NULL)
     return fail (common, error);
 
+  if (detect_gateway != NULL)
+    natkit_config_set_gateway (natkit_manager_get_config (manager), detect_gateway);
   g_signal_connect (manager, "detect-progress", G_CALLBACK (detect_progress_cb), common);
   natkit_manager_detect_nat_async (manager, (const char * const *) detect_servers,
                                    (guint) (detect_timeout * 1000),
@@ -395,6 +402,13 @@ cmd_detect (CommonOptions  *common,
         }
       else
         json_builder_add_null_value (builder);
+      if (natkit_nat_info_get_gateway_services (info) != NULL)
+        add_strv (builder, "gateway_services", natkit_nat_info_get_gateway_services (info));
+      else
+        {
+          json_builder_set_member_name (builder, "gateway_services");
+          json_builder_add_null_value (builder);
+        }
       json_builder_set_member_name (builder, "elapsed_ms");
       json_builder_add_int_value (builder, natkit_nat_info_get_elapsed (info));
       json_builder_set_member_name (builder, "packets_sent");
@@ -423,10 +437,364 @@ cmd_detect (CommonOptions  *common,
       else
         g_print ("  idle binding     lives at least %.0f s\n", at_least / 1000.0);
     }
+  if (natkit_nat_info_get_gateway_services (info) != NULL)
+    {
+      g_autofree char *services =
+        g_strjoinv (", ", (char **) natkit_nat_info_get_gateway_services (info));
+
+      g_print ("  port mapping     %s\n", *services ? services :
+               "none (the gateway answered neither UPnP, NAT-PMP nor PCP)");
+    }
   g_print ("  measured in      %u ms, %u packets\n", natkit_nat_info_get_elapsed (info),
            natkit_nat_info_get_packets_sent (info));
   for (const char * const *s = natkit_nat_info_get_tests_skipped (info); *s; s++)
     g_print ("  not measured     %s\n", *s);
+  return EXIT_SUCCESS;
+}
+
+/* nat-tool map / unmap */
+
+static int map_external_port = 0;
+static double map_lifetime = 0;
+static char **map_methods;
+static char *map_gateway;
+static double map_timeout = 0;
+static gboolean unmap_all;
+
+static const GOptionEntry map_entries[] = {
+  { "external-port", 0, 0, G_OPTION_ARG_INT, &map_external_port,
+    "Ask for this public port (default: any; the gateway may give another)", "N" },
+  { "lifetime", 0, 0, G_OPTION_ARG_DOUBLE, &map_lifetime,
+    "Lease to ask for, renewed at half of it (default 7200)", "SECONDS" },
+  { "method", 0, 0, G_OPTION_ARG_STRING_ARRAY, &map_methods,
+    "Use only this protocol: upnp, natpmp or pcp (repeatable; default: all, by rank)", "NAME" },
+  { "gateway", 0, 0, G_OPTION_ARG_STRING, &map_gateway,
+    "Ask this gateway for PCP and NAT-PMP (default: the configured one, else the default route's)",
+    "HOST[:PORT]" },
+  { "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &map_timeout,
+    "Give up after SECONDS (default 4)", "SECONDS" },
+  G_OPTION_ENTRY_NULL
+};
+
+static const GOptionEntry unmap_entries[] = {
+  { "all", 0, 0, G_OPTION_ARG_NONE, &unmap_all,
+    "Remove every mapping that a nat-tool or natkit application which is no "
+    "longer running left behind", NULL },
+  G_OPTION_ENTRY_NULL
+};
+
+typedef struct
+{
+  CommonOptions     *common;
+  GMainLoop         *loop;
+  NatkitPortMapping *mapping;
+  GError            *error;
+  int                status;
+  gboolean           stopping;
+} MapRun;
+
+static void
+map_event (MapRun     *run,
+           const char *event,
+           const char *detail)
+{
+  NatkitPortMapping *m = run->mapping;
+
+  if (run->common->json)
+    {
+      g_autoptr(JsonBuilder) builder = json_builder_new ();
+      g_autoptr(JsonGenerator) generator = json_generator_new ();
+      g_autoptr(JsonNode) root = NULL;
+      g_autofree char *text = NULL;
+
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "event");
+      json_builder_add_string_value (builder, event);
+      json_builder_set_member_name (builder, "external_address");
+      json_builder_add_string_value (builder, natkit_port_mapping_get_external_address (m));
+      json_builder_set_member_name (builder, "external_port");
+      json_builder_add_int_value (builder, natkit_port_mapping_get_external_port (m));
+      json_builder_set_member_name (builder, "lifetime");
+      json_builder_add_int_value (builder, natkit_port_mapping_get_lifetime (m));
+      if (detail != NULL)
+        {
+          json_builder_set_member_name (builder, "message");
+          json_builder_add_string_value (builder, detail);
+        }
+      json_builder_end_object (builder);
+      root = json_builder_get_root (builder);
+      json_generator_set_root (generator, root);
+      text = json_generator_to_data (generator, NULL);
+      g_printerr ("%s\n", text);
+    }
+  else if (detail != NULL)
+    g_printerr ("%s: %s\n", event, detail);
+  else
+    g_printerr ("%s: %s:%u for %u s\n", event,
+                natkit_port_mapping_get_external_address (m),
+                natkit_port_mapping_get_external_port (m),
+                natkit_port_mapping_get_lifetime (m));
+}
+
+static void
+mapping_renewed_cb (NatkitPortMapping *mapping,
+                    gpointer           user_data)
+{
+  map_event (user_data, "renewed", NULL);
+}
+
+static void
+mapping_changed_cb (NatkitPortMapping *mapping,
+                    gpointer           user_data)
+{
+  map_event (user_data, "changed", NULL);
+}
+
+static void
+mapping_lost_cb (NatkitPortMapping *mapping,
+                 const GError      *error,
+                 gpointer           user_data)
+{
+  map_event (user_data, "lost", error->message);
+}
+
+static void
+map_done_cb (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  MapRun *run = user_data;
+
+  run->mapping = natkit_manager_map_port_finish (NATKIT_MANAGER (source), result, &run->error);
+  g_main_loop_quit (run->loop);
+}
+
+static void
+release_done_cb (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  MapRun *run = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!natkit_port_mapping_release_finish (NATKIT_PORT_MAPPING (source), result, &error))
+    {
+      g_printerr ("nat-tool: the mapping could not be removed: %s; it expires "
+                  "by itself within %u s, or run “nat-tool unmap --all”\n",
+                  error->message, natkit_port_mapping_get_lifetime (run->mapping));
+      run->status = EXIT_FAILURE;
+    }
+  else if (!run->common->json)
+    g_printerr ("removed the mapping\n");
+  g_main_loop_quit (run->loop);
+}
+
+static gboolean
+map_signal_cb (gpointer user_data)
+{
+  MapRun *run = user_data;
+
+  if (run->stopping)
+    {
+      /* a second signal: do not wait for the gateway any longer */
+      g_main_loop_quit (run->loop);
+      run->status = EXIT_FAILURE;
+      return G_SOURCE_CONTINUE;
+    }
+  run->stopping = TRUE;
+  natkit_port_mapping_release_async (run->mapping, NULL, release_done_cb, run);
+  return G_SOURCE_CONTINUE;
+}
+
+static int
+cmd_map (CommonOptions  *common,
+         int             argc,
+         char          **argv)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitManager) manager = NULL;
+  g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  g_autoptr(NatkitPortMappingRequest) request = NULL;
+  g_autoptr(NatkitPortMapping) mapping = NULL;
+  MapRun run = { common, loop, NULL, NULL, EXIT_SUCCESS, FALSE };
+  NatkitIpProtocol protocol;
+  guint64 port = 0;
+  guint sigint, sigterm;
+
+  if (argc != 3)
+    {
+      g_printerr ("nat-tool map: give the protocol and the port, e.g. "
+                  "“nat-tool map udp 5000”\n");
+      return EXIT_USAGE;
+    }
+  if (g_ascii_strcasecmp (argv[1], "udp") == 0)
+    protocol = NATKIT_IP_PROTOCOL_UDP;
+  else if (g_ascii_strcasecmp (argv[1], "tcp") == 0)
+    protocol = NATKIT_IP_PROTOCOL_TCP;
+  else
+    {
+      g_printerr ("nat-tool map: the protocol is udp or tcp, not “%s”\n", argv[1]);
+      return EXIT_USAGE;
+    }
+  if (!g_ascii_string_to_unsigned (argv[2], 10, 1, 65535, &port, NULL))
+    {
+      g_printerr ("nat-tool map: the port is a number from 1 to 65535, not “%s”\n", argv[2]);
+      return EXIT_USAGE;
+    }
+  if (map_external_port < 0 || map_external_port > 65535)
+    {
+      g_printerr ("nat-tool map: --external-port is a number from 1 to 65535 (or 0 for any)\n");
+      return EXIT_USAGE;
+    }
+  if (map_lifetime != 0 && !(map_lifetime >= 1 && map_lifetime <= G_MAXUINT32))
+    {
+      g_printerr ("nat-tool map: --lifetime is a number of seconds, at least 1\n");
+      return EXIT_USAGE;
+    }
+  if (map_timeout != 0 && !(map_timeout > 0 && map_timeout <= 3600))
+    {
+      g_printerr ("nat-tool map: --timeout must be more than 0 and at most 3600 seconds\n");
+      return EXIT_USAGE;
+    }
+
+  manager = make_manager (common, &error);
+  if (manager == NULL)
+    return fail (common, error);
+
+  request = natkit_port_mapping_request_new (protocol, (guint16) port);
+  natkit_port_mapping_request_set_external_port (request, (guint16) map_external_port);
+  if (map_lifetime != 0)
+    natkit_port_mapping_request_set_lifetime (request, (guint32) map_lifetime);
+  natkit_port_mapping_request_set_timeout (request, map_timeout != 0 ?
+                                           (guint) (map_timeout * 1000) :
+                                           natkit_config_get_map_timeout (natkit_manager_get_config (manager)));
+  natkit_port_mapping_request_set_description (request, "natkit (nat-tool map)");
+  if (map_gateway != NULL)
+    natkit_port_mapping_request_set_gateway (request, map_gateway);
+
+  natkit_manager_map_port_async (manager, request, (const char * const *) map_methods,
+                                 NULL, map_done_cb, &run);
+  g_main_loop_run (loop);
+  if (run.mapping == NULL)
+    {
+      error = run.error;
+      return fail (common, error);
+    }
+  mapping = run.mapping;
+
+  if (common->json)
+    {
+      g_autoptr(JsonBuilder) builder = json_builder_new ();
+
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "method");
+      json_builder_add_string_value (builder, natkit_port_mapping_get_method (mapping));
+      json_builder_set_member_name (builder, "protocol");
+      json_builder_add_string_value (builder, protocol == NATKIT_IP_PROTOCOL_TCP ? "tcp" : "udp");
+      json_builder_set_member_name (builder, "internal_address");
+      json_builder_add_string_value (builder, natkit_port_mapping_get_internal_address (mapping));
+      json_builder_set_member_name (builder, "internal_port");
+      json_builder_add_int_value (builder, natkit_port_mapping_get_internal_port (mapping));
+      json_builder_set_member_name (builder, "external_address");
+      json_builder_add_string_value (builder, natkit_port_mapping_get_external_address (mapping));
+      json_builder_set_member_name (builder, "external_port");
+      json_builder_add_int_value (builder, natkit_port_mapping_get_external_port (mapping));
+      json_builder_set_member_name (builder, "lifetime");
+      json_builder_add_int_value (builder, natkit_port_mapping_get_lifetime (mapping));
+      json_builder_set_member_name (builder, "gateway");
+      json_builder_add_string_value (builder, natkit_port_mapping_get_gateway (mapping));
+      json_builder_end_object (builder);
+      print_json (builder);
+    }
+  else
+    {
+      g_print ("%s %s:%u is reachable at %s:%u (via %s, gateway %s, lease %u s)\n",
+               protocol == NATKIT_IP_PROTOCOL_TCP ? "TCP" : "UDP",
+               natkit_port_mapping_get_internal_address (mapping),
+               natkit_port_mapping_get_internal_port (mapping),
+               natkit_port_mapping_get_external_address (mapping) ?
+               natkit_port_mapping_get_external_address (mapping) : "(unknown address)",
+               natkit_port_mapping_get_external_port (mapping),
+               natkit_port_mapping_get_method (mapping),
+               natkit_port_mapping_get_gateway (mapping),
+               natkit_port_mapping_get_lifetime (mapping));
+      g_print ("Keeping it renewed; press Ctrl+C to remove it.\n");
+    }
+  fflush (stdout);
+
+  g_signal_connect (mapping, "renewed", G_CALLBACK (mapping_renewed_cb), &run);
+  g_signal_connect (mapping, "changed", G_CALLBACK (mapping_changed_cb), &run);
+  g_signal_connect (mapping, "lost", G_CALLBACK (mapping_lost_cb), &run);
+  sigint = g_unix_signal_add (SIGINT, map_signal_cb, &run);
+  sigterm = g_unix_signal_add (SIGTERM, map_signal_cb, &run);
+  g_main_loop_run (loop);
+  g_source_remove (sigint);
+  g_source_remove (sigterm);
+  g_signal_handlers_disconnect_by_data (mapping, &run);
+  return run.status;
+}
+
+typedef struct
+{
+  GMainLoop *loop;
+  int        removed;
+  guint      skipped;
+  GError    *error;
+} UnmapRun;
+
+static void
+unmap_done_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  UnmapRun *run = user_data;
+
+  run->removed = natkit_manager_remove_stale_mappings_finish (NATKIT_MANAGER (source), result,
+                                                              &run->skipped, &run->error);
+  g_main_loop_quit (run->loop);
+}
+
+static int
+cmd_unmap (CommonOptions  *common,
+           int             argc,
+           char          **argv)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitManager) manager = NULL;
+  g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  UnmapRun run = { loop, 0, 0, NULL };
+
+  if (!unmap_all || argc != 1)
+    {
+      g_printerr ("nat-tool unmap: say --all to remove what stopped processes left "
+                  "behind (a running “nat-tool map” removes its mapping when it stops)\n");
+      return EXIT_USAGE;
+    }
+  manager = make_manager (common, &error);
+  if (manager == NULL)
+    return fail (common, error);
+  natkit_manager_remove_stale_mappings_async (manager, NULL, unmap_done_cb, &run);
+  g_main_loop_run (loop);
+  if (run.error != NULL)
+    {
+      error = run.error;
+      return fail (common, error);
+    }
+  if (common->json)
+    {
+      g_autoptr(JsonBuilder) builder = json_builder_new ();
+
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "removed");
+      json_builder_add_int_value (builder, run.removed);
+      json_builder_set_member_name (builder, "skipped");
+      json_builder_add_int_value (builder, run.skipped);
+      json_builder_end_object (builder);
+      print_json (builder);
+    }
+  else
+    g_print ("removed %d stale mapping(s)%s\n", run.removed,
+             run.skipped ? "; left alone the ones of running processes" : "");
   return EXIT_SUCCESS;
 }
 
@@ -475,6 +843,16 @@ static const Command commands[] = {
     "and what your public address is. Servers with two addresses (RFC 5780)\n"
     "give the full picture; with one, the tests that cannot run are listed.",
     cmd_detect, detect_entries },
+  { "map", "PROTOCOL PORT", "Make a local port reachable from outside (UPnP-IGD, NAT-PMP, PCP)",
+    "Asks the gateway to forward PROTOCOL (udp or tcp) PORT of this host, prints\n"
+    "the public address and port, keeps the mapping renewed, and removes it on\n"
+    "Ctrl+C or SIGTERM. With --json, the mapping is a JSON object on stdout and\n"
+    "later events (renewed, changed, lost) are JSON lines on stderr.",
+    cmd_map, map_entries },
+  { "unmap", "--all", "Remove port mappings that stopped processes left behind",
+    "Deletes, on their gateways, the mappings recorded in natkit's state folder\n"
+    "by processes that are no longer running (after a crash or a kill).",
+    cmd_unmap, unmap_entries },
   { "version", "", "Show the version",
     NULL, cmd_version, NULL },
 };
