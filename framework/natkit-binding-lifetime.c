@@ -84,6 +84,9 @@ finish (GTask  *task,
   if (l->cancel_id)
     g_cancellable_disconnect (cancellable, l->cancel_id);
   l->cancel_id = 0;
+  if (l->probe_id)
+    g_signal_handler_disconnect (l->x, l->probe_id);
+  l->probe_id = 0;
   if (l->timer)
     {
       g_source_destroy (l->timer);
@@ -155,7 +158,7 @@ probe_cb (NatkitStunClient *client,
   GTask *task = user_data;
   Lifetime *l = g_task_get_task_data (task);
 
-  if (!l->checking || !seen (l))
+  if (l->done || !l->checking || !seen (l))
     return;
 
   /* The answer came back through X's binding: it was alive. */
@@ -239,9 +242,14 @@ static void
 cancelled_cb (GCancellable *cancellable,
               gpointer      user_data)
 {
-  /* Finish from the main loop, not inside the cancellable's handler. */
-  g_idle_add_full (G_PRIORITY_DEFAULT, cancelled_idle_cb,
-                   g_object_ref (user_data), g_object_unref);
+  GTask *task = user_data;
+  GSource *idle = g_idle_source_new ();
+
+  /* Finish from the task's main loop, not inside the cancellable's handler
+   * (which may run in another thread). */
+  g_source_set_callback (idle, cancelled_idle_cb, g_object_ref (task), g_object_unref);
+  g_source_attach (idle, g_task_get_context (task));
+  g_source_unref (idle);
 }
 
 void

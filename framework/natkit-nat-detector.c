@@ -802,13 +802,23 @@ maybe_finish (Detect *d)
       return;
     }
 
-  /* Waiting for the TCP verdict matters only when UDP got nothing. */
-  if (d->primary >= 0 && d->tcp_state == 0)
-    cancel_kind_tcp (d);
-  if (d->pending > 0 || (d->primary < 0 && d->tcp_started && d->tcp_state == 0))
-    return;
-  if (d->hairpin_started && d->hairpinning == NATKIT_HAIRPINNING_UNKNOWN)
-    return;
+  if (g_cancellable_is_cancelled (g_task_get_cancellable (d->task)))
+    {
+      /* Cancelled: stop everything and return at once; what still runs
+       * comes back cancelled later. */
+      cancel_all (d);
+      destroy_source (&d->probe_timer);
+    }
+  else
+    {
+      /* Waiting for the TCP verdict matters only when UDP got nothing. */
+      if (d->primary >= 0 && d->tcp_state == 0)
+        cancel_kind_tcp (d);
+      if (d->pending > 0 || (d->primary < 0 && d->tcp_started && d->tcp_state == 0))
+        return;
+      if (d->hairpin_started && d->hairpinning == NATKIT_HAIRPINNING_UNKNOWN)
+        return;
+    }
   /* Every test has its answer: no need to wait out the window. */
   destroy_source (&d->wait);
 
@@ -924,6 +934,13 @@ start_test1 (Detect *d,
     }
 }
 
+static gboolean
+is_ipv4 (GSocketAddress *address)
+{
+  return G_IS_INET_SOCKET_ADDRESS (address) &&
+         g_socket_address_get_family (address) == G_SOCKET_FAMILY_IPV4;
+}
+
 static void
 resolve_cb (GObject      *source,
             GAsyncResult *result,
@@ -936,11 +953,19 @@ resolve_cb (GObject      *source,
   g_autoptr(GSocketAddress) address =
     g_socket_address_enumerator_next_finish (G_SOCKET_ADDRESS_ENUMERATOR (source), result, &error);
 
+  /* The sockets are IPv4: skip other addresses (an IPv6 one may come first). */
+  if (address != NULL && !is_ipv4 (address) && !d->finished)
+    {
+      g_socket_address_enumerator_next_async (G_SOCKET_ADDRESS_ENUMERATOR (source),
+                                              op->cancellable, resolve_cb, op);
+      return;
+    }
+
   op->done = TRUE;
   d->pending--;
   if (!d->finished)
     {
-      if (address != NULL && G_IS_INET_SOCKET_ADDRESS (address))
+      if (address != NULL)
         {
           s->address = (GInetSocketAddress *) g_steal_pointer (&address);
           start_test1 (d, op->server);
@@ -948,21 +973,36 @@ resolve_cb (GObject      *source,
       else if (error && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
         s->error = g_strdup_printf ("cannot resolve it: %s", error->message);
       else if (!error)
-        s->error = g_strdup ("it has no address");
+        s->error = g_strdup ("it has no IPv4 address (detection runs over IPv4)");
     }
   maybe_finish (d);
 }
 
 static void start_server (Detect *d, const char *name);
 
+static gboolean
+user_cancelled_idle_cb (gpointer user_data)
+{
+  GTask *task = user_data;
+  Detect *d = g_task_get_task_data (task);
+
+  if (!d->finished)
+    maybe_finish (d);   /* cancelled: stops everything and returns */
+  return G_SOURCE_REMOVE;
+}
+
 static void
 user_cancelled_cb (GCancellable *cancellable,
                    gpointer      user_data)
 {
-  Detect *d = user_data;
+  GTask *task = user_data;
+  GSource *idle = g_idle_source_new ();
 
-  /* Runs in the cancelling thread's context; everything here is ours. */
-  cancel_all (d);
+  /* Runs in the cancelling thread, maybe not ours: carry on in the task's
+   * context, where everything else runs. */
+  g_source_set_callback (idle, user_cancelled_idle_cb, g_object_ref (task), g_object_unref);
+  g_source_attach (idle, g_task_get_context (task));
+  g_source_unref (idle);
 }
 
 void
@@ -1004,6 +1044,13 @@ _natkit_detect_nat_async (const char * const   *servers,
     d->timeout_ms = d->total_timeout_ms;
   g_task_set_task_data (task, d, detect_free);
 
+  /* Already cancelled: not a packet. */
+  if (g_task_return_error_if_cancelled (task))
+    {
+      g_object_unref (task);
+      return;
+    }
+
   if (servers == NULL || servers[0] == NULL)
     {
       g_task_return_new_error (task, NATKIT_ERROR, NATKIT_ERROR_INVALID_ARGUMENT,
@@ -1024,7 +1071,7 @@ _natkit_detect_nat_async (const char * const   *servers,
     }
 
   if (cancellable)
-    d->cancelled_id = g_cancellable_connect (cancellable, G_CALLBACK (user_cancelled_cb), d, NULL);
+    d->cancelled_id = g_cancellable_connect (cancellable, G_CALLBACK (user_cancelled_cb), task, NULL);
 
   d->deadline = g_timeout_source_new (d->timeout_ms);
   g_source_set_callback (d->deadline, deadline_cb, d, NULL);

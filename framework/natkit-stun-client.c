@@ -28,7 +28,7 @@
 #define FINGERPRINT_XOR      0x5354554e
 #define MAX_MESSAGE          1500
 #define TXID_LEN             16   /* libstun: magic cookie + transaction ID */
-#define MAX_RETRANSMISSIONS  6         /* Rc = 7 sends in all (RFC 8489) */
+#define MAX_RETRANSMISSIONS  7         /* Rc = 7 sends (RFC 8489): libstun counts the first */
 
 void
 natkit_stun_response_clear (NatkitStunResponse *response)
@@ -290,18 +290,21 @@ transaction_free (gpointer data)
 }
 
 /* Is @source a plausible origin for an answer to @t? A Binding answer must
- * come from where we sent it; with CHANGE-REQUEST, from the changed IP
- * and/or port (RFC 5780 section 7.2). Anything else is forged or lost. */
+ * come from where we sent it; a success answer to CHANGE-REQUEST, from the
+ * changed IP and/or port (RFC 5780 section 7.2). An error answer (say 420,
+ * CHANGE-REQUEST not supported) comes from where we sent the request.
+ * Anything else is forged or lost. */
 static gboolean
 source_is_plausible (Transaction        *t,
-                     GInetSocketAddress *source)
+                     GInetSocketAddress *source,
+                     gboolean            is_error)
 {
   gboolean same_ip = g_inet_address_equal (g_inet_socket_address_get_address (source),
                                            g_inet_socket_address_get_address (t->server));
   gboolean same_port = g_inet_socket_address_get_port (source) ==
                        g_inet_socket_address_get_port (t->server);
 
-  if (t->change_flags == 0)
+  if (t->change_flags == 0 || is_error)
     return same_ip && same_port;
   if ((t->change_flags & NATKIT_STUN_CHANGE_IP) && same_ip)
     return FALSE;
@@ -362,7 +365,7 @@ handle_datagram (NatkitStunClient   *self,
       return;
     }
 
-  if (!source_is_plausible (t, source))
+  if (!source_is_plausible (t, source, stun_message_get_class (&msg) == STUN_ERROR))
     {
       g_autofree char *from = g_socket_connectable_to_string (G_SOCKET_CONNECTABLE (source));
       g_debug ("ignoring an answer from %s: not where the request went", from);
@@ -621,10 +624,12 @@ static void
 cancelled_cb (GCancellable *cancellable,
               gpointer      user_data)
 {
+  GTask *task = user_data;
   GSource *idle = g_idle_source_new ();
 
-  g_source_set_callback (idle, cancelled_idle_cb, g_object_ref (user_data), g_object_unref);
-  g_source_attach (idle, g_main_context_get_thread_default ());
+  /* Possibly in another thread: finish in the task's context. */
+  g_source_set_callback (idle, cancelled_idle_cb, g_object_ref (task), g_object_unref);
+  g_source_attach (idle, g_task_get_context (task));
   g_source_unref (idle);
 }
 

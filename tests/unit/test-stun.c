@@ -294,22 +294,127 @@ detect_cb (GObject      *source,
   r->done = TRUE;
 }
 
+/* Starts detection in the thread-default main context; @progress, when
+ * given, is connected to NatkitManager::detect-progress. */
+static void
+detect_start (const char * const *servers,
+              guint               timeout_ms,
+              NatkitDetectFlags   flags,
+              GCancellable       *cancellable,
+              GCallback           progress,
+              gpointer            progress_data,
+              DetectResult       *r)
+{
+  g_autoptr(NatkitConfig) config = natkit_config_new ();
+  g_autoptr(NatkitManager) manager = natkit_manager_new_with_config (config);
+
+  if (progress)
+    g_signal_connect (manager, "detect-progress", progress, progress_data);
+  natkit_manager_detect_nat_async (manager, servers, timeout_ms, flags, cancellable,
+                                   detect_cb, r);
+}
+
 static NatkitNatInfo *
 detect (const char * const *servers,
         guint               timeout_ms,
         GError            **error)
 {
-  g_autoptr(NatkitConfig) config = natkit_config_new ();
-  g_autoptr(NatkitManager) manager = natkit_manager_new_with_config (config);
   DetectResult r = { NULL, NULL, FALSE };
 
-  natkit_manager_detect_nat_async (manager, servers, timeout_ms, NATKIT_DETECT_NONE,
-                                   NULL, detect_cb, &r);
+  detect_start (servers, timeout_ms, NATKIT_DETECT_NONE, NULL, NULL, NULL, &r);
   while (!r.done)
     g_main_context_iteration (NULL, TRUE);
   if (r.error)
     g_propagate_error (error, r.error);
   return r.info;
+}
+
+static gboolean
+set_true_cb (gpointer user_data)
+{
+  *(gboolean *) user_data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* Iterates @context until *@done, for at most @ms. */
+static void
+iterate_until (GMainContext   *context,
+               const gboolean *done,
+               guint           ms)
+{
+  gboolean late = FALSE;
+  GSource *timeout = g_timeout_source_new (ms);
+
+  g_source_set_callback (timeout, set_true_cb, &late, NULL);
+  g_source_attach (timeout, context);
+  while (!*done && !late)
+    g_main_context_iteration (context, TRUE);
+  g_source_destroy (timeout);
+  g_source_unref (timeout);
+}
+
+/* Cancels @cancellable @delay_ms after a progress message containing
+ * @after, from the test's thread or from another one. */
+typedef struct
+{
+  GCancellable *cancellable;
+  const char   *after;
+  guint         delay_ms;
+  gboolean      from_thread;
+  GSource      *timer;
+  gint64        cancelled_at;
+} Canceller;
+
+static gpointer
+cancel_thread (gpointer data)
+{
+  g_cancellable_cancel (data);
+  return NULL;
+}
+
+static void
+cancel_now (GCancellable *cancellable,
+            gboolean      from_thread)
+{
+  if (from_thread)
+    g_thread_join (g_thread_new ("canceller", cancel_thread, cancellable));
+  else
+    g_cancellable_cancel (cancellable);
+}
+
+static gboolean
+canceller_timer_cb (gpointer user_data)
+{
+  Canceller *c = user_data;
+
+  c->cancelled_at = g_get_monotonic_time ();
+  cancel_now (c->cancellable, c->from_thread);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+canceller_progress_cb (NatkitManager *manager,
+                       const char    *message,
+                       gpointer       user_data)
+{
+  Canceller *c = user_data;
+
+  if (c->timer != NULL || strstr (message, c->after) == NULL)
+    return;
+  c->timer = g_timeout_source_new (c->delay_ms);
+  g_source_set_callback (c->timer, canceller_timer_cb, c, NULL);
+  g_source_attach (c->timer, g_main_context_get_thread_default ());
+}
+
+static void
+canceller_clear (Canceller *c)
+{
+  if (c->timer)
+    {
+      g_source_destroy (c->timer);
+      g_clear_pointer (&c->timer, g_source_unref);
+    }
+  g_clear_object (&c->cancellable);
 }
 
 static void
@@ -556,6 +661,307 @@ test_detect_two_servers (void)
   g_assert_nonnull (strstr (skipped[0], "no OTHER-ADDRESS"));
 }
 
+/* The datagrams waiting on @socket, a silent server that never reads. */
+static guint
+count_datagrams (GSocket *socket)
+{
+  char buffer[1500];
+  guint n = 0;
+
+  g_socket_set_blocking (socket, FALSE);
+  while (g_socket_receive (socket, buffer, sizeof buffer, NULL, NULL) > 0)
+    n++;
+  return n;
+}
+
+static GInetSocketAddress *
+loopback (const char *ip,
+          guint16     port)
+{
+  g_autoptr(GInetAddress) address = g_inet_address_new_from_string (ip);
+
+  return G_INET_SOCKET_ADDRESS (g_inet_socket_address_new (address, port));
+}
+
+typedef struct
+{
+  NatkitStunResponse response;
+  GError            *error;
+  gboolean           done;
+} BindingResult;
+
+static void
+binding_result_cb (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  BindingResult *r = user_data;
+
+  natkit_stun_client_binding_finish (NATKIT_STUN_CLIENT (source), result,
+                                     &r->response, &r->error);
+  r->done = TRUE;
+}
+
+static void
+test_stun_retransmissions (void)
+{
+  g_autoptr(GSocket) silent = bound_udp (34822);
+  g_autoptr(GInetSocketAddress) server = loopback ("127.0.0.1", 34822);
+  g_autoptr(NatkitStunClient) client = natkit_stun_client_new (G_SOCKET_FAMILY_IPV4, NULL);
+  BindingResult r = { { 0, }, NULL, FALSE };
+
+  /* RFC 8489 section 6.2.1: Rc = 7 requests in all, then give up (an RTO
+   * of 1 ms keeps it short). */
+  natkit_stun_client_binding_async (client, server, 0, 1, 5000, NULL, binding_result_cb, &r);
+  iterate_until (NULL, &r.done, 10000);
+  g_assert_true (r.done);
+  g_assert_error (r.error, NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT);
+  g_assert_nonnull (strstr (r.error->message, "after 7 requests"));
+  g_assert_cmpuint (count_datagrams (silent), ==, 7);
+  g_clear_error (&r.error);
+}
+
+static void
+test_stun_change_request_refused (void)
+{
+  g_autoptr(GInetSocketAddress) server = loopback ("127.0.0.8", 34820);
+  g_autoptr(NatkitStunClient) client = NULL;
+  BindingResult r = { { 0, }, NULL, FALSE };
+  gint64 start;
+
+  if (turn_pid == 0)
+    {
+      g_test_skip ("turnserver (coturn) is not installed");
+      return;
+    }
+
+  /* A server with one address refuses CHANGE-REQUEST (420 Unknown
+   * Attribute) from the address the request went to, not from a changed
+   * one: that error is the answer, not a forgery to wait past. */
+  spawn_coturn ("127.0.0.8", NULL, 34820, 0);
+  client = natkit_stun_client_new (G_SOCKET_FAMILY_IPV4, NULL);
+  start = g_get_monotonic_time ();
+  natkit_stun_client_binding_async (client, server,
+                                    NATKIT_STUN_CHANGE_IP | NATKIT_STUN_CHANGE_PORT,
+                                    100, 3000, NULL, binding_result_cb, &r);
+  iterate_until (NULL, &r.done, 10000);
+  g_assert_true (r.done);
+  g_assert_error (r.error, NATKIT_ERROR, NATKIT_ERROR_FAILED);
+  g_assert_nonnull (strstr (r.error->message, "STUN error 420"));
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 1 * G_USEC_PER_SEC);
+  g_clear_error (&r.error);
+}
+
+static void
+test_stun_cancel_from_thread (void)
+{
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  g_autoptr(GSocket) silent = bound_udp (34823);
+  g_autoptr(GInetSocketAddress) server = loopback ("127.0.0.1", 34823);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(NatkitStunClient) client = NULL;
+  BindingResult r = { { 0, }, NULL, FALSE };
+
+  /* The transaction runs in a context of its own; another thread cancels
+   * it: it ends, in its own context, at once. */
+  g_main_context_push_thread_default (context);
+  client = natkit_stun_client_new (G_SOCKET_FAMILY_IPV4, NULL);
+  natkit_stun_client_binding_async (client, server, 0, 500, 5000, cancellable,
+                                    binding_result_cb, &r);
+  cancel_now (cancellable, TRUE);
+  iterate_until (context, &r.done, 1000);
+  g_assert_true (r.done);
+  g_assert_error (r.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpuint (count_datagrams (silent), ==, 1);   /* the first request only */
+  g_clear_error (&r.error);
+  g_clear_object (&client);
+  g_main_context_pop_thread_default (context);
+}
+
+static void
+test_detect_already_cancelled (void)
+{
+  g_autoptr(GSocket) silent = bound_udp (34824);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  DetectResult r = { NULL, NULL, FALSE };
+  gint64 start = g_get_monotonic_time ();
+
+  /* Cancelled before it starts: cancelled at once, and not a packet sent. */
+  g_cancellable_cancel (cancellable);
+  detect_start ((const char *[]) { "127.0.0.1:34824", NULL }, 2000, NATKIT_DETECT_NONE,
+                cancellable, NULL, NULL, &r);
+  iterate_until (NULL, &r.done, 5000);
+  g_assert_true (r.done);
+  g_assert_null (r.info);
+  g_assert_error (r.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 500 * G_TIME_SPAN_MILLISECOND);
+  g_assert_cmpuint (count_datagrams (silent), ==, 0);
+  g_clear_error (&r.error);
+}
+
+/* A STUN server in the test process that answers Binding requests after
+ * delay_ms, and names as our mapped address a socket that reads nothing:
+ * the hairpinning probes never come back, so detection waits for them, a
+ * few round trips. */
+typedef struct
+{
+  GSocket *socket;
+  GSocket *blackhole;
+  guint    delay_ms;
+} SlowServer;
+
+typedef struct
+{
+  GSocket        *socket;
+  GSocketAddress *to;
+  GBytes         *answer;
+} Delayed;
+
+static void
+delayed_free (gpointer data)
+{
+  Delayed *delayed = data;
+
+  g_object_unref (delayed->socket);
+  g_object_unref (delayed->to);
+  g_bytes_unref (delayed->answer);
+  g_free (delayed);
+}
+
+static gboolean
+send_delayed_cb (gpointer user_data)
+{
+  Delayed *delayed = user_data;
+  gsize len;
+  const char *answer = g_bytes_get_data (delayed->answer, &len);
+
+  g_socket_send_to (delayed->socket, delayed->to, answer, len, NULL, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+slow_server_cb (GSocket      *socket,
+                GIOCondition  condition,
+                gpointer      user_data)
+{
+  SlowServer *server = user_data;
+  g_autoptr(GSocketAddress) from = NULL;
+  g_autoptr(GSocketAddress) mapped = g_socket_get_local_address (server->blackhole, NULL);
+  guint8 request[1500], answer[1500];
+  struct sockaddr_storage native;
+  StunAgent agent;
+  StunMessage req, msg;
+  Delayed *delayed;
+  gssize n;
+  gsize len;
+
+  n = g_socket_receive_from (socket, &from, (char *) request, sizeof request, NULL, NULL);
+  if (n <= 0)
+    return G_SOURCE_CONTINUE;
+
+  stun_agent_init (&agent, NULL, STUN_COMPATIBILITY_RFC5389, STUN_AGENT_USAGE_USE_FINGERPRINT |
+                   STUN_AGENT_USAGE_IGNORE_CREDENTIALS);
+  if (stun_agent_validate (&agent, &req, request, n, NULL, NULL) != STUN_VALIDATION_SUCCESS)
+    return G_SOURCE_CONTINUE;
+  stun_agent_init_response (&agent, &msg, answer, sizeof answer, &req);
+  g_socket_address_to_native (mapped, &native, sizeof native, NULL);
+  stun_message_append_xor_addr (&msg, STUN_ATTRIBUTE_XOR_MAPPED_ADDRESS,
+                                &native, g_socket_address_get_native_size (mapped));
+  len = stun_agent_finish_message (&agent, &msg, NULL, 0);
+
+  delayed = g_new0 (Delayed, 1);
+  delayed->socket = g_object_ref (socket);
+  delayed->to = g_steal_pointer (&from);
+  delayed->answer = g_bytes_new (answer, len);
+  g_timeout_add_full (G_PRIORITY_DEFAULT, server->delay_ms, send_delayed_cb,
+                      delayed, delayed_free);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+test_detect_cancel_in_hairpin_wait (void)
+{
+  SlowServer server = { bound_udp (34826), bound_udp (34827), 300 };
+  GSource *source = g_socket_create_source (server.socket, G_IO_IN, NULL);
+  Canceller c = { g_cancellable_new (), " answered in ", 100, FALSE, NULL, 0 };
+  DetectResult r = { NULL, NULL, FALSE };
+
+  g_source_set_callback (source, (GSourceFunc) (void (*) (void)) slow_server_cb, &server, NULL);
+  g_source_attach (source, NULL);
+
+  /* A 300 ms round trip makes the hairpinning wait about 1.3 s; cancelled
+   * 100 ms into it, detection ends at once, not when the wait is over. */
+  detect_start ((const char *[]) { "127.0.0.1:34826", NULL }, 5000, NATKIT_DETECT_NONE,
+                c.cancellable, G_CALLBACK (canceller_progress_cb), &c, &r);
+  iterate_until (NULL, &r.done, 10000);
+  g_assert_true (r.done);
+  g_assert_cmpint (c.cancelled_at, >, 0);
+  g_assert_error (r.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpint (g_get_monotonic_time () - c.cancelled_at, <, 300 * G_TIME_SPAN_MILLISECOND);
+  g_clear_error (&r.error);
+
+  canceller_clear (&c);
+  g_source_destroy (source);
+  g_source_unref (source);
+  g_object_unref (server.socket);
+  g_object_unref (server.blackhole);
+}
+
+static void
+test_detect_cancel_lifetime_from_thread (void)
+{
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  Canceller c = { NULL, "Measuring how long an idle binding lives", 300, TRUE, NULL, 0 };
+  DetectResult r = { NULL, NULL, FALSE };
+
+  if (turn_pid == 0)
+    {
+      g_test_skip ("turnserver (coturn) is not installed");
+      return;
+    }
+
+  /* Detection in a context of its own, cancelled from another thread
+   * during the binding lifetime probe (which would take many seconds):
+   * it ends at once, in its own context. */
+  c.cancellable = g_cancellable_new ();
+  g_main_context_push_thread_default (context);
+  detect_start ((const char *[]) { "127.0.0.1:34780", NULL }, 30000,
+                NATKIT_DETECT_BINDING_LIFETIME, c.cancellable,
+                G_CALLBACK (canceller_progress_cb), &c, &r);
+  iterate_until (context, &r.done, 10000);
+  g_assert_true (r.done);
+  g_assert_cmpint (c.cancelled_at, >, 0);
+  g_assert_error (r.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpint (g_get_monotonic_time () - c.cancelled_at, <, 300 * G_TIME_SPAN_MILLISECOND);
+  g_clear_error (&r.error);
+  canceller_clear (&c);
+  g_main_context_pop_thread_default (context);
+}
+
+static void
+test_detect_ipv4_only (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitNatInfo) info = NULL;
+
+  if (turn_pid == 0)
+    {
+      g_test_skip ("turnserver (coturn) is not installed");
+      return;
+    }
+
+  /* "localhost" resolves to ::1 first (GLib), and then 127.0.0.1: the
+   * IPv4 socket asks the IPv4 address. */
+  info = detect ((const char *[]) { "localhost:34780", NULL }, 3000, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (natkit_nat_info_get_public_address (info), ==, "127.0.0.1");
+
+  /* No IPv4 address at all: said so. */
+  g_assert_null (detect ((const char *[]) { "[::1]:34780", NULL }, 1000, &error));
+  g_assert_error (error, NATKIT_ERROR, NATKIT_ERROR_NOT_FOUND);
+  g_assert_nonnull (strstr (error->message, "no IPv4 address"));
+}
+
 int
 main (int    argc,
       char **argv)
@@ -570,12 +976,20 @@ main (int    argc,
   g_test_add_func ("/natkit/stun/rfc5769-ipv6", test_rfc5769_ipv6);
   g_test_add_func ("/natkit/stun/forged-and-damaged", test_forged_and_damaged);
   g_test_add_func ("/natkit/stun/build-request", test_build_request);
+  g_test_add_func ("/natkit/stun/retransmissions", test_stun_retransmissions);
+  g_test_add_func ("/natkit/stun/change-request-refused", test_stun_change_request_refused);
+  g_test_add_func ("/natkit/stun/cancel-from-thread", test_stun_cancel_from_thread);
   g_test_add_func ("/natkit/detect/loopback-coturn", test_detect_loopback);
   g_test_add_func ("/natkit/detect/silent-server", test_detect_silent_server);
   g_test_add_func ("/natkit/detect/bad-names", test_detect_bad_names);
   g_test_add_func ("/natkit/detect/circuit-breaker", test_detect_circuit_breaker);
   g_test_add_func ("/natkit/detect/liars", test_detect_liars);
   g_test_add_func ("/natkit/detect/two-servers", test_detect_two_servers);
+  g_test_add_func ("/natkit/detect/ipv4-only", test_detect_ipv4_only);
+  g_test_add_func ("/natkit/detect/already-cancelled", test_detect_already_cancelled);
+  g_test_add_func ("/natkit/detect/cancel-in-hairpin-wait", test_detect_cancel_in_hairpin_wait);
+  g_test_add_func ("/natkit/detect/cancel-lifetime-from-thread",
+                   test_detect_cancel_lifetime_from_thread);
 
   turn_pid = spawn_coturn ("127.0.0.1", "127.0.0.2", 34780, 34781);
   ret = g_test_run ();
