@@ -165,6 +165,7 @@ test_default_location (void)
   g_setenv ("XDG_CONFIG_HOME", dir, TRUE);
   g_setenv ("NATKIT_PLUGIN_SYSTEM_PATH", "", TRUE);
   g_unsetenv ("NATKIT_PLUGIN_PATH");
+  g_unsetenv ("NATKIT_PLUGIN_RANKS");   /* no plugin is loaded here */
 
   /* No file: defaults, identity beside where the file would be. */
   config = natkit_config_load_default (&error);
