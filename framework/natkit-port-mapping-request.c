@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include <string.h>
+
 #include "natkit.h"
 
 /**
@@ -495,3 +497,113 @@ natkit_port_mapping_request_set_timeout (NatkitPortMappingRequest *self,
   self->timeout_ms = timeout_ms;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TIMEOUT]);
 }
+
+/* ---- the gateway -------------------------------------------------------- */
+
+/* The default route's gateway from /proc/net/route (IPv4), or NULL. */
+static GInetAddress *
+default_gateway (void)
+{
+  g_autofree char *text = NULL;
+  g_auto(GStrv) lines = NULL;
+  GInetAddress *best = NULL;
+
+  /* Linux; elsewhere there is no default, only the configured gateway */
+  guint64 best_metric = G_MAXUINT64;
+
+  if (!g_file_get_contents ("/proc/net/route", &text, NULL, NULL))
+    return NULL;
+  lines = g_strsplit (text, "\n", 0);
+  for (guint i = 1; lines[i] != NULL; i++)
+    {
+      g_auto(GStrv) f = g_strsplit_set (lines[i], " \t", 0);
+      g_autoptr(GPtrArray) fields = g_ptr_array_new ();
+      guint32 destination, gateway, flags;
+      guint64 metric;
+
+      for (guint j = 0; f[j] != NULL; j++)
+        if (*f[j] != '\0')
+          g_ptr_array_add (fields, f[j]);
+      if (fields->len < 8)
+        continue;
+      destination = g_ascii_strtoull (g_ptr_array_index (fields, 1), NULL, 16);
+      gateway = g_ascii_strtoull (g_ptr_array_index (fields, 2), NULL, 16);
+      flags = g_ascii_strtoull (g_ptr_array_index (fields, 3), NULL, 16);
+      metric = g_ascii_strtoull (g_ptr_array_index (fields, 6), NULL, 10);
+      /* RTF_UP 0x1, RTF_GATEWAY 0x2; the file is in host byte order of
+       * the network-order address, i.e. the bytes are already in order */
+      if (destination != 0 || (flags & 0x3) != 0x3 || gateway == 0 ||
+          metric >= best_metric)
+        continue;
+      g_clear_object (&best);
+      best = g_inet_address_new_from_bytes ((const guint8 *) &gateway, G_SOCKET_FAMILY_IPV4);
+      best_metric = metric;
+    }
+  return best;
+}
+
+/**
+ * natkit_resolve_gateway:
+ * @gateway: (nullable): `HOST` or `HOST:PORT` (an IPv4 address), or %NULL
+ *   for the default route's gateway
+ * @default_port: the port when @gateway names none
+ * @error: return location for a #GError
+ *
+ * Finds the gateway a port mapper talks to: the one configured (see
+ * [method@Natkit.Config.get_gateway] and
+ * [method@Natkit.PortMappingRequest.get_gateway]), else the gateway of the
+ * IPv4 default route with the lowest metric.
+ *
+ * Returns: (transfer full): the gateway's address and port, or %NULL with
+ *   %NATKIT_ERROR_UNAVAILABLE (no default route) or
+ *   %NATKIT_ERROR_INVALID_ARGUMENT (not an IPv4 address)
+ */
+GInetSocketAddress *
+natkit_resolve_gateway (const char  *gateway,
+                        guint16      default_port,
+                        GError     **error)
+{
+  g_autoptr(GInetAddress) address = NULL;
+  g_autofree char *host = NULL;
+  guint port = default_port;
+
+  if (gateway == NULL)
+    {
+      address = default_gateway ();
+      if (address == NULL)
+        {
+          g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_UNAVAILABLE,
+                       "There is no IPv4 default route, so no gateway to ask for "
+                       "a port mapping; set \"gateway\" in the configuration (or "
+                       "--gateway) when the router is not the default route");
+          return NULL;
+        }
+      return G_INET_SOCKET_ADDRESS (g_inet_socket_address_new (address, port));
+    }
+
+  {
+    const char *colon = strrchr (gateway, ':');
+    char *end = NULL;
+
+    if (colon != NULL && strchr (gateway, ':') == colon)
+      {
+        host = g_strndup (gateway, colon - gateway);
+        port = g_ascii_strtoull (colon + 1, &end, 10);
+        if (end == colon + 1 || *end != '\0' || port == 0 || port > 65535)
+          port = 0;
+      }
+    else
+      host = g_strdup (gateway);
+  }
+  address = g_inet_address_new_from_string (host);
+  if (address == NULL || port == 0 ||
+      g_inet_address_get_family (address) != G_SOCKET_FAMILY_IPV4)
+    {
+      g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_INVALID_ARGUMENT,
+                   "The gateway “%s” is not an IPv4 address with an optional "
+                   "port (such as 192.168.1.1 or 192.168.1.1:5351)", gateway);
+      return NULL;
+    }
+  return G_INET_SOCKET_ADDRESS (g_inet_socket_address_new (address, port));
+}
+

@@ -65,4 +65,9 @@ NATKIT_AVAILABLE_IN_ALL
 void             natkit_port_mapping_request_set_timeout          (NatkitPortMappingRequest *self,
                                                                    guint                     timeout_ms);
 
+NATKIT_AVAILABLE_IN_ALL
+GInetSocketAddress *natkit_resolve_gateway (const char  *gateway,
+                                            guint16      default_port,
+                                            GError     **error);
+
 G_END_DECLS

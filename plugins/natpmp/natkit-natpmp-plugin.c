@@ -22,92 +22,11 @@
 
 /* ---- gateway and local addresses ---------------------------------------- */
 
-/* The default route's gateway from /proc/net/route (IPv4), or NULL. */
-static GInetAddress *
-default_gateway (void)
-{
-  g_autofree char *text = NULL;
-  g_auto(GStrv) lines = NULL;
-  GInetAddress *best = NULL;
-  guint64 best_metric = G_MAXUINT64;
-
-  if (!g_file_get_contents ("/proc/net/route", &text, NULL, NULL))
-    return NULL;
-  lines = g_strsplit (text, "\n", 0);
-  for (guint i = 1; lines[i] != NULL; i++)
-    {
-      g_auto(GStrv) f = g_strsplit_set (lines[i], " \t", 0);
-      g_autoptr(GPtrArray) fields = g_ptr_array_new ();
-      guint32 destination, gateway, flags;
-      guint64 metric;
-
-      for (guint j = 0; f[j] != NULL; j++)
-        if (*f[j] != '\0')
-          g_ptr_array_add (fields, f[j]);
-      if (fields->len < 8)
-        continue;
-      destination = g_ascii_strtoull (g_ptr_array_index (fields, 1), NULL, 16);
-      gateway = g_ascii_strtoull (g_ptr_array_index (fields, 2), NULL, 16);
-      flags = g_ascii_strtoull (g_ptr_array_index (fields, 3), NULL, 16);
-      metric = g_ascii_strtoull (g_ptr_array_index (fields, 6), NULL, 10);
-      /* RTF_UP 0x1, RTF_GATEWAY 0x2; the file is in host byte order of
-       * the network-order address, i.e. the bytes are already in order */
-      if (destination != 0 || (flags & 0x3) != 0x3 || gateway == 0 ||
-          metric >= best_metric)
-        continue;
-      g_clear_object (&best);
-      best = g_inet_address_new_from_bytes ((const guint8 *) &gateway, G_SOCKET_FAMILY_IPV4);
-      best_metric = metric;
-    }
-  return best;
-}
-
 static GInetSocketAddress *
 resolve_gateway (const char  *configured,
                  GError     **error)
 {
-  g_autoptr(GInetAddress) address = NULL;
-  g_autofree char *host = NULL;
-  guint port = NATKIT_PCP_PORT;
-
-  if (configured == NULL)
-    {
-      address = default_gateway ();
-      if (address == NULL)
-        {
-          g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_UNAVAILABLE,
-                       "There is no default route, so no gateway to ask for PCP or "
-                       "NAT-PMP; set \"gateway\" in the configuration (or "
-                       "--gateway) when the router is not the default route");
-          return NULL;
-        }
-      return G_INET_SOCKET_ADDRESS (g_inet_socket_address_new (address, port));
-    }
-
-  {
-    const char *colon = strrchr (configured, ':');
-    char *end = NULL;
-
-    if (colon != NULL && strchr (configured, ':') == colon)
-      {
-        host = g_strndup (configured, colon - configured);
-        port = g_ascii_strtoull (colon + 1, &end, 10);
-        if (end == colon + 1 || *end != '\0' || port == 0 || port > 65535)
-          port = 0;
-      }
-    else
-      host = g_strdup (configured);
-  }
-  address = g_inet_address_new_from_string (host);
-  if (address == NULL || port == 0 ||
-      g_inet_address_get_family (address) != G_SOCKET_FAMILY_IPV4)
-    {
-      g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_INVALID_ARGUMENT,
-                   "The gateway “%s” is not an IPv4 address with an optional "
-                   "port (such as 192.168.1.1 or 192.168.1.1:5351)", configured);
-      return NULL;
-    }
-  return G_INET_SOCKET_ADDRESS (g_inet_socket_address_new (address, port));
+  return natkit_resolve_gateway (configured, NATKIT_PCP_PORT, error);
 }
 
 static char *
