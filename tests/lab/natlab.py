@@ -1,12 +1,13 @@
 #!/usr/bin/python3
-# natkit NAT lab: network namespaces + veth + nftables + coturn.
+# natkit NAT lab: network namespaces + veth + nftables + coturn (+ miniupnpd).
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """natkit NAT lab.
 
 Builds a small "internet" out of Linux network namespaces, two NATed sites
-with selectable NAT behavior (RFC 4787 terms) and a coturn STUN/TURN server,
-and removes all of it again.  Standard library only; needs root.
+with selectable NAT behavior (RFC 4787 terms), a coturn STUN/TURN server and,
+on request, miniupnpd (UPnP IGD, PCP, NAT-PMP) on a router, and removes all
+of it again.  Standard library only; needs root.
 
     from natlab import Lab
     with Lab(site_a="port-restricted", site_b="symmetric") as lab:
@@ -19,11 +20,13 @@ gets no address, route or interface from the lab.
 CLI:
     natlab.py up [--a TYPE] [--b TYPE] [--hairpin-a] [--hairpin-b] [--no-turn]
                  [--latency MS] [--loss P] [--loss-seed N]
+                 [--upnp-a] [--upnp-b]
     natlab.py sweep [--all]
     natlab.py run-check [--a TYPE] [--b TYPE] [--hairpin-a] [--hairpin-b]
                         [--latency MS] [--loss P] [--loss-seed N]
     natlab.py types
     natlab.py forward ...   (internal: the WAN link delay/loss forwarder)
+    natlab.py ct-flush      (internal: flush conntrack of the current netns)
 
 See README.md next to this file.
 """
@@ -51,7 +54,10 @@ import time
 
 __all__ = ["Lab", "Reflector", "Site", "LabError", "LabSkip", "NAT_TYPES",
            "BEHAVIOR", "sweep", "check_requirements", "nft_ruleset",
-           "SKIP_EXIT", "HERE", "PYTHON", "PROBE", "forward"]
+           "SKIP_EXIT", "HERE", "PYTHON", "PROBE", "forward",
+           "MiniUPnPd", "PortMapping", "miniupnpd_nft_ruleset",
+           "parse_miniupnpd_rules", "ct_flush", "MINIUPNPD",
+           "UPNP_HTTP_PORT", "PCP_PORT", "SSDP_PORT"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"
@@ -85,6 +91,20 @@ TURN_USER = "test"
 TURN_PASSWORD = "test"
 TURN_REALM = "natkit.test"
 
+# miniupnpd on a site router (Lab.start_miniupnpd)
+MINIUPNPD = "/usr/sbin/miniupnpd"
+UPNP_HTTP_PORT = 2869      # fixed HTTP port: http://<gw>:2869/rootDesc.xml
+PCP_PORT = 5351            # PCP and NAT-PMP (same socket)
+SSDP_PORT = 1900           # SSDP, multicast 239.255.255.250
+# the router's own ephemeral ports while miniupnpd runs: disjoint from the
+# hosts' (32768-60999), so its STUN check never leaves a conntrack entry on
+# a port a host could later want for its own (port-preserving) mapping
+ROUTER_PORT_RANGE = "61000 61999"
+# miniupnpd's chains (Debian's miniupnpd-nftables, compiled-in defaults:
+# upnp_table_name / upnp_nat_table_name "filter", family inet)
+UPNP_TABLE = "filter"
+UPNP_CHAINS = ("miniupnpd", "prerouting_miniupnpd", "postrouting_miniupnpd")
+
 _SITES = {
     "a": {"wan": "203.0.113.10", "lan_net": "10.0.1.0/24", "gw": "10.0.1.1",
           "host": "10.0.1.2", "pub_net": "203.0.113.32/28",
@@ -114,7 +134,7 @@ def _log(msg):
 # --------------------------------------------------------------------------
 # requirements / process helpers
 
-def check_requirements(turn=True):
+def check_requirements(turn=True, miniupnpd=False):
     """Raise LabSkip with a readable reason if the lab cannot run here."""
     if os.geteuid() != 0:
         raise LabSkip("lab tests need root (network namespaces, nftables): "
@@ -122,6 +142,8 @@ def check_requirements(turn=True):
     missing = [t for t in ("ip", "nft", "ss") if shutil.which(t) is None]
     if turn and shutil.which("turnserver") is None:
         missing.append("turnserver (coturn)")
+    if miniupnpd and not os.access(MINIUPNPD, os.X_OK):
+        missing.append("%s (miniupnpd-nftables)" % MINIUPNPD)
     if not os.path.exists(PYTHON):
         missing.append(PYTHON)
     if missing:
@@ -376,6 +398,138 @@ def nft_ruleset(nat, wan, lan_net, hairpin):
     return "\n".join(L) + "\n"
 
 
+def miniupnpd_nft_ruleset(nat, wan, http_port=UPNP_HTTP_PORT, upnp=True,
+                          natpmp=True, setup=True):
+    """Return the nft script that prepares a site router for miniupnpd.
+
+    setup=True (first start on that router) creates miniupnpd's own table
+    the way Debian's /etc/miniupnpd/nft_init.sh does (table inet filter:
+    base chains forward / prerouting / postrouting jumping to the chains
+    miniupnpd fills: miniupnpd, prerouting_miniupnpd,
+    postrouting_miniupnpd), and hooks the lab's table to it: DNATed flows
+    from the WAN pass the lab's forward filter (port-restricted and
+    symmetric have no such rule of their own), and the router's input
+    jumps to chain upnp_input.  Every call (re)writes upnp_input: from the
+    LAN, udp 5351 (PCP / NAT-PMP) when natpmp, udp 1900 (SSDP, unicast and
+    239.255.255.250) and tcp http_port when upnp; from the WAN, only the
+    coturn answers to miniupnpd's STUN check (from 198.51.100.1/.2 ports
+    3478/3479, and only while a local socket is bound to the port:
+    `socket transparent 0` does not match without one), so the WAN stays
+    closed to unsolicited packets.  A service that is off is dropped
+    silently (no ICMP)."""
+    L = []
+    a = L.append
+    if setup:
+        a("table inet %s {" % UPNP_TABLE)
+        a("  chain forward {")
+        a("    type filter hook forward priority filter; policy accept;")
+        a("    jump miniupnpd")
+        a("  }")
+        a("  chain miniupnpd {")
+        a("  }")
+        a("  chain prerouting {")
+        a("    type nat hook prerouting priority dstnat; policy accept;")
+        a("    jump prerouting_miniupnpd")
+        a("  }")
+        a("  chain postrouting {")
+        a("    type nat hook postrouting priority srcnat; policy accept;")
+        a("    jump postrouting_miniupnpd")
+        a("  }")
+        a("  chain prerouting_miniupnpd {")
+        a("  }")
+        a("  chain postrouting_miniupnpd {")
+        a("  }")
+        a("}")
+        a("add chain ip %s upnp_input" % NFT_TABLE)
+        a("add rule ip %s input jump upnp_input" % NFT_TABLE)
+        if nat not in ("none", "full-cone", "restricted"):
+            # the lab's forward chain (policy drop) must let miniupnpd's
+            # DNATed flows through; both filter chains must accept
+            a("add rule ip %s forward iifname \"wan\" oifname \"lan\""
+              " ct status dnat accept" % NFT_TABLE)
+    a("flush chain ip %s upnp_input" % NFT_TABLE)
+    if natpmp:
+        a("add rule ip %s upnp_input iifname \"lan\" udp dport %d accept"
+          % (NFT_TABLE, PCP_PORT))
+    if upnp:
+        a("add rule ip %s upnp_input iifname \"lan\" udp dport %d accept"
+          % (NFT_TABLE, SSDP_PORT))
+        a("add rule ip %s upnp_input iifname \"lan\" tcp dport %d accept"
+          % (NFT_TABLE, http_port))
+    a("add rule ip %s upnp_input iifname \"wan\" ip daddr %s"
+      " ip saddr { %s } udp sport { %d, %d } socket transparent 0 accept"
+      % (NFT_TABLE, wan, ", ".join(SERVER_IPS), STUN_PORT, STUN_ALT_PORT))
+    return "\n".join(L) + "\n"
+
+
+PortMapping = collections.namedtuple(
+    "PortMapping", ["proto", "ext_port", "int_ip", "int_port"])
+PortMapping.__doc__ = """One DNAT rule of miniupnpd: proto "udp"/"tcp",
+external port, internal address and port (a plain tuple too)."""
+
+_IPPROTO_NAMES = {6: "tcp", 17: "udp"}
+
+
+def parse_miniupnpd_rules(text):
+    """Parse `nft list chain inet filter prerouting_miniupnpd` output
+    (miniupnpd 2.3.1 writes e.g. `iif "wan" @nh,72,8 0x11 th dport 4000
+    dnat ip to 10.0.1.2:4000`) into PortMapping tuples, in rule order."""
+    res = []
+    for line in text.splitlines():
+        m = re.search(r"dnat ip to ([0-9.]+):(\d+)", line)
+        if not m:
+            continue
+        proto = None
+        p = re.search(r"@nh,72,8 (0x[0-9a-fA-F]+|\d+)", line)
+        if p:
+            num = int(p.group(1), 0)
+            proto = _IPPROTO_NAMES.get(num, str(num))
+        else:
+            p = re.search(r"(?:ip protocol|meta l4proto) (\w+)", line)
+            if p:
+                proto = p.group(1)
+        d = re.search(r"(?:th|udp|tcp) dport (\d+)", line)
+        if proto is None:
+            p = re.search(r"\b(udp|tcp) dport", line)
+            proto = p.group(1) if p else None
+        res.append(PortMapping(proto, int(d.group(1)) if d else None,
+                               m.group(1), int(m.group(2))))
+    return res
+
+
+# --------------------------------------------------------------------------
+# conntrack flush (no conntrack(8) needed): ctnetlink IPCTNL_MSG_CT_DELETE
+# without attributes empties the table of the current namespace
+
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_CTNETLINK = 1
+IPCTNL_MSG_CT_DELETE = 2
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLMSG_ERROR = 2
+
+
+def ct_flush(family=socket.AF_INET):
+    """Delete every conntrack entry of `family` in the current network
+    namespace (what `conntrack -F` does)."""
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    try:
+        s.bind((0, 0))
+        payload = struct.pack("=BBH", family, 0, 0)     # struct nfgenmsg
+        msg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
+        s.send(struct.pack("=IHHII", 16 + len(payload), msg_type,
+                           NLM_F_REQUEST | NLM_F_ACK, 1, 0) + payload)
+        s.settimeout(5)
+        data = s.recv(8192)
+        _, typ, _, _, _ = struct.unpack_from("=IHHII", data)
+        if typ == NLMSG_ERROR:
+            err = struct.unpack_from("=i", data, 16)[0]
+            if err not in (0, -errno.ENOENT):
+                raise OSError(-err, "conntrack flush: %s" % os.strerror(-err))
+    finally:
+        s.close()
+
+
 # --------------------------------------------------------------------------
 # WAN link emulation: delay / loss forwarder (tc netem is not available)
 #
@@ -590,6 +744,7 @@ class Site:
         self.router = router_ns
         self.host = host_ns
         self.delay = None       # WAN link forwarder namespace, if any
+        self.upnp_ready = False  # router prepared for miniupnpd (nft)
         self.wan = cfg["wan"]
         if nat == "none":
             self.lan_net = cfg["pub_net"]
@@ -648,6 +803,65 @@ class Reflector:
                 self.proc.kill()
 
 
+class MiniUPnPd:
+    """Handle of miniupnpd running on a site router (Lab.start_miniupnpd).
+
+    Attributes: site (name), router (namespace), proc (Popen: the
+    miniupnpd process itself), upnp / natpmp (enabled services),
+    http_port, gateway (LAN address it serves), url (rootDesc.xml URL,
+    None without UPnP), conf / log / lease_file / pid_file (paths in the
+    lab tmpdir), options / extra (what start_miniupnpd got), started_at
+    (time.monotonic() when it was ready), start_s (seconds to get ready)."""
+
+    def __init__(self, site, proc, upnp, natpmp, http_port, conf, log,
+                 lease_file, pid_file, options, extra, log_offset):
+        self.site = site.name
+        self.router = site.router
+        self.gateway = site.gw
+        self.proc = proc
+        self.upnp, self.natpmp = upnp, natpmp
+        self.http_port = http_port
+        self.conf, self.log = conf, log
+        self.lease_file, self.pid_file = lease_file, pid_file
+        self.options, self.extra = options, extra
+        self.log_offset = log_offset
+        self.started_at = None
+        self.start_s = None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    @property
+    def url(self):
+        if not self.upnp:
+            return None
+        return "http://%s:%d/rootDesc.xml" % (self.gateway, self.http_port)
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def log_text(self, whole=False):
+        """miniupnpd's output (stdout+stderr) since this start, or the
+        whole log of the site's miniupnpd (every start) with whole=True."""
+        try:
+            with open(self.log, errors="replace") as f:
+                if not whole:
+                    f.seek(self.log_offset)
+                return f.read()
+        except OSError:
+            return ""
+
+    def info(self):
+        return {"pid": self.pid, "running": self.running(),
+                "upnp": self.upnp, "natpmp": self.natpmp,
+                "http_port": self.http_port, "url": self.url,
+                "gateway": self.gateway, "pcp_natpmp": "%s:%d" % (
+                    self.gateway, PCP_PORT) if self.natpmp else None,
+                "conf": self.conf, "log": self.log,
+                "lease_file": self.lease_file}
+
+
 class Lab:
     """A NAT lab instance.  Use as a context manager or call start() and
     teardown() yourself (teardown also runs at exit and on SIGTERM).
@@ -657,11 +871,16 @@ class Lab:
     B by 4 * latency_ms).  loss: probability (0..1) that an IPv4 frame is
     dropped on a site's WAN link, independently per direction (ARP is never
     dropped); loss_seed seeds it (random when None, see info()).  With both
-    0 (the default) the lab is exactly as without them: no forwarder."""
+    0 (the default) the lab is exactly as without them: no forwarder.
+
+    upnp_a / upnp_b: start miniupnpd on that site's router once the lab is
+    up (True, or a dict of start_miniupnpd() keyword arguments, e.g.
+    {"natpmp": False}); needs turn=True (miniupnpd's STUN check)."""
 
     def __init__(self, site_a="port-restricted", site_b="port-restricted",
                  hairpin_a=False, hairpin_b=False, turn=True,
-                 keep_tmp=False, latency_ms=0, loss=0.0, loss_seed=None):
+                 keep_tmp=False, latency_ms=0, loss=0.0, loss_seed=None,
+                 upnp_a=False, upnp_b=False):
         for t in (site_a, site_b):
             if t not in NAT_TYPES:
                 raise ValueError("unknown NAT type %r (one of %s)" % (
@@ -676,6 +895,16 @@ class Lab:
                              % latency_ms)
         if not 0 <= loss <= 1:
             raise ValueError("loss must be within 0..1, not %r" % loss)
+        for opt in (upnp_a, upnp_b):
+            if not isinstance(opt, (bool, dict)) and opt is not None:
+                raise ValueError("upnp_a / upnp_b: bool or dict of "
+                                 "start_miniupnpd() arguments, not %r"
+                                 % (opt,))
+        if (upnp_a or upnp_b) and not turn:
+            raise ValueError("miniupnpd needs the lab's coturn (turn=True) "
+                             "for its STUN check")
+        self.want_upnp = {"a": upnp_a, "b": upnp_b}
+        self.miniupnpd = {}       # site name -> MiniUPnPd (last started)
         self.latency_ms = int(latency_ms) if latency_ms.is_integer() \
             else latency_ms
         self.loss = loss
@@ -745,6 +974,8 @@ class Lab:
         raise KeyError("not a namespace of this lab: %r" % (which,))
 
     def site(self, which):
+        if isinstance(which, Site):
+            return which
         return {"a": self.a, "b": self.b}[which]
 
     def info(self):
@@ -758,6 +989,8 @@ class Lab:
                       "user": TURN_USER, "password": TURN_PASSWORD,
                       "realm": TURN_REALM, "log": self.turn_log},
              "site_a": self.a.info(), "site_b": self.b.info()}
+        for name, h in self.miniupnpd.items():
+            d["site_" + name]["miniupnpd"] = h.info()
         if self.impaired:
             d["wan_link"] = {
                 "latency_ms_one_way": self.latency_ms, "loss": self.loss,
@@ -838,6 +1071,270 @@ class Lab:
         return self.run(self.site(site).router,
                         ["nft", "list", "table", "ip", NFT_TABLE]).stdout
 
+    # ------------------------------------------------------------ miniupnpd
+    def start_miniupnpd(self, site, upnp=True, natpmp=True,
+                        http_port=UPNP_HTTP_PORT, options=None, extra=(),
+                        timeout=20):
+        """Start miniupnpd (-d, foreground) on the router of `site` ("a" or
+        "b") and wait until it serves.
+
+        upnp: UPnP IGD (enable_upnp: SSDP on udp 1900, HTTP on tcp
+        http_port of the LAN address, rootDesc at handle.url); natpmp: PCP
+        and NAT-PMP on udp 5351 (enable_natpmp, as miniupnpd 2.3.1 names
+        its enable_pcp_pmp).  It listens on the router's "lan" interface,
+        ext_ifname is "wan", and it learns its external address with its
+        STUN check against the lab's coturn (198.51.100.1:3478), which the
+        lab must run (turn=True).  options: dict of miniupnpd.conf keys
+        overriding the lab's defaults (value None drops a key); extra: raw
+        config lines (e.g. "allow 1024-65535 10.0.1.0/24 1024-65535").
+        Config, lease, pid and log files live in the lab tmpdir
+        (miniupnpd-<site>.*).  The first start on a router also prepares
+        nftables (miniupnpd_nft_ruleset()).
+
+        Returns the MiniUPnPd handle (also in lab.miniupnpd[site]); raises
+        LabError if it exits, disables port forwarding (failed STUN check)
+        or does not open its sockets within `timeout` seconds."""
+        s = self.site(site)
+        if not self._started or self._torn_down:
+            raise LabError("the lab is not running")
+        if not (upnp or natpmp):
+            raise ValueError("miniupnpd needs upnp or natpmp (or both)")
+        if not self.turn_proc:
+            raise LabError("miniupnpd needs the lab's coturn (turn=True) "
+                           "for its STUN check")
+        check_requirements(turn=False, miniupnpd=True)
+        cur = self.miniupnpd.get(s.name)
+        if cur is not None and cur.running():
+            raise LabError("miniupnpd already runs on site %s (pid %d)"
+                           % (s.name, cur.pid))
+        http_port = int(http_port)
+        _sh(["ip", "netns", "exec", s.router, "nft", "-f", "-"],
+            input=miniupnpd_nft_ruleset(s.nat, s.wan, http_port, upnp,
+                                        natpmp, setup=not s.upnp_ready))
+        if not s.upnp_ready:
+            self._sysctl(s.router,
+                         {"net.ipv4.ip_local_port_range": ROUTER_PORT_RANGE})
+            s.upnp_ready = True
+
+        base = os.path.join(self.tmpdir, "miniupnpd-%s" % s.name)
+        conf, log = base + ".conf", base + ".log"
+        lease_file, pid_file = base + ".leases", base + ".pid"
+        cfg = collections.OrderedDict([
+            ("ext_ifname", "wan"),
+            ("listening_ip", "lan"),
+            ("http_port", http_port),
+            ("enable_upnp", "yes" if upnp else "no"),
+            ("enable_natpmp", "yes" if natpmp else "no"),
+            ("ext_perform_stun", "yes"),
+            ("ext_stun_host", SERVER_IPS[0]),
+            ("ext_stun_port", STUN_PORT),
+            ("lease_file", lease_file),
+            ("ipv6_disable", "yes"),
+            ("secure_mode", "yes"),
+            ("system_uptime", "no"),      # epoch = daemon uptime
+            ("notify_interval", 60),
+            ("clean_ruleset_interval", 600),
+            ("min_lifetime", 120),
+            ("max_lifetime", 86400),
+            ("friendly_name", "natkit lab router %s" % s.name.upper()),
+            # miniupnpd numbers its sub-devices uuid+1, +2
+            ("uuid", "3d3cec3a-8cf0-11e0-98ee-0000000%s0000" % s.name),
+            ("serial", "natlab-%s" % s.name),
+        ])
+        for k, v in (options or {}).items():
+            if v is None:
+                cfg.pop(k, None)
+            else:
+                cfg[k] = v
+        with open(conf, "w") as f:
+            f.write("# written by natlab.py for site %s\n" % s.name)
+            for k, v in cfg.items():
+                if isinstance(v, bool):
+                    v = "yes" if v else "no"
+                f.write("%s=%s\n" % (k, v))
+            for line in extra:
+                f.write("%s\n" % line)
+        try:
+            offset = os.path.getsize(log)
+        except OSError:
+            offset = 0
+        t0 = time.monotonic()
+        with open(log, "a") as out:
+            out.write("--- natlab: start (%s)\n" % time.strftime("%H:%M:%S"))
+            out.flush()
+            proc = self.popen(s.router, [MINIUPNPD, "-d", "-f", conf,
+                                         "-P", pid_file],
+                              stdout=out, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL)
+        h = MiniUPnPd(s, proc, bool(upnp), bool(natpmp), http_port, conf,
+                      log, lease_file, pid_file, dict(options or {}),
+                      tuple(extra), offset)
+        self.miniupnpd[s.name] = h
+        try:
+            self._wait_miniupnpd(h, timeout)
+        except BaseException:
+            self.miniupnpd_stop(s.name, flush=True)
+            raise
+        h.started_at = time.monotonic()
+        h.start_s = h.started_at - t0
+        _log("miniupnpd on %s up (pid %d, %.2f s)" % (s.router, h.pid,
+                                                      h.start_s))
+        return h
+
+    def _wait_miniupnpd(self, h, timeout):
+        want_udp = ([PCP_PORT] if h.natpmp else []) + \
+            ([SSDP_PORT] if h.upnp else [])
+        want_tcp = [h.http_port] if h.upnp else []
+        deadline = time.monotonic() + timeout
+        enabled = False
+        while True:
+            text = h.log_text()
+            if h.proc.poll() is not None:
+                raise LabError("miniupnpd on site %s exited with %d:\n%s"
+                               % (h.site, h.proc.returncode, text[-3000:]))
+            if "Port forwarding is now disabled" in text:
+                raise LabError("miniupnpd on site %s disabled port "
+                               "forwarding (STUN check failed):\n%s"
+                               % (h.site, text[-3000:]))
+            enabled = enabled or "Port forwarding is now enabled" in text
+            if enabled:
+                ok = True
+                for proto, ports in (("-Hlnu", want_udp),
+                                     ("-Hlnt", want_tcp)):
+                    if not ports:
+                        continue
+                    r = self.run(h.router, ["ss", proto])
+                    have = set()
+                    for line in r.stdout.splitlines():
+                        f = line.split()
+                        if len(f) >= 4 and ":" in f[3]:
+                            have.add(f[3].rsplit(":", 1)[1])
+                    ok = ok and all(str(p) in have for p in ports)
+                if ok:
+                    return
+            if time.monotonic() > deadline:
+                raise LabError("miniupnpd on site %s not ready after %g s:"
+                               "\n%s" % (h.site, timeout, text[-3000:]))
+            time.sleep(0.02)
+
+    def miniupnpd_stop(self, site, flush=True):
+        """Stop miniupnpd on `site` (SIGTERM, SIGKILL after 3 s); no-op if
+        it does not run.  miniupnpd itself leaves its nft rules behind on
+        exit and keeps its lease file: flush=True (default) empties its
+        chains (as Debian's init script does on stop), so nothing is
+        forwarded any more.  The lease file stays: start_miniupnpd() again
+        re-creates its mappings from it (miniupnpd_restart() removes it).
+        The router's firewall openings stay: a request to a stopped
+        miniupnpd gets an ICMP port unreachable.  Returns the exit status
+        (None if it was not started)."""
+        s = self.site(site)
+        h = self.miniupnpd.get(s.name)
+        if h is None:
+            return None
+        p = h.proc
+        if p.poll() is None:
+            try:
+                p.terminate()
+                p.wait(3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(3)
+        if p in self._procs:
+            self._procs.remove(p)
+        if flush:
+            self._miniupnpd_flush(s)
+        return p.returncode
+
+    def _miniupnpd_flush(self, s):
+        if s.upnp_ready and not self._torn_down:
+            _sh(["ip", "netns", "exec", s.router, "nft", "-f", "-"],
+                input="".join("flush chain inet %s %s\n" % (UPNP_TABLE, c)
+                              for c in UPNP_CHAINS))
+
+    def miniupnpd_restart(self, site, flush_conntrack=True, timeout=20):
+        """Restart miniupnpd on `site` the way a router reboots: stop it,
+        flush its nft chains, delete its lease file (so every mapping is
+        gone and the PCP / NAT-PMP epoch starts again from 0), by default
+        flush the router's conntrack table too (a reboot loses it: flows
+        DNATed by old mappings stop, and every NAT mapping starts afresh;
+        the full-cone / restricted records in the lab's nft sets stay),
+        then start it again with the same arguments.  Returns the new
+        MiniUPnPd handle."""
+        s = self.site(site)
+        h = self.miniupnpd.get(s.name)
+        if h is None:
+            raise LabError("miniupnpd was never started on site %s" % s.name)
+        self.miniupnpd_stop(s, flush=True)
+        try:
+            os.unlink(h.lease_file)
+        except FileNotFoundError:
+            pass
+        if flush_conntrack:
+            self.flush_conntrack(s)
+        return self.start_miniupnpd(s, upnp=h.upnp, natpmp=h.natpmp,
+                                    http_port=h.http_port,
+                                    options=h.options, extra=h.extra,
+                                    timeout=timeout)
+
+    def miniupnpd_rules(self, site, text=False):
+        """miniupnpd's port mappings on `site` as nftables has them: a list
+        of PortMapping(proto, ext_port, int_ip, int_port) from its DNAT
+        chain (prerouting_miniupnpd), in rule order; with text=True the
+        nft text of its three chains (miniupnpd: filter accepts,
+        prerouting_miniupnpd: DNAT, postrouting_miniupnpd: PCP PEER SNAT).
+        Empty when the router was never prepared for miniupnpd."""
+        s = self.site(site)
+        if not s.upnp_ready:
+            return "" if text else []
+        chains = {}
+        for c in UPNP_CHAINS:
+            chains[c] = self.run(s.router, ["nft", "list", "chain", "inet",
+                                            UPNP_TABLE, c], check=True).stdout
+        if text:
+            return "".join(chains[c] for c in UPNP_CHAINS)
+        return parse_miniupnpd_rules(chains["prerouting_miniupnpd"])
+
+    def miniupnpd_leases(self, site):
+        """miniupnpd's lease file on `site`, parsed: list of dicts proto
+        ("udp"/"tcp"), ext_port, int_ip, int_port, expires (Unix time the
+        mapping ends, 0 for none) and desc (e.g. "libminiupnpc",
+        "NAT-PMP 4000 udp", "PCP MAP <nonce>")."""
+        h = self.miniupnpd.get(self.site(site).name)
+        res = []
+        if h is None:
+            return res
+        try:
+            with open(h.lease_file) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return res
+        for line in lines:
+            f = line.split(":", 5)
+            if len(f) < 5:
+                continue
+            try:
+                res.append({"proto": f[0].lower(), "ext_port": int(f[1]),
+                            "int_ip": f[2], "int_port": int(f[3]),
+                            "expires": int(f[4]),
+                            "desc": f[5] if len(f) > 5 else ""})
+            except ValueError:
+                pass
+        return res
+
+    def miniupnpd_log(self, site, whole=False):
+        """Output of miniupnpd on `site` since its last start (whole=True:
+        of every start)."""
+        h = self.miniupnpd.get(self.site(site).name)
+        return h.log_text(whole) if h else ""
+
+    def flush_conntrack(self, which):
+        """Delete every IPv4 conntrack entry of a site's router ("a"/"b")
+        or of any lab namespace (role or name), like `conntrack -F`."""
+        ns = self.site(which).router if which in ("a", "b", self.a, self.b) \
+            else self.ns(which)
+        self.run(ns, [PYTHON, os.path.join(HERE, "natlab.py"), "ct-flush"],
+                 check=True)
+
     # ---------------------------------------------------------------- build
     def __enter__(self):
         self.start()
@@ -850,7 +1347,8 @@ class Lab:
     def start(self):
         if self._started:
             return self
-        check_requirements(turn=self.want_turn)
+        check_requirements(turn=self.want_turn,
+                           miniupnpd=any(self.want_upnp.values()))
         self._started = True
         with _LOCK:
             _ACTIVE.append(self)
@@ -866,6 +1364,11 @@ class Lab:
                 self._start_forwarders()
             if self.want_turn:
                 self._start_turn()
+            for name in ("a", "b"):
+                opt = self.want_upnp[name]
+                if opt:
+                    self.start_miniupnpd(
+                        name, **(opt if isinstance(opt, dict) else {}))
         except BaseException:
             self.teardown()
             raise
@@ -1099,6 +1602,7 @@ def _link_kwargs(args):
 def _cmd_up(args):
     lab = Lab(args.a, args.b, args.hairpin_a, args.hairpin_b,
               turn=not args.no_turn, keep_tmp=args.keep_tmp,
+              upnp_a=args.upnp_a, upnp_b=args.upnp_b,
               **_link_kwargs(args))
     stop = threading.Event()
 
@@ -1173,6 +1677,10 @@ def main(argv=None):
                    help="keep the lab temp dir (turnserver log)")
     p.add_argument("--ready-file",
                    help="also write the JSON here once the lab is up")
+    p.add_argument("--upnp-a", action="store_true",
+                   help="run miniupnpd (UPnP IGD, PCP, NAT-PMP) on router A")
+    p.add_argument("--upnp-b", action="store_true",
+                   help="run miniupnpd (UPnP IGD, PCP, NAT-PMP) on router B")
     p = sub.add_parser("sweep", help="remove leftovers of dead labs")
     p.add_argument("--all", action="store_true",
                    help="remove every natkit lab, even of live owners")
@@ -1181,6 +1689,8 @@ def main(argv=None):
     _add_site_args(p)
     _add_link_args(p)
     sub.add_parser("types", help="list NAT types")
+    sub.add_parser("ct-flush", help="(internal) flush the conntrack table "
+                   "of the current namespace")
     p = sub.add_parser("forward", help="(internal) WAN link forwarder, "
                        "started by the lab inside a delay namespace")
     p.add_argument("--if", dest="ifs", action="append", required=True,
@@ -1196,13 +1706,18 @@ def main(argv=None):
         if len(args.ifs) != 2:
             ap.error("forward needs exactly two --if")
         return _cmd_forward(args)
+    if args.cmd == "ct-flush":
+        ct_flush()
+        return 0
     if args.cmd == "types":
         for t in NAT_TYPES:
             print("%-16s mapping=%s filtering=%s" % (t, *BEHAVIOR[t]))
         return 0
     try:
         check_requirements(turn=args.cmd in ("run-check",) or
-                           (args.cmd == "up" and not args.no_turn))
+                           (args.cmd == "up" and not args.no_turn),
+                           miniupnpd=args.cmd == "up" and
+                           (args.upnp_a or args.upnp_b))
     except LabSkip as e:
         sys.stderr.write("natlab: %s\n" % e)
         return SKIP_EXIT

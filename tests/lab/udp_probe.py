@@ -30,7 +30,20 @@ Run it inside a lab namespace (ip netns exec NS /usr/bin/python3 udp_probe.py
         (inside inet) ask the reflector at --via to send unsolicited
         datagrams from its socket --from to --to
   listen --bind IP:PORT [--wait S]      report every datagram received
+        (until --wait is over or {"op":"stop"} arrives from 127.0.0.1)
   send --to IP:PORT [--bind IP:PORT] [--count N]
+  natpmp --gw IP [--map udp|tcp --int-port N [--ext-port M] [--lifetime L]]
+        RFC 6886 NAT-PMP: public address request, or a mapping request
+        (lifetime 0 removes); prints result code, epoch, ports, lifetime
+  pcp --gw IP [--opcode map|announce] [--proto udp|tcp|N] [--int-port N]
+      [--ext-port M] [--ext-ip IP] [--lifetime L] [--nonce HEX]
+        RFC 6887 PCP request (version 2) to IP:5351; prints the response
+  ssdp [--st ST] [--wait S]
+        SSDP M-SEARCH to 239.255.255.250:1900; reports every answer
+        (source, LOCATION, ST, SERVER, USN) received within --wait
+  mlisten --group IP --port N [--wait S]
+        join a multicast group (224.0.0.1:5350: PCP ANNOUNCE / NAT-PMP
+        address announcements) and report every datagram, decoded
 """
 
 import argparse
@@ -292,6 +305,8 @@ def cmd_listen(a):
         o, addr = recv_json(s, left)
         if o is None:
             break
+        if o.get("op") == "stop" and addr[0] == "127.0.0.1":
+            break       # end early: everything sent before it was read
         got.append({"src": fmt(addr), "msg": o})
     out({"local": fmt(s.getsockname()), "received": got})
 
@@ -390,6 +405,235 @@ def cmd_stun(a):
     out(res)
 
 
+
+# ------------------------------------------------------- NAT-PMP / PCP
+#
+# Reference clients for the lab's miniupnpd (port 5351 on the gateway).
+# Retransmission as RFC 6886 / 6887: 250 ms, doubling, until --timeout.
+
+PCP_PORT = 5351
+PCP_RESULTS = {
+    0: "SUCCESS", 1: "UNSUPP_VERSION", 2: "NOT_AUTHORIZED",
+    3: "MALFORMED_REQUEST", 4: "UNSUPP_OPCODE", 5: "UNSUPP_OPTION",
+    6: "MALFORMED_OPTION", 7: "NETWORK_FAILURE", 8: "NO_RESOURCES",
+    9: "UNSUPP_PROTOCOL", 10: "USER_EX_QUOTA",
+    11: "CANNOT_PROVIDE_EXTERNAL", 12: "ADDRESS_MISMATCH",
+    13: "EXCESSIVE_REMOTE_PEERS"}
+NATPMP_RESULTS = {0: "SUCCESS", 1: "UNSUPP_VERSION", 2: "NOT_AUTHORIZED",
+                  3: "NETWORK_FAILURE", 4: "OUT_OF_RESOURCES",
+                  5: "UNSUPP_OPCODE"}
+PCP_OPCODES = {"announce": 0, "map": 1, "peer": 2}
+IP_PROTOS = {"udp": 17, "tcp": 6, "all": 0}
+
+
+def _v4mapped(ip):
+    return b"\0" * 10 + b"\xff\xff" + socket.inet_aton(ip)
+
+
+def _from_v6(b):
+    if b[:12] == b"\0" * 10 + b"\xff\xff":
+        return socket.inet_ntoa(b[12:16])
+    return socket.inet_ntop(socket.AF_INET6, b)
+
+
+def decode_pmp(data):
+    """Decode a NAT-PMP (version 0) or PCP (version 1/2) response."""
+    if len(data) < 2:
+        return {"raw": data.hex()}
+    d = {"version": data[0]}
+    if data[0] == 0:                        # NAT-PMP
+        op = data[1]
+        d["opcode"] = op
+        if len(data) >= 8:
+            rc = struct.unpack("!H", data[2:4])[0]
+            d.update(result=rc, result_name=NATPMP_RESULTS.get(rc, str(rc)),
+                     epoch=struct.unpack("!I", data[4:8])[0])
+        if op == 128 and len(data) >= 12:
+            d["ext_ip"] = socket.inet_ntoa(data[8:12])
+        elif op in (129, 130) and len(data) >= 16:
+            ip_, ep_, lt = struct.unpack("!HHI", data[8:16])
+            d.update(proto="udp" if op == 129 else "tcp", int_port=ip_,
+                     ext_port=ep_, lifetime=lt)
+        return d
+    if len(data) < 24:
+        d["raw"] = data.hex()
+        return d
+    op = data[1] & 0x7f
+    d.update(response=bool(data[1] & 0x80), opcode=op, result=data[3],
+             result_name=PCP_RESULTS.get(data[3], str(data[3])),
+             lifetime=struct.unpack("!I", data[4:8])[0],
+             epoch=struct.unpack("!I", data[8:12])[0])
+    if op in (1, 2) and len(data) >= 60:
+        body = data[24:60]
+        d.update(nonce=body[:12].hex(), proto=body[12],
+                 int_port=struct.unpack("!H", body[16:18])[0],
+                 ext_port=struct.unpack("!H", body[18:20])[0],
+                 ext_ip=_from_v6(body[20:36]))
+        if op == 2 and len(data) >= 80:
+            peer = data[60:80]
+            d.update(remote_port=struct.unpack("!H", peer[0:2])[0],
+                     remote_ip=_from_v6(peer[4:20]))
+    if len(data) > 60 or op == 0:
+        d["options_len"] = max(0, len(data) - (60 if op in (1, 2) else 24))
+    return d
+
+
+def _exchange(req, gw, timeout, bind, match):
+    """Send req to gw:5351 with RFC retransmission until a datagram from
+    the gateway that match() accepts arrives; returns the result dict."""
+    s = udp_socket(bind)
+    s.connect((gw, PCP_PORT))
+    res = {"local": fmt(s.getsockname()), "gateway": "%s:%d" % (gw, PCP_PORT),
+           "answered": False, "sent": 0}
+    t0 = time.monotonic()
+    end = t0 + timeout
+    interval = 0.25
+    refused = False
+    while time.monotonic() < end:
+        try:
+            s.send(req)
+            res["sent"] += 1
+        except ConnectionRefusedError:
+            refused = True
+        next_send = min(end, time.monotonic() + interval)
+        interval *= 2
+        while True:
+            left = next_send - time.monotonic()
+            if left <= 0:
+                break
+            s.settimeout(left)
+            try:
+                data = s.recv(1100)
+            except socket.timeout:
+                break
+            except ConnectionRefusedError:
+                refused = True      # ICMP port unreachable
+                continue
+            d = decode_pmp(data)
+            if not match(d):
+                continue
+            res.update(d)
+            res["answered"] = True
+            res["rtt_ms"] = round((time.monotonic() - t0) * 1000, 2)
+            return res
+    if refused:
+        res["icmp_refused"] = True
+    return res
+
+
+def cmd_natpmp(a):
+    if a.map:
+        op = 1 if a.map == "udp" else 2
+        req = struct.pack("!BBHHHI", 0, op, 0, a.int_port,
+                          a.ext_port if a.ext_port is not None else a.int_port,
+                          a.lifetime)
+    else:
+        op = 0
+        req = bytes([0, 0])
+    res = _exchange(req, a.gw, a.timeout, a.bind,
+                    lambda d: d.get("version") == 0 and
+                    d.get("opcode") == 128 + op)
+    res["request"] = {"opcode": op, "map": a.map, "int_port": a.int_port,
+                      "ext_port": a.ext_port, "lifetime": a.lifetime}
+    out(res)
+
+
+def cmd_pcp(a):
+    op = PCP_OPCODES[a.opcode]
+    s = udp_socket(a.bind)
+    s.connect((a.gw, PCP_PORT))
+    client_ip = a.client_ip or s.getsockname()[0]
+    bind = fmt(s.getsockname())
+    s.close()
+    proto = IP_PROTOS.get(a.proto)
+    if proto is None:
+        proto = int(a.proto)
+    nonce = bytes.fromhex(a.nonce) if a.nonce else os.urandom(12)
+    if len(nonce) != 12:
+        raise SystemExit("--nonce must be 12 bytes (24 hex digits)")
+    req = struct.pack("!BBHI", a.version, op, 0, a.lifetime) + \
+        _v4mapped(client_ip)
+    if op in (1, 2):
+        ext_ip = a.ext_ip or "0.0.0.0"
+        req += nonce + struct.pack("!B3xHH", proto, a.int_port,
+                                   a.ext_port or 0) + _v4mapped(ext_ip)
+    if op == 2:
+        rhost, rport = hp(a.remote)
+        req += struct.pack("!H2x", rport) + _v4mapped(rhost)
+
+    def match(d):
+        if d.get("opcode") != op or not d.get("response"):
+            return False
+        return op == 0 or d.get("nonce") == nonce.hex() or \
+            d.get("version") != a.version
+    res = _exchange(req, a.gw, a.timeout, bind, match)
+    res["request"] = {"version": a.version, "opcode": a.opcode,
+                      "proto": proto, "int_port": a.int_port,
+                      "ext_port": a.ext_port, "ext_ip": a.ext_ip,
+                      "lifetime": a.lifetime, "client_ip": client_ip,
+                      "nonce": nonce.hex()}
+    out(res)
+
+
+def cmd_ssdp(a):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 2)
+    s.bind(("0.0.0.0", 0))
+    msg = ("M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\n"
+           "ST: %s\r\nMAN: \"ssdp:discover\"\r\nMX: %d\r\n\r\n"
+           % (a.st, a.mx)).encode()
+    t0 = time.monotonic()
+    s.sendto(msg, ("239.255.255.250", 1900))
+    got = []
+    end = t0 + a.wait
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        s.settimeout(left)
+        try:
+            data, addr = s.recvfrom(4096)
+        except socket.timeout:
+            break
+        hdr = {}
+        for line in data.decode("latin-1").split("\r\n")[1:]:
+            k, sep, v = line.partition(":")
+            if sep:
+                hdr[k.strip().lower()] = v.strip()
+        got.append({"src": fmt(addr), "location": hdr.get("location"),
+                    "st": hdr.get("st"), "server": hdr.get("server"),
+                    "usn": hdr.get("usn"),
+                    "ms": round((time.monotonic() - t0) * 1000, 2)})
+    out({"local": fmt(s.getsockname()), "st": a.st, "responses": got})
+
+
+def cmd_mlisten(a):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((a.group, a.port))
+    mreq = socket.inet_aton(a.group) + socket.inet_aton(a.iface_ip)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+    if a.ready:
+        sys.stderr.write("READY\n")
+        sys.stderr.flush()
+    got = []
+    end = time.monotonic() + a.wait
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        s.settimeout(left)
+        try:
+            data, addr = s.recvfrom(2048)
+        except socket.timeout:
+            break
+        d = decode_pmp(data)
+        d["src"] = fmt(addr)
+        d["at"] = round(time.monotonic(), 3)
+        got.append(d)
+    out({"group": "%s:%d" % (a.group, a.port), "received": got})
+
+
 def main():
     ap = argparse.ArgumentParser(prog="udp_probe.py")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -443,6 +687,49 @@ def main():
     p.add_argument("--bind", default="0.0.0.0:0")
     p.add_argument("--count", type=int, default=3)
     p.set_defaults(fn=cmd_send)
+    p = sub.add_parser("natpmp")
+    p.add_argument("--gw", required=True)
+    p.add_argument("--map", choices=("udp", "tcp"))
+    p.add_argument("--int-port", type=int, default=0)
+    p.add_argument("--ext-port", type=int, default=None,
+                   help="suggested external port (default: --int-port)")
+    p.add_argument("--lifetime", type=int, default=7200)
+    p.add_argument("--bind", default="0.0.0.0:0")
+    p.add_argument("--timeout", type=float, default=2.0)
+    p.set_defaults(fn=cmd_natpmp)
+    p = sub.add_parser("pcp")
+    p.add_argument("--gw", required=True)
+    p.add_argument("--opcode", choices=sorted(PCP_OPCODES), default="map")
+    p.add_argument("--version", type=int, default=2)
+    p.add_argument("--proto", default="udp", help="udp, tcp, all or number")
+    p.add_argument("--int-port", type=int, default=0)
+    p.add_argument("--ext-port", type=int, default=0,
+                   help="suggested external port (0: none)")
+    p.add_argument("--ext-ip", default=None,
+                   help="suggested external address (default 0.0.0.0)")
+    p.add_argument("--lifetime", type=int, default=7200)
+    p.add_argument("--nonce", default=None, help="24 hex digits")
+    p.add_argument("--remote", default="0.0.0.0:0",
+                   help="PEER: remote IP:PORT")
+    p.add_argument("--client-ip", default=None,
+                   help="PCP client address field (default: source address)")
+    p.add_argument("--bind", default="0.0.0.0:0")
+    p.add_argument("--timeout", type=float, default=2.0)
+    p.set_defaults(fn=cmd_pcp)
+    p = sub.add_parser("ssdp")
+    p.add_argument("--st", default="urn:schemas-upnp-org:device:"
+                   "InternetGatewayDevice:1")
+    p.add_argument("--mx", type=int, default=1)
+    p.add_argument("--wait", type=float, default=1.5)
+    p.set_defaults(fn=cmd_ssdp)
+    p = sub.add_parser("mlisten")
+    p.add_argument("--group", default="224.0.0.1")
+    p.add_argument("--port", type=int, default=5350)
+    p.add_argument("--iface-ip", default="0.0.0.0")
+    p.add_argument("--wait", type=float, default=3.0)
+    p.add_argument("--ready", action="store_true",
+                   help="print READY on stderr once joined")
+    p.set_defaults(fn=cmd_mlisten)
     a = ap.parse_args()
     try:
         a.fn(a)
