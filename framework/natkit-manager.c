@@ -1328,6 +1328,8 @@ natkit_manager_probe_gateway_async (NatkitManager       *self,
   g_return_if_fail (NATKIT_IS_MANAGER (self));
 
   task = g_task_new (self, cancellable, callback, user_data);
+  /* cancelling means "answer with what you heard so far", not an error */
+  g_task_set_check_cancellable (task, FALSE);
   g_task_set_source_tag (task, natkit_manager_probe_gateway_async);
   g_task_set_name (task, "[natkit] probe gateway");
   d = g_new0 (ProbeData, 1);
@@ -1444,6 +1446,40 @@ record_removed_cb (GObject      *source,
   g_free (r);
 }
 
+/* JSON numbers come back as int64: give the record's known keys the types
+ * natkit_port_mapping_to_record() gave them; the rest as JSON says */
+static GVariant *
+record_from_json (JsonObject *object)
+{
+  GVariantDict dict;
+  JsonObjectIter iter;
+  const char *key;
+  JsonNode *value;
+
+  g_variant_dict_init (&dict, NULL);
+  json_object_iter_init (&iter, object);
+  while (json_object_iter_next (&iter, &key, &value))
+    {
+      if (!JSON_NODE_HOLDS_VALUE (value))
+        continue;
+      if (g_str_equal (key, "internal-port") || g_str_equal (key, "external-port"))
+        g_variant_dict_insert (&dict, key, "q",
+                               (guint16) CLAMP (json_node_get_int (value), 0, G_MAXUINT16));
+      else if (g_str_equal (key, "lifetime"))
+        g_variant_dict_insert (&dict, key, "u",
+                               (guint32) CLAMP (json_node_get_int (value), 0, G_MAXUINT32));
+      else
+        {
+          GVariant *v = json_gvariant_deserialize (value, NULL, NULL);
+
+          /* floating: the dictionary takes it */
+          if (v != NULL)
+            g_variant_dict_insert_value (&dict, key, v);
+        }
+    }
+  return g_variant_ref_sink (g_variant_dict_end (&dict));
+}
+
 /**
  * natkit_manager_remove_stale_mappings_async:
  * @self: a manager
@@ -1513,7 +1549,7 @@ natkit_manager_remove_stale_mappings_async (NatkitManager       *self,
         }
       json_object_remove_member (object, "pid");
       json_object_remove_member (object, "start-time");
-      record = json_gvariant_deserialize (json_parser_get_root (parser), "a{sv}", &error);
+      record = record_from_json (object);
       method = json_object_get_string_member_with_default (object, "method", "");
       for (guint i = 0; record != NULL && i < self->plugins->len && mapper == NULL; i++)
         {
@@ -1529,10 +1565,9 @@ natkit_manager_remove_stale_mappings_async (NatkitManager       *self,
         }
       if (mapper == NULL)
         {
-          g_string_append_printf (d->failures, "%s%s: %s",
-                                  d->failures->len ? "; " : "", file,
-                                  record == NULL ? error->message :
-                                  "no loaded plugin speaks its method");
+          g_string_append_printf (d->failures, "%s%s: no loaded plugin speaks its "
+                                  "method “%s”", d->failures->len ? "; " : "",
+                                  file, method);
           continue;
         }
       d->pending++;
