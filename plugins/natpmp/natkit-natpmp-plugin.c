@@ -224,7 +224,8 @@ exchange_send (GTask *task)
 static gboolean
 resend_cb (gpointer user_data)
 {
-  GTask *task = user_data;
+  /* completing may drop the last reference: hold one while we look */
+  g_autoptr(GTask) task = g_object_ref (user_data);
   Exchange *x = g_task_get_task_data (task);
 
   g_clear_pointer (&x->resend, g_source_unref);
@@ -362,7 +363,8 @@ receive_cb (GSocket      *socket,
             GIOCondition  condition,
             gpointer      user_data)
 {
-  GTask *task = user_data;
+  /* completing may drop the last reference: hold one while we look */
+  g_autoptr(GTask) task = g_object_ref (user_data);
   Exchange *x = g_task_get_task_data (task);
 
   while (!x->done)
