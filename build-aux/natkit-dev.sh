@@ -18,7 +18,8 @@ packages=(
   meson ninja-build pkg-config gcc libc6-dev clang libclang-rt-14-dev zlib1g-dev
   libglib2.0-dev libjson-glib-dev libgnutls28-dev libnice-dev
   gobject-introspection libgirepository1.0-dev python3-gi gjs gi-docgen
-  coturn nftables iproute2 procps
+  libgupnp-igd-1.0-dev libgupnp-1.6-dev libgssdp-1.6-dev
+  coturn nftables iproute2 procps miniupnpd-nftables miniupnpc natpmpc
 )
 
 install_deps () {
@@ -95,6 +96,29 @@ with Lab(site_a="port-restricted", site_b="symmetric", hairpin_a=True) as lab:
         lab.run(site.host, "NATKIT_PLUGIN_SYSTEM_PATH= %s detect --stun %s:%d"
                 % (tool, *lab.stun_primary), capture=False)
 PY
+      echo
+      echo "== nat-tool map: a port forwarded by the lab router's miniupnpd (PCP, NAT-PMP, UPnP-IGD)"
+      NAT_TOOL="$top/_build/tools/nat-tool" /usr/bin/python3 - <<'PY'
+import os, shutil, signal, sys, tempfile, time
+sys.path.insert(0, "tests/lab")
+from natlab import Lab
+tool = os.environ["NAT_TOOL"]
+state = tempfile.mkdtemp(prefix="natkit-demo-")
+plugins = ":".join(os.path.abspath("_build/plugins/" + p) for p in ("natpmp", "upnp"))
+env = ("NATKIT_PLUGIN_SYSTEM_PATH= NATKIT_PLUGIN_PATH=%s XDG_STATE_HOME=%s XDG_CONFIG_HOME=%s"
+       % (plugins, state, state))
+with Lab(site_a="port-restricted", site_b="symmetric", turn=True) as lab:
+    lab.start_miniupnpd("a")
+    for method in ("pcp", "natpmp", "upnp"):
+        print("\n-- nat-tool map udp 5000 --method %s" % method, flush=True)
+        p = lab.popen(lab.a.host, "exec env %s %s map udp 5000 --method %s" % (env, tool, method))
+        time.sleep(1.0)
+        print("   the router forwards: %s" % lab.miniupnpd_rules("a"), flush=True)
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=10)
+        print("   after Ctrl+C: %s" % (lab.miniupnpd_rules("a") or "nothing left"), flush=True)
+shutil.rmtree(state, ignore_errors=True)
+PY
     else
       echo "(run as root to also see nat-tool detect from behind the lab's NATs)"
     fi
@@ -109,16 +133,17 @@ PY
     CC=clang setup_build _build-clang -Dwerror=true --auto-features=enabled \
       -Dintrospection=disabled
     echo
-    echo "== unit, fuzz and lab-detect tests under AddressSanitizer and UndefinedBehaviorSanitizer (libFuzzer)"
+    echo "== unit, fuzz, lab-detect and lab-map tests under AddressSanitizer and UndefinedBehaviorSanitizer (libFuzzer)"
     CC=clang setup_build _build-asan -Db_sanitize=address,undefined \
       -Db_lundef=false -Dintrospection=disabled --auto-features=enabled
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
       meson test -C _build-asan --suite unit --suite fuzz --print-errorlogs --num-processes 2
-    # Detection through every lab NAT with the sanitized nat-tool (as root).
+    # Detection through every lab NAT and port mapping against miniupnpd
+    # with the sanitized nat-tool and plugins (as root).
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
-      meson test -C _build-asan test_lab_detect --print-errorlogs --logbase lablog
+      meson test -C _build-asan test_lab_detect test_lab_map --print-errorlogs --logbase lablog
     summarize _build/meson-logs/testlog.json _build-asan/meson-logs/testlog.json \
       _build-asan/meson-logs/lablog.json
     ;;
