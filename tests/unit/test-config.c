@@ -225,6 +225,39 @@ test_shipped_example (void)
 
   g_assert_no_error (error);
   g_assert_cmpuint (g_strv_length ((GStrv) natkit_config_get_turn_uris (config)), ==, 2);
+  g_assert_cmpstr (natkit_config_get_gateway (config), ==, "192.168.1.1");
+  g_assert_cmpuint (natkit_config_get_map_timeout (config), ==, 4000);
+}
+
+static void
+test_gateway (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitConfig) config = NULL;
+  g_autoptr(GInetSocketAddress) address = NULL;
+
+  config = natkit_config_new_from_data ("{\"gateway\": 5}", -1, &error);
+  g_assert_null (config);
+  g_assert_error (error, NATKIT_ERROR, NATKIT_ERROR_INVALID_CONFIG);
+  g_assert_nonnull (strstr (error->message, "gateway"));
+  g_clear_error (&error);
+
+  config = natkit_config_new_from_data ("{\"gateway\": \"10.0.0.254:5400\", "
+                                        "\"timers\": {\"map-timeout\": 1.5}}", -1, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (natkit_config_get_map_timeout (config), ==, 1500);
+  address = natkit_resolve_gateway (natkit_config_get_gateway (config), 5351, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_inet_socket_address_get_port (address), ==, 5400);
+  g_clear_object (&address);
+
+  address = natkit_resolve_gateway ("10.0.0.254", 5351, &error);
+  g_assert_cmpuint (g_inet_socket_address_get_port (address), ==, 5351);
+  g_assert_null (natkit_resolve_gateway ("router.local", 5351, &error));
+  g_assert_error (error, NATKIT_ERROR, NATKIT_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_null (natkit_resolve_gateway ("10.0.0.1:99999", 5351, &error));
+  g_assert_error (error, NATKIT_ERROR, NATKIT_ERROR_INVALID_ARGUMENT);
 }
 
 static void
@@ -284,6 +317,7 @@ main (int    argc,
   g_test_add_func ("/natkit/config/unknown-keys-warn", test_unknown_keys_warn);
   g_test_add_func ("/natkit/config/rank-parse", test_rank_parse);
   g_test_add_func ("/natkit/config/shipped-example", test_shipped_example);
+  g_test_add_func ("/natkit/config/gateway", test_gateway);
 
   return g_test_run ();
 }
