@@ -76,6 +76,39 @@ class TestNatkit(unittest.TestCase):
         self.assertEqual(got, [b"ping"])
         self.assertEqual(paths["a"].props.method, "loopback")
 
+    def test_port_mapping_request(self):
+        r = Natkit.PortMappingRequest.new(Natkit.IpProtocol.TCP, 8080)
+        r.set_external_port(18080)
+        r.props.lifetime = 600
+        r.set_method("pcp")
+        self.assertEqual(r.get_protocol(), Natkit.IpProtocol.TCP)
+        self.assertEqual((r.get_internal_port(), r.get_external_port()), (8080, 18080))
+        self.assertEqual(r.get_lifetime(), 600)
+        self.assertEqual(r.props.method, "pcp")
+        copy = r.copy()
+        self.assertEqual(copy.get_external_port(), 18080)
+        address = Natkit.resolve_gateway("10.0.0.1", 5351)
+        self.assertEqual(address.get_port(), 5351)
+
+    def test_map_port_unknown_method(self):
+        manager = Natkit.Manager.new_with_config(Natkit.Config.new())
+        loop = GLib.MainLoop()
+        errors = []
+
+        def done(source, result):
+            try:
+                source.map_port_finish(result)
+            except GLib.Error as e:
+                errors.append(e)
+            loop.quit()
+
+        request = Natkit.PortMappingRequest.new(Natkit.IpProtocol.UDP, 5000)
+        manager.map_port_async(request, ["carrier-pigeon"], None, done)
+        GLib.timeout_add_seconds(10, loop.quit)
+        loop.run()
+        self.assertEqual(len(errors), 1)
+        self.assertIn("carrier-pigeon", errors[0].message)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
