@@ -478,7 +478,14 @@ struct _NatkitNatpmpMapper
 
   GHashTable *epochs;     /* "ip:port/proto" → Epoch */
   GPtrArray  *mappings;   /* NatkitNatpmpMapping, not owned */
+  GSocket    *announce;   /* 224.0.0.1:5350 while there are mappings */
+  GSource    *announce_source;
 };
+
+#define ANNOUNCE_GROUP "224.0.0.1"
+#define ANNOUNCE_PORT  5350
+
+static void mapper_unwatch_announcements (NatkitNatpmpMapper *self);
 
 struct _NatkitNatpmpMapping
 {
@@ -552,10 +559,10 @@ ipproto_name (guint8 ipproto)
   return ipproto == NATKIT_IPPROTO_TCP ? "TCP" : "UDP";
 }
 
-static void mapper_note_epoch (NatkitNatpmpMapper *self,
-                               GInetSocketAddress *gateway,
-                               Proto               proto,
-                               guint32             epoch);
+static gboolean mapper_note_epoch (NatkitNatpmpMapper *self,
+                                   GInetSocketAddress *gateway,
+                                   Proto               proto,
+                                   guint32             epoch);
 
 static void map_op_step (GTask *task);
 
@@ -852,7 +859,11 @@ natkit_natpmp_mapping_finalize (GObject *object)
   NatkitNatpmpMapping *self = NATKIT_NATPMP_MAPPING (object);
 
   if (self->mapper != NULL)
-    g_ptr_array_remove_fast (self->mapper->mappings, self);
+    {
+      g_ptr_array_remove_fast (self->mapper->mappings, self);
+      if (self->mapper->mappings->len == 0)
+        mapper_unwatch_announcements (self->mapper);
+    }
   g_clear_object (&self->mapper);
   g_clear_object (&self->gateway);
   g_clear_object (&self->client);
@@ -1036,10 +1047,36 @@ recreate_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* Renews every mapping held on @gateway now (from an idle: never from
+ * inside another exchange's callback). */
+static void
+mapper_renew_gateway (NatkitNatpmpMapper *self,
+                      GInetSocketAddress *gateway)
+{
+  GPtrArray *affected = g_ptr_array_new_with_free_func (g_object_unref);
+  GSource *idle;
+
+  for (guint i = 0; i < self->mappings->len; i++)
+    {
+      NatkitNatpmpMapping *m = g_ptr_array_index (self->mappings, i);
+
+      if (g_inet_address_equal (g_inet_socket_address_get_address (m->gateway),
+                                g_inet_socket_address_get_address (gateway)) &&
+          natkit_port_mapping_get_state (NATKIT_PORT_MAPPING (m)) !=
+          NATKIT_PORT_MAPPING_STATE_RELEASED)
+        g_ptr_array_add (affected, g_object_ref (m));
+    }
+  idle = g_idle_source_new ();
+  g_source_set_callback (idle, recreate_cb, affected, NULL);
+  g_source_attach (idle, g_main_context_get_thread_default ());
+  g_source_unref (idle);
+}
+
 /* RFC 6887 section 8.5 / RFC 6886 section 3.6: an epoch that went backwards
  * (or drifted from our clock) means the gateway lost its mappings: every
- * mapping on it is re-created at once instead of at its next renewal. */
-static void
+ * mapping on it (PCP and NAT-PMP alike) is re-created at once instead of at
+ * its next renewal.  Returns whether it did that. */
+static gboolean
 mapper_note_epoch (NatkitNatpmpMapper *self,
                    GInetSocketAddress *gateway,
                    Proto               proto,
@@ -1049,7 +1086,6 @@ mapper_note_epoch (NatkitNatpmpMapper *self,
   Epoch *previous = g_hash_table_lookup (self->epochs, key);
   gint64 now = g_get_monotonic_time () / G_USEC_PER_SEC;
   gboolean lost;
-  GPtrArray *affected;
 
   if (previous == NULL)
     {
@@ -1057,28 +1093,123 @@ mapper_note_epoch (NatkitNatpmpMapper *self,
       previous->epoch = epoch;
       previous->local = now;
       g_hash_table_insert (self->epochs, g_steal_pointer (&key), previous);
-      return;
+      return FALSE;
     }
   lost = natkit_pcp_epoch_lost_state (previous->epoch, previous->local, epoch, now);
   previous->epoch = epoch;
   previous->local = now;
   if (!lost)
-    return;
+    return FALSE;
 
   g_debug ("gateway %s restarted (epoch %u): re-creating its mappings", key, epoch);
-  affected = g_ptr_array_new_with_free_func (g_object_unref);
-  for (guint i = 0; i < self->mappings->len; i++)
-    {
-      NatkitNatpmpMapping *m = g_ptr_array_index (self->mappings, i);
+  mapper_renew_gateway (self, gateway);
+  return TRUE;
+}
 
-      if (m->proto == proto &&
-          g_inet_address_equal (g_inet_socket_address_get_address (m->gateway),
-                                g_inet_socket_address_get_address (gateway)) &&
-          natkit_port_mapping_get_state (NATKIT_PORT_MAPPING (m)) !=
-          NATKIT_PORT_MAPPING_STATE_RELEASED)
-        g_ptr_array_add (affected, g_object_ref (m));
+/* A gateway that restarts tells its clients at once (RFC 6887 section
+ * 14.1.3: an unsolicited ANNOUNCE to 224.0.0.1:5350; RFC 6886 section 3.2.1:
+ * its public address): its epoch then starts again, and every mapping on it
+ * is re-created now rather than at its next renewal. */
+static gboolean
+announce_cb (GSocket      *socket,
+             GIOCondition  condition,
+             gpointer      user_data)
+{
+  NatkitNatpmpMapper *self = user_data;
+
+  for (;;)
+    {
+      guint8 buffer[NATKIT_PCP_MAX_MESSAGE + 4];
+      g_autoptr(GSocketAddress) from = NULL;
+      GInetSocketAddress *inet;
+      NatkitNatpmpMapping *owner = NULL;
+      gssize n = g_socket_receive_from (socket, &from, (char *) buffer, sizeof buffer,
+                                        NULL, NULL);
+
+      if (n < 0)
+        return G_SOURCE_CONTINUE;
+      inet = G_IS_INET_SOCKET_ADDRESS (from) ? G_INET_SOCKET_ADDRESS (from) : NULL;
+      if (inet == NULL || g_inet_socket_address_get_port (inet) != NATKIT_PCP_PORT)
+        continue;
+      /* only the gateways we hold mappings on */
+      for (guint i = 0; i < self->mappings->len && owner == NULL; i++)
+        {
+          NatkitNatpmpMapping *m = g_ptr_array_index (self->mappings, i);
+
+          if (g_inet_address_equal (g_inet_socket_address_get_address (m->gateway),
+                                    g_inet_socket_address_get_address (inet)))
+            owner = m;
+        }
+      if (owner == NULL)
+        continue;
+
+      if (n >= 24 && buffer[0] == NATKIT_PCP_VERSION)
+        {
+          NatkitPcpResponse r;
+
+          if (natkit_pcp_parse_response (buffer, n, &r, NULL) &&
+              r.opcode == NATKIT_PCP_OP_ANNOUNCE && r.result == NATKIT_PCP_SUCCESS)
+            {
+              /* sent when it starts or lost its state: check every mapping
+               * on it, whatever the epoch we knew */
+              g_debug ("PCP ANNOUNCE from the gateway, epoch %u", r.epoch);
+              if (!mapper_note_epoch (self, owner->gateway, PROTO_PCP, r.epoch))
+                mapper_renew_gateway (self, owner->gateway);
+            }
+        }
+      else if (n >= 12 && buffer[0] == NATKIT_NATPMP_VERSION)
+        {
+          NatkitNatpmpResponse r;
+
+          if (natkit_natpmp_parse_response (buffer, n, &r, NULL) &&
+              r.opcode == NATKIT_NATPMP_OP_ADDRESS && r.result == NATKIT_NATPMP_SUCCESS)
+            {
+              /* also sent when only the address changed: the epoch says
+               * whether mappings were lost */
+              g_debug ("NAT-PMP address announcement from the gateway, epoch %u", r.epoch);
+              mapper_note_epoch (self, owner->gateway, PROTO_NATPMP, r.epoch);
+            }
+        }
     }
-  g_idle_add_full (G_PRIORITY_DEFAULT, recreate_cb, affected, NULL);
+}
+
+static void
+mapper_watch_announcements (NatkitNatpmpMapper *self)
+{
+  g_autoptr(GSocket) socket = NULL;
+  g_autoptr(GInetAddress) group = g_inet_address_new_from_string (ANNOUNCE_GROUP);
+  g_autoptr(GSocketAddress) address = g_inet_socket_address_new (group, ANNOUNCE_PORT);
+  g_autoptr(GError) error = NULL;
+
+  if (self->announce != NULL)
+    return;
+  socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_DATAGRAM,
+                         G_SOCKET_PROTOCOL_UDP, &error);
+  /* shared with every other PCP client on this host */
+  if (socket == NULL ||
+      !g_socket_bind (socket, address, TRUE, &error) ||
+      !g_socket_join_multicast_group (socket, group, FALSE, NULL, &error))
+    {
+      /* not fatal: restarts are then noticed at the next renewal */
+      g_debug ("not listening for gateway announcements: %s", error->message);
+      return;
+    }
+  g_socket_set_blocking (socket, FALSE);
+  self->announce = g_steal_pointer (&socket);
+  self->announce_source = g_socket_create_source (self->announce, G_IO_IN, NULL);
+  g_source_set_callback (self->announce_source, G_SOURCE_FUNC (announce_cb), self, NULL);
+  g_source_attach (self->announce_source, g_main_context_get_thread_default ());
+}
+
+static void
+mapper_unwatch_announcements (NatkitNatpmpMapper *self)
+{
+  if (self->announce_source != NULL)
+    {
+      g_source_destroy (self->announce_source);
+      g_clear_pointer (&self->announce_source, g_source_unref);
+    }
+  g_clear_object (&self->announce);
 }
 
 static const char * const *
@@ -1142,6 +1273,7 @@ map_cb (GObject      *source,
   mapping->requested_lifetime = op->lifetime;
   mapping->timeout_ms = natkit_port_mapping_request_get_timeout (request);
   g_ptr_array_add (self->mappings, mapping);
+  mapper_watch_announcements (self);
   natkit_port_mapping_update (NATKIT_PORT_MAPPING (mapping), op->external_address,
                               op->external_port, op->granted);
   g_task_return_pointer (task, mapping, g_object_unref);
@@ -1403,6 +1535,7 @@ natkit_natpmp_mapper_finalize (GObject *object)
   NatkitNatpmpMapper *self = NATKIT_NATPMP_MAPPER (object);
 
   /* mappings hold a reference on us, so none is left */
+  mapper_unwatch_announcements (self);
   g_ptr_array_unref (self->mappings);
   g_hash_table_unref (self->epochs);
 
