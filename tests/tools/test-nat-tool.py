@@ -135,6 +135,31 @@ class NatToolTest(unittest.TestCase):
         self.assertIn("No STUN server answered", err["message"])
         self.assertIn("not reachable over TCP", err["message"])
 
+    def test_map_usage(self):
+        for args in (("map",), ("map", "udp"), ("map", "sctp", "5000"),
+                     ("map", "udp", "70000"), ("map", "udp", "0"),
+                     ("map", "udp", "5000", "--lifetime", "0.5"),
+                     ("map", "udp", "5000", "--external-port", "70000"),
+                     ("unmap",)):
+            r = self.run_tool(*args)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertTrue(r.stderr.startswith("nat-tool "), r.stderr)
+
+    def test_map_unknown_method(self):
+        # refused before anything is sent: no port mapper speaks it
+        r = self.run_tool("map", "udp", "5000", "--method", "carrier-pigeon", "--json")
+        self.assertEqual(r.returncode, 1)
+        err = json.loads(r.stdout)["error"]
+        self.assertIn("carrier-pigeon", err["message"])
+        self.assertIn("available:", err["message"])
+
+    def test_unmap_nothing_recorded(self):
+        with tempfile.TemporaryDirectory() as state:
+            env = dict(self.env, XDG_STATE_HOME=state)
+            r = self.run_tool("unmap", "--all", "--json", env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout), {"removed": 0, "skipped": 0})
+
     def test_version(self):
         data = json.loads(self.run_tool("version", "--json").stdout)
         self.assertRegex(data["version"], r"^\d+\.\d+\.\d+$")
