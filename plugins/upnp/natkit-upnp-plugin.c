@@ -119,6 +119,39 @@ settle_pending (NatkitUpnpMapping *self,
   g_object_unref (task);
 }
 
+typedef struct
+{
+  NatkitUpnpMapping *self;
+  char              *external_ip;
+  guint              external_port;
+} Mapped;
+
+static void
+mapped_free (gpointer data)
+{
+  Mapped *m = data;
+
+  g_object_unref (m->self);
+  g_free (m->external_ip);
+  g_free (m);
+}
+
+static gboolean
+mapped_idle_cb (gpointer user_data)
+{
+  Mapped *m = user_data;
+  NatkitUpnpMapping *self = m->self;
+
+  if (self->igd == NULL)
+    return G_SOURCE_REMOVE;     /* released meanwhile */
+  /* first answer: active; later ones (a gateway back from a restart, a new
+   * public address): renewed or changed */
+  natkit_port_mapping_update (NATKIT_PORT_MAPPING (self), m->external_ip, m->external_port,
+                              self->permanent ? 0 : self->lease);
+  settle_pending (self, NULL);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 mapped_cb (GUPnPSimpleIgd *igd,
            const char     *proto,
@@ -131,16 +164,23 @@ mapped_cb (GUPnPSimpleIgd *igd,
            gpointer        user_data)
 {
   NatkitUpnpMapping *self = user_data;
+  Mapped *m;
+  GSource *idle;
 
   if (!is_ours (self, proto, local_ip, local_port))
     return;
   g_debug ("UPnP gateway maps %s %s:%u to %s:%u%s", proto, local_ip, local_port,
            external_ip, external_port, self->permanent ? " (permanent lease)" : "");
-  /* first answer: active; later ones (a gateway back from a restart, a new
-   * public address): renewed or changed */
-  natkit_port_mapping_update (NATKIT_PORT_MAPPING (self), external_ip, external_port,
-                              self->permanent ? 0 : self->lease);
-  settle_pending (self, NULL);
+  /* not from inside the signal: gupnp-igd goes on using its mapping after
+   * the handlers return, and whoever we tell may release it right away */
+  m = g_new0 (Mapped, 1);
+  m->self = g_object_ref (self);
+  m->external_ip = g_strdup (external_ip);
+  m->external_port = external_port;
+  idle = g_idle_source_new ();
+  g_source_set_callback (idle, mapped_idle_cb, m, mapped_free);
+  g_source_attach (idle, g_main_context_get_thread_default ());
+  g_source_unref (idle);
 }
 
 static void
@@ -159,6 +199,8 @@ error_cb (GUPnPSimpleIgd *igd,
   if (!is_ours (self, proto, local_ip, local_port))
     return;
 
+  /* (gupnp-igd touches nothing of the mapping after emitting an error, so
+   * removing or re-adding it from here is safe; after a success it does) */
   if (g_error_matches (error, GUPNP_CONTROL_ERROR, UPNP_ONLY_PERMANENT_LEASES) &&
       !self->permanent)
     {
@@ -653,6 +695,17 @@ removal_drop_igd (GTask *task)
   g_clear_object (&r->igd);
 }
 
+static gboolean
+removal_drop_idle_cb (gpointer user_data)
+{
+  GTask *task = user_data;
+  Removal *r = g_task_get_task_data (task);
+
+  if (r->igd != NULL && !r->done)
+    removal_drop_igd (task);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 removal_mapped_cb (GUPnPSimpleIgd *igd,
                    const char     *proto,
@@ -664,7 +717,15 @@ removal_mapped_cb (GUPnPSimpleIgd *igd,
                    const char     *description,
                    gpointer        user_data)
 {
-  removal_drop_igd (user_data);
+  GTask *task = user_data;
+  GSource *idle = g_idle_source_new ();
+
+  /* not from inside the signal: gupnp-igd goes on using the mapping it
+   * reports after the handlers return, and removing it frees that */
+  g_signal_handlers_disconnect_by_func (igd, removal_mapped_cb, task);
+  g_source_set_callback (idle, removal_drop_idle_cb, g_object_ref (task), g_object_unref);
+  g_source_attach (idle, g_task_get_context (task));
+  g_source_unref (idle);
 }
 
 static gboolean

@@ -209,17 +209,25 @@ def main():
                    "detect from B (no miniupnpd) reports no gateway services",
                    diag=r.stdout + r.stderr)
 
-            # a crashed run leaves a record; unmap --all removes the mapping
-            m = MapProcess(lab, lab.a.host, env, "udp 4200 --method pcp --lifetime 600")
-            ok = m.mapping is not None and mapping(lab.a, 4200) in lab.miniupnpd_rules("a")
-            m.stop(signal.SIGKILL)
-            still = mapping(lab.a, 4200) in lab.miniupnpd_rules("a")
+            # crashed runs leave records; unmap --all removes their mappings
+            # and leaves a running one alone
+            left = [mapping(lab.a, 4200 + i) for i in range(3)]
+            killed = [MapProcess(lab, lab.a.host, env, "udp %d --method %s --lifetime 600" % (4200 + i, m))
+                      for i, m in enumerate(("pcp", "natpmp", "upnp"))]
+            ok = all(k.mapping for k in killed) and all(w in lab.miniupnpd_rules("a") for w in left)
+            for k in killed:
+                k.stop(signal.SIGKILL)
+            still = all(w in lab.miniupnpd_rules("a") for w in left)
+            running = MapProcess(lab, lab.a.host, env, "udp 4210 --method pcp")
             r = lab.run(lab.a.host, "env %s %s unmap --all --json" % (env, NAT_TOOL), timeout=60)
             res = json.loads(r.stdout or "{}")
-            tap.ok(ok and still and res.get("removed") == 1 and
-                   mapping(lab.a, 4200) not in lab.miniupnpd_rules("a"),
-                   "nat-tool killed -9 leaves its mapping; unmap --all removes it",
+            tap.ok(ok and still and res.get("removed") == 3 and res.get("skipped") == 1 and
+                   not any(w in lab.miniupnpd_rules("a") for w in left) and
+                   mapping(lab.a, 4210) in lab.miniupnpd_rules("a"),
+                   "nat-tool killed -9 (pcp, natpmp, upnp) leaves its mappings; unmap --all "
+                   "removes them and leaves a running nat-tool's alone",
                    diag="%r %r %s %s" % (ok, still, r.stdout, r.stderr))
+            running.stop()
             tap.ok(not os.listdir(os.path.join(state, "natkit", "mappings")),
                    "no mapping record is left in the state folder",
                    diag=os.listdir(os.path.join(state, "natkit", "mappings")))
