@@ -17,7 +17,8 @@
  * A port that a gateway forwards to this host: UPnP-IGD, NAT-PMP or PCP,
  * made by [method@Natkit.Manager.map_port_async].
  *
- * While it is held the mapping is renewed at half its granted lifetime. A
+ * While it is held the mapping is renewed between 1/2 and 5/8 of its granted
+ * lifetime (at random, as RFC 6887 section 11.2.1 suggests). A
  * renewal that finds the gateway restarted (a PCP or NAT-PMP epoch going
  * backwards, a UPnP device that came back) re-creates the mapping: the
  * result is [signal@Natkit.PortMapping::renewed] when the public address
@@ -598,8 +599,8 @@ schedule_renewal (NatkitPortMapping *self,
  * For plugins: records that the gateway granted (or renewed, or
  * re-created) the mapping. The first call makes the mapping active; later
  * ones emit [signal@Natkit.PortMapping::renewed] or
- * [signal@Natkit.PortMapping::changed]. The next renewal is scheduled at
- * half @lifetime when the class implements `renew_async`.
+ * [signal@Natkit.PortMapping::changed]. The next renewal is scheduled
+ * between 1/2 and 5/8 of @lifetime when the class implements `renew_async`.
  */
 void
 natkit_port_mapping_update (NatkitPortMapping *self,
@@ -648,9 +649,16 @@ natkit_port_mapping_update (NatkitPortMapping *self,
   set_state (self, NATKIT_PORT_MAPPING_STATE_ACTIVE);
   g_object_thaw_notify (G_OBJECT (self));
 
+  /* RFC 6887 section 11.2.1: renew between 1/2 and 5/8 of the lifetime,
+   * at random, so mappings made together do not all renew together */
   if (klass->renew_async != NULL && lifetime > 0)
-    schedule_renewal (self, MAX (MIN_RENEW_MS, (guint64) lifetime * 1000 / 2));
-  write_record (self);
+    schedule_renewal (self, MAX (MIN_RENEW_MS,
+                                 (guint64) (lifetime * 1000.0 *
+                                            g_random_double_range (0.5, 0.625))));
+  /* the record only changes with the public port or address (a renewal
+   * that keeps them costs no disk write) */
+  if (first || changed)
+    write_record (self);
 
   if (changed)
     g_signal_emit (self, signals[SIGNAL_CHANGED], 0);

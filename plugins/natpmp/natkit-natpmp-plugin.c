@@ -17,7 +17,8 @@
 
 #include "natkit-pcp-proto.h"
 
-#define FIRST_INTERVAL_MS 250
+#define FIRST_INTERVAL_MS 250    /* someone is waiting for the mapping */
+#define RENEW_INTERVAL_MS 1000   /* a renewal has time: spare a busy gateway */
 #define MAX_INTERVAL_MS   4000
 
 /* ---- gateway and local addresses ---------------------------------------- */
@@ -112,6 +113,7 @@ typedef struct
   guint                 interval_ms;
   guint                 timeout_ms;
   guint                 limit_ms;         /* the whole operation's, for messages */
+  guint                 first_interval_ms;
   gboolean              done;
   GSource              *io;
   GSource              *resend;
@@ -136,6 +138,7 @@ exchange_new (Proto               proto,
   x->gateway = g_object_ref (gateway);
   x->timeout_ms = timeout_ms;
   x->limit_ms = timeout_ms;
+  x->first_interval_ms = FIRST_INTERVAL_MS;
   return x;
 }
 
@@ -430,7 +433,7 @@ exchange_run (Exchange            *x,
     }
 
   /* the task holds itself until exchange_complete() */
-  x->interval_ms = FIRST_INTERVAL_MS;
+  x->interval_ms = x->first_interval_ms;
   x->io = g_socket_create_source (x->socket, G_IO_IN, NULL);
   g_source_set_callback (x->io, G_SOURCE_FUNC (receive_cb), task, NULL);
   g_source_attach (x->io, g_task_get_context (task));
@@ -526,6 +529,7 @@ typedef struct
   guint32             lifetime;
   gint64              deadline;        /* monotonic µs */
   guint               timeout_ms;
+  guint               first_interval_ms;
   gboolean            retried_port;
 
   guint               pending;         /* NAT-PMP: address + map */
@@ -772,6 +776,7 @@ map_op_step (GTask *task)
 
       x = exchange_new (PROTO_PCP, socket, op->gateway, timeout_ms);
       x->limit_ms = op->timeout_ms;
+      x->first_interval_ms = op->first_interval_ms;
       ipv4_mapped (op->client, client);
       x->opcode = NATKIT_PCP_OP_MAP;
       memcpy (x->nonce, op->nonce, sizeof op->nonce);
@@ -788,6 +793,7 @@ map_op_step (GTask *task)
   g_clear_error (&op->map_error);
   x = exchange_new (PROTO_NATPMP, socket, op->gateway, timeout_ms);
   x->limit_ms = op->timeout_ms;
+  x->first_interval_ms = op->first_interval_ms;
   x->opcode = op->ipproto == NATKIT_IPPROTO_TCP ? NATKIT_NATPMP_OP_MAP_TCP :
                                                   NATKIT_NATPMP_OP_MAP_UDP;
   x->internal_port = op->internal_port;
@@ -824,6 +830,7 @@ map_op_new (NatkitNatpmpMapper *mapper,
   op->gateway = g_object_ref (gateway);
   op->timeout_ms = timeout_ms;
   op->deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+  op->first_interval_ms = FIRST_INTERVAL_MS;
   ipv4_mapped (NULL, op->suggested_address);
   return op;
 }
@@ -931,8 +938,10 @@ natkit_natpmp_mapping_renew_async (NatkitPortMapping   *mapping,
   GTask *task = g_task_new (self, cancellable, callback, user_data);
 
   g_task_set_source_tag (task, natkit_natpmp_mapping_renew_async);
-  map_op_run (mapping_op (self, self->requested_lifetime), NULL, cancellable,
-              renew_cb, task);
+  MapOp *op = mapping_op (self, self->requested_lifetime);
+
+  op->first_interval_ms = RENEW_INTERVAL_MS;
+  map_op_run (op, NULL, cancellable, renew_cb, task);
 }
 
 static gboolean
