@@ -7,8 +7,9 @@
  * them for PERIODS renewal periods (a period is half the granted lifetime),
  * then releases them all.  Prints: time to create them, memory per mapping
  * (VmRSS and malloc's in-use bytes, before and after), renewals seen and
- * how late each came compared with its due time (the previous grant + half
- * the lifetime granted then), mappings lost, and whether every mapping was
+ * how late each came compared with its due time (the previous grant + 5/8
+ * of the lifetime granted then: natkit renews at a random point between
+ * 1/2 and 5/8, RFC 6887 section 11.2.1), mappings lost, and whether every mapping was
  * released.  A renewal is timed when ::renewed is emitted, i.e. when the
  * gateway's answer arrived: gateway delays count as lateness.  The first
  * grant is timed when map_port_async's callback runs, which can be a few
@@ -188,9 +189,10 @@ note_grant (Slot *s)
 {
   Bench *b = s->bench;
   gint64 now = g_get_monotonic_time ();
-  /* natkit schedules the renewal at half the lifetime (500 ms at least) */
-  gint64 half = MAX ((gint64) s->lifetime * G_USEC_PER_SEC / 2, 500000);
-  gint64 due = s->granted_at + half;
+  /* natkit renews at a random point between 1/2 and 5/8 of the lifetime
+   * (500 ms at least); due = the end of that window */
+  gint64 window_end = MAX ((gint64) s->lifetime * G_USEC_PER_SEC * 5 / 8, 500000);
+  gint64 due = s->granted_at + window_end;
   gint64 late = now - due;
 
   if (s->lifetime > 0)
@@ -307,7 +309,7 @@ hold_over_cb (gpointer user_data)
         continue;
       half = MAX ((gint64) s->first_lifetime * G_USEC_PER_SEC / 2, 500000);
       b->expected_renewals += (now - s->created_at) / half;
-      if (now > s->granted_at + MAX ((gint64) s->lifetime * G_USEC_PER_SEC / 2, 500000) +
+      if (now > s->granted_at + MAX ((gint64) s->lifetime * G_USEC_PER_SEC * 5 / 8, 500000) +
                 G_USEC_PER_SEC)
         b->overdue_at_end++;
     }

@@ -22,7 +22,7 @@ miniupnpd 2.3.1). Needs root (the lab); prints figures, asserts nothing.
    at ::renewed, i.e. includes the gateway's answer time, so two more
    views separate natkit from the gateway: a packet watcher on host A's
    eth0 (how late natkit *sent* each renewal after the previous answer +
-   lifetime/2, the gateway's answer times, retransmissions) and counters on
+   5/8 of the lifetime, the gateway's answer times, retransmissions) and counters on
    the router (requests received, answers sent, receive-buffer drops,
    miniupnpd CPU time).
 
@@ -201,7 +201,9 @@ for port, lst in by_port.items():
                 prev["answer"] > e["first"]:
             after_failure += 1
             continue
-        due = prev["answer"] + max(prev["life"] / 2.0, 0.5)
+        # natkit renews at a random point between 1/2 and 5/8 of the
+        # lifetime (RFC 6887 11.2.1): due = the end of that window
+        due = prev["answer"] + max(prev["life"] * 5 / 8.0, 0.5)
         send_late.append(e["first"] - due)
 def q(v, f):
     v = sorted(v)
@@ -622,7 +624,7 @@ def part2(args, kwargs, binary):
         def ms(x):
             return "-" if x is None else "%.1f" % (x * 1000)
         print("   on the wire (host A, %d exchanges): natkit sent each renewal after the "
-              "previous answer + lifetime/2: late by median %s ms, p99 %s ms, max %s ms "
+              "previous answer + 5/8 of the lifetime: late by median %s ms, p99 %s ms, max %s ms "
               "(min %s); > 100 ms: %d, > 1 s: %d of %d (+%d after a failed exchange)"
               % (w["exchanges"], ms(w["send_late_median"]), ms(w["send_late_p99"]),
                  ms(w["send_late_max"]), ms(w["send_late_min"]), w["send_late_over_100ms"],
