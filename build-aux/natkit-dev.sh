@@ -93,8 +93,9 @@ with Lab(site_a="port-restricted", site_b="symmetric", hairpin_a=True) as lab:
     for site in (lab.a, lab.b):
         print("\n-- a host behind a %s NAT%s:" % (site.nat, " with hairpinning" if site.hairpin else ""),
               flush=True)
-        lab.run(site.host, "NATKIT_PLUGIN_SYSTEM_PATH= %s detect --stun %s:%d"
-                % (tool, *lab.stun_primary), capture=False)
+        plugins = ":".join(os.path.abspath("_build/plugins/" + p) for p in ("natpmp", "upnp"))
+        lab.run(site.host, "NATKIT_PLUGIN_SYSTEM_PATH= NATKIT_PLUGIN_PATH=%s %s detect --stun %s:%d"
+                % (plugins, tool, *lab.stun_primary), capture=False)
 PY
       echo
       echo "== nat-tool map: a port forwarded by the lab router's miniupnpd (PCP, NAT-PMP, UPnP-IGD)"

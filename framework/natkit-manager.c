@@ -647,6 +647,23 @@ natkit_manager_open_path_finish (NatkitManager  *self,
   return g_task_propagate_pointer (G_TASK (result), error);
 }
 
+/* whether a port mapper would take part in a gateway probe; without one the
+ * gateway's services are "not probed", not "none" */
+static gboolean
+have_port_mappers (NatkitManager *self)
+{
+  for (guint i = 0; i < self->plugins->len; i++)
+    {
+      NatkitPluginInfo *info = g_ptr_array_index (self->plugins, i);
+
+      if (info->state == NATKIT_PLUGIN_STATE_LOADED &&
+          g_type_is_a (info->gtype, NATKIT_TYPE_PORT_MAPPER) &&
+          info->rank > NATKIT_RANK_NONE)
+        return TRUE;
+    }
+  return FALSE;
+}
+
 static void
 detect_progress_cb (const char *message,
                     gpointer    user_data)
@@ -801,7 +818,7 @@ natkit_manager_detect_nat_async (NatkitManager       *self,
 
   if (servers == NULL)
     servers = natkit_config_get_stun_servers (self->config);
-  if (!(flags & NATKIT_DETECT_NO_GATEWAY))
+  if (!(flags & NATKIT_DETECT_NO_GATEWAY) && have_port_mappers (self))
     {
       guint probe_ms = natkit_config_get_map_timeout (self->config);
 

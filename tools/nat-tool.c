@@ -437,7 +437,9 @@ cmd_detect (CommonOptions  *common,
       else
         g_print ("  idle binding     lives at least %.0f s\n", at_least / 1000.0);
     }
-  if (natkit_nat_info_get_gateway_services (info) != NULL)
+  if (natkit_nat_info_get_gateway_services (info) == NULL)
+    g_print ("  port mapping     not probed (no port mapping plugin is enabled)\n");
+  else
     {
       g_autofree char *services =
         g_strjoinv (", ", (char **) natkit_nat_info_get_gateway_services (info));
