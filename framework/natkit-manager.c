@@ -647,6 +647,14 @@ natkit_manager_open_path_finish (NatkitManager  *self,
   return g_task_propagate_pointer (G_TASK (result), error);
 }
 
+/* a loaded port mapper plugin */
+static gboolean
+is_port_mapper (NatkitPluginInfo *info)
+{
+  return info->state == NATKIT_PLUGIN_STATE_LOADED &&
+         g_type_is_a (info->gtype, NATKIT_TYPE_PORT_MAPPER);
+}
+
 /* whether a port mapper would take part in a gateway probe; without one the
  * gateway's services are "not probed", not "none" */
 static gboolean
@@ -656,9 +664,7 @@ have_port_mappers (NatkitManager *self)
     {
       NatkitPluginInfo *info = g_ptr_array_index (self->plugins, i);
 
-      if (info->state == NATKIT_PLUGIN_STATE_LOADED &&
-          g_type_is_a (info->gtype, NATKIT_TYPE_PORT_MAPPER) &&
-          info->rank > NATKIT_RANK_NONE)
+      if (is_port_mapper (info) && info->rank > NATKIT_RANK_NONE)
         return TRUE;
     }
   return FALSE;
@@ -897,8 +903,7 @@ select_mappers (NatkitManager       *self,
       const char *only = NULL;
       guint wanted = 0;
 
-      if (info->state != NATKIT_PLUGIN_STATE_LOADED ||
-          !g_type_is_a (info->gtype, NATKIT_TYPE_PORT_MAPPER))
+      if (!is_port_mapper (info))
         continue;
 
       offered = natkit_port_mapper_get_methods (get_mapper (self, info));
@@ -1364,9 +1369,7 @@ natkit_manager_probe_gateway_async (NatkitManager       *self,
       NatkitPluginInfo *info = g_ptr_array_index (self->plugins, i);
       NatkitPortMapper *mapper;
 
-      if (info->state != NATKIT_PLUGIN_STATE_LOADED ||
-          !g_type_is_a (info->gtype, NATKIT_TYPE_PORT_MAPPER) ||
-          info->rank <= NATKIT_RANK_NONE)
+      if (!is_port_mapper (info) || info->rank <= NATKIT_RANK_NONE)
         continue;
       mapper = get_mapper (self, info);
       g_object_set_data_full (G_OBJECT (mapper), "natkit-plugin-name",
@@ -1573,8 +1576,7 @@ natkit_manager_remove_stale_mappings_async (NatkitManager       *self,
           NatkitPluginInfo *info = g_ptr_array_index (self->plugins, i);
           NatkitPortMapper *candidate;
 
-          if (info->state != NATKIT_PLUGIN_STATE_LOADED ||
-              !g_type_is_a (info->gtype, NATKIT_TYPE_PORT_MAPPER))
+          if (!is_port_mapper (info))
             continue;
           candidate = get_mapper (self, info);
           if (g_strv_contains (natkit_port_mapper_get_methods (candidate), method))

@@ -49,6 +49,34 @@ print_json (JsonBuilder *builder)
   g_print ("%s\n", text);
 }
 
+/* One member of the JSON object being built. */
+static void
+add_string (JsonBuilder *builder,
+            const char  *name,
+            const char  *value)
+{
+  json_builder_set_member_name (builder, name);
+  json_builder_add_string_value (builder, value);
+}
+
+static void
+add_int (JsonBuilder *builder,
+         const char  *name,
+         gint64       value)
+{
+  json_builder_set_member_name (builder, name);
+  json_builder_add_int_value (builder, value);
+}
+
+static void
+add_boolean (JsonBuilder *builder,
+             const char  *name,
+             gboolean     value)
+{
+  json_builder_set_member_name (builder, name);
+  json_builder_add_boolean_value (builder, value);
+}
+
 /* Reports a failure: a line on stderr, and with --json an error object on
  * stdout so scripts always get JSON. Returns the failure exit code. */
 static int
@@ -63,12 +91,9 @@ fail (CommonOptions *common,
       json_builder_begin_object (builder);
       json_builder_set_member_name (builder, "error");
       json_builder_begin_object (builder);
-      json_builder_set_member_name (builder, "domain");
-      json_builder_add_string_value (builder, g_quark_to_string (error->domain));
-      json_builder_set_member_name (builder, "code");
-      json_builder_add_int_value (builder, error->code);
-      json_builder_set_member_name (builder, "message");
-      json_builder_add_string_value (builder, error->message);
+      add_string (builder, "domain", g_quark_to_string (error->domain));
+      add_int (builder, "code", error->code);
+      add_string (builder, "message", error->message);
       json_builder_end_object (builder);
       json_builder_end_object (builder);
       print_json (builder);
@@ -132,10 +157,8 @@ cmd_plugins (CommonOptions  *common,
                             natkit_plugin_info_get_gtype (info) != G_TYPE_INVALID;
 
           json_builder_begin_object (builder);
-          json_builder_set_member_name (builder, "name");
-          json_builder_add_string_value (builder, natkit_plugin_info_get_name (info));
-          json_builder_set_member_name (builder, "description");
-          json_builder_add_string_value (builder, natkit_plugin_info_get_description (info));
+          add_string (builder, "name", natkit_plugin_info_get_name (info));
+          add_string (builder, "description", natkit_plugin_info_get_description (info));
           json_builder_set_member_name (builder, "kind");
           if (loaded)
             json_builder_add_string_value (builder,
@@ -155,12 +178,9 @@ cmd_plugins (CommonOptions  *common,
           json_builder_set_member_name (builder, "state");
           json_builder_add_string_value (builder,
             enum_nick (NATKIT_TYPE_PLUGIN_STATE, natkit_plugin_info_get_state (info)));
-          json_builder_set_member_name (builder, "reason");
-          json_builder_add_string_value (builder, natkit_plugin_info_get_reason (info));
-          json_builder_set_member_name (builder, "version");
-          json_builder_add_string_value (builder, natkit_plugin_info_get_version (info));
-          json_builder_set_member_name (builder, "file");
-          json_builder_add_string_value (builder, natkit_plugin_info_get_filename (info));
+          add_string (builder, "reason", natkit_plugin_info_get_reason (info));
+          add_string (builder, "version", natkit_plugin_info_get_version (info));
+          add_string (builder, "file", natkit_plugin_info_get_filename (info));
           json_builder_end_object (builder);
         }
       json_builder_end_array (builder);
@@ -231,12 +251,9 @@ cmd_id (CommonOptions  *common,
       g_autoptr(JsonBuilder) builder = json_builder_new ();
 
       json_builder_begin_object (builder);
-      json_builder_set_member_name (builder, "peer_id");
-      json_builder_add_string_value (builder, natkit_identity_get_peer_id (identity));
-      json_builder_set_member_name (builder, "identity_file");
-      json_builder_add_string_value (builder, filename);
-      json_builder_set_member_name (builder, "created");
-      json_builder_add_boolean_value (builder, !existed);
+      add_string (builder, "peer_id", natkit_identity_get_peer_id (identity));
+      add_string (builder, "identity_file", filename);
+      add_boolean (builder, "created", !existed);
       json_builder_end_object (builder);
       print_json (builder);
     }
@@ -354,15 +371,13 @@ cmd_detect (CommonOptions  *common,
       g_autoptr(JsonBuilder) builder = json_builder_new ();
 
       json_builder_begin_object (builder);
-      json_builder_set_member_name (builder, "public_address");
-      json_builder_add_string_value (builder, natkit_nat_info_get_public_address (info));
+      add_string (builder, "public_address", natkit_nat_info_get_public_address (info));
       json_builder_set_member_name (builder, "public_port");
       if (natkit_nat_info_get_public_port (info))
         json_builder_add_int_value (builder, natkit_nat_info_get_public_port (info));
       else
         json_builder_add_null_value (builder);
-      json_builder_set_member_name (builder, "local_address");
-      json_builder_add_string_value (builder, natkit_nat_info_get_local_address (info));
+      add_string (builder, "local_address", natkit_nat_info_get_local_address (info));
       json_builder_set_member_name (builder, "mapping");
       json_builder_add_string_value (builder, enum_nick (NATKIT_TYPE_NAT_BEHAVIOR,
                                                          natkit_nat_info_get_mapping (info)));
@@ -391,8 +406,7 @@ cmd_detect (CommonOptions  *common,
       if (natkit_nat_info_get_binding_lifetime (info, &at_least, &less_than))
         {
           json_builder_begin_object (builder);
-          json_builder_set_member_name (builder, "at_least_ms");
-          json_builder_add_int_value (builder, at_least);
+          add_int (builder, "at_least_ms", at_least);
           json_builder_set_member_name (builder, "less_than_ms");
           if (less_than)
             json_builder_add_int_value (builder, less_than);
@@ -409,10 +423,8 @@ cmd_detect (CommonOptions  *common,
           json_builder_set_member_name (builder, "gateway_services");
           json_builder_add_null_value (builder);
         }
-      json_builder_set_member_name (builder, "elapsed_ms");
-      json_builder_add_int_value (builder, natkit_nat_info_get_elapsed (info));
-      json_builder_set_member_name (builder, "packets_sent");
-      json_builder_add_int_value (builder, natkit_nat_info_get_packets_sent (info));
+      add_int (builder, "elapsed_ms", natkit_nat_info_get_elapsed (info));
+      add_int (builder, "packets_sent", natkit_nat_info_get_packets_sent (info));
       json_builder_end_object (builder);
       print_json (builder);
       return EXIT_SUCCESS;
@@ -510,18 +522,13 @@ map_event (MapRun     *run,
       g_autofree char *text = NULL;
 
       json_builder_begin_object (builder);
-      json_builder_set_member_name (builder, "event");
-      json_builder_add_string_value (builder, event);
-      json_builder_set_member_name (builder, "external_address");
-      json_builder_add_string_value (builder, natkit_port_mapping_get_external_address (m));
-      json_builder_set_member_name (builder, "external_port");
-      json_builder_add_int_value (builder, natkit_port_mapping_get_external_port (m));
-      json_builder_set_member_name (builder, "lifetime");
-      json_builder_add_int_value (builder, natkit_port_mapping_get_lifetime (m));
+      add_string (builder, "event", event);
+      add_string (builder, "external_address", natkit_port_mapping_get_external_address (m));
+      add_int (builder, "external_port", natkit_port_mapping_get_external_port (m));
+      add_int (builder, "lifetime", natkit_port_mapping_get_lifetime (m));
       if (detail != NULL)
         {
-          json_builder_set_member_name (builder, "message");
-          json_builder_add_string_value (builder, detail);
+          add_string (builder, "message", detail);
         }
       json_builder_end_object (builder);
       root = json_builder_get_root (builder);
@@ -689,22 +696,14 @@ cmd_map (CommonOptions  *common,
       g_autoptr(JsonBuilder) builder = json_builder_new ();
 
       json_builder_begin_object (builder);
-      json_builder_set_member_name (builder, "method");
-      json_builder_add_string_value (builder, natkit_port_mapping_get_method (mapping));
-      json_builder_set_member_name (builder, "protocol");
-      json_builder_add_string_value (builder, protocol == NATKIT_IP_PROTOCOL_TCP ? "tcp" : "udp");
-      json_builder_set_member_name (builder, "internal_address");
-      json_builder_add_string_value (builder, natkit_port_mapping_get_internal_address (mapping));
-      json_builder_set_member_name (builder, "internal_port");
-      json_builder_add_int_value (builder, natkit_port_mapping_get_internal_port (mapping));
-      json_builder_set_member_name (builder, "external_address");
-      json_builder_add_string_value (builder, natkit_port_mapping_get_external_address (mapping));
-      json_builder_set_member_name (builder, "external_port");
-      json_builder_add_int_value (builder, natkit_port_mapping_get_external_port (mapping));
-      json_builder_set_member_name (builder, "lifetime");
-      json_builder_add_int_value (builder, natkit_port_mapping_get_lifetime (mapping));
-      json_builder_set_member_name (builder, "gateway");
-      json_builder_add_string_value (builder, natkit_port_mapping_get_gateway (mapping));
+      add_string (builder, "method", natkit_port_mapping_get_method (mapping));
+      add_string (builder, "protocol", protocol == NATKIT_IP_PROTOCOL_TCP ? "tcp" : "udp");
+      add_string (builder, "internal_address", natkit_port_mapping_get_internal_address (mapping));
+      add_int (builder, "internal_port", natkit_port_mapping_get_internal_port (mapping));
+      add_string (builder, "external_address", natkit_port_mapping_get_external_address (mapping));
+      add_int (builder, "external_port", natkit_port_mapping_get_external_port (mapping));
+      add_int (builder, "lifetime", natkit_port_mapping_get_lifetime (mapping));
+      add_string (builder, "gateway", natkit_port_mapping_get_gateway (mapping));
       json_builder_end_object (builder);
       print_json (builder);
     }
@@ -787,10 +786,8 @@ cmd_unmap (CommonOptions  *common,
       g_autoptr(JsonBuilder) builder = json_builder_new ();
 
       json_builder_begin_object (builder);
-      json_builder_set_member_name (builder, "removed");
-      json_builder_add_int_value (builder, run.removed);
-      json_builder_set_member_name (builder, "skipped");
-      json_builder_add_int_value (builder, run.skipped);
+      add_int (builder, "removed", run.removed);
+      add_int (builder, "skipped", run.skipped);
       json_builder_end_object (builder);
       print_json (builder);
     }
@@ -815,12 +812,9 @@ cmd_version (CommonOptions  *common,
       g_autoptr(JsonBuilder) builder = json_builder_new ();
 
       json_builder_begin_object (builder);
-      json_builder_set_member_name (builder, "version");
-      json_builder_add_string_value (builder, PACKAGE_VERSION);
-      json_builder_set_member_name (builder, "plugin_abi");
-      json_builder_add_string_value (builder, abi);
-      json_builder_set_member_name (builder, "plugin_dir");
-      json_builder_add_string_value (builder, NATKIT_PLUGINDIR);
+      add_string (builder, "version", PACKAGE_VERSION);
+      add_string (builder, "plugin_abi", abi);
+      add_string (builder, "plugin_dir", NATKIT_PLUGINDIR);
       json_builder_end_object (builder);
       print_json (builder);
     }

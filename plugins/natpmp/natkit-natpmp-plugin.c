@@ -878,20 +878,40 @@ natkit_natpmp_mapping_finalize (GObject *object)
   G_OBJECT_CLASS (natkit_natpmp_mapping_parent_class)->finalize (object);
 }
 
+/* An operation on a mapping the gateway already granted (renew, delete):
+ * the same protocol, client, nonce and port, no fallback, no port retry. */
+static MapOp *
+map_op_again (NatkitNatpmpMapper *mapper,
+              GInetSocketAddress *gateway,
+              guint               timeout_ms,
+              GInetAddress       *client,
+              Proto               proto,
+              const guint8        nonce[NATKIT_PCP_NONCE_SIZE],
+              guint8              ipproto,
+              guint16             internal_port,
+              guint32             lifetime)
+{
+  MapOp *op = map_op_new (mapper, gateway, timeout_ms);
+
+  op->client = g_object_ref (client);
+  op->proto = proto;
+  op->only = g_strdup (proto == PROTO_PCP ? "pcp" : "natpmp");
+  memcpy (op->nonce, nonce, sizeof op->nonce);
+  op->ipproto = ipproto;
+  op->internal_port = internal_port;
+  op->lifetime = lifetime;
+  op->retried_port = TRUE;
+  return op;
+}
+
 static MapOp *
 mapping_op (NatkitNatpmpMapping *self,
             guint32              lifetime)
 {
-  MapOp *op = map_op_new (self->mapper, self->gateway, self->timeout_ms);
+  MapOp *op = map_op_again (self->mapper, self->gateway, self->timeout_ms, self->client,
+                            self->proto, self->nonce, self->ipproto, self->internal_port,
+                            lifetime);
 
-  op->client = g_object_ref (self->client);
-  op->proto = self->proto;
-  op->only = g_strdup (self->proto == PROTO_PCP ? "pcp" : "natpmp");
-  memcpy (op->nonce, self->nonce, sizeof op->nonce);
-  op->ipproto = self->ipproto;
-  op->internal_port = self->internal_port;
-  op->lifetime = lifetime;
-  op->retried_port = TRUE;
   if (lifetime > 0)
     {
       g_autoptr(GInetAddress) external = NULL;
@@ -1251,15 +1271,11 @@ map_cb (GObject      *source,
   if (g_task_return_error_if_cancelled (task))
     {
       /* granted, but nobody wants it any more: delete it again */
-      MapOp *undo = map_op_new (self, op->gateway, natkit_port_mapping_request_get_timeout (request));
-
-      undo->client = g_object_ref (op->client);
-      undo->proto = op->used;
-      undo->only = g_strdup (op->used == PROTO_PCP ? "pcp" : "natpmp");
-      memcpy (undo->nonce, op->nonce, sizeof undo->nonce);
-      undo->ipproto = op->ipproto;
-      undo->internal_port = op->internal_port;
-      map_op_run (undo, NULL, NULL, NULL, NULL);
+      map_op_run (map_op_again (self, op->gateway,
+                                natkit_port_mapping_request_get_timeout (request),
+                                op->client, op->used, op->nonce, op->ipproto,
+                                op->internal_port, 0),
+                  NULL, NULL, NULL, NULL);
       return;
     }
 
@@ -1497,6 +1513,8 @@ natkit_natpmp_mapper_remove_record_async (NatkitPortMapper    *mapper,
   g_autoptr(GInetSocketAddress) gateway = NULL;
   const char *method = NULL, *protocol = NULL, *gateway_text = NULL, *nonce = NULL;
   const char *client = NULL;
+  g_autoptr(GInetAddress) address = NULL;
+  guint8 nonce_bytes[NATKIT_PCP_NONCE_SIZE] = { 0, };
   guint16 internal_port = 0;
   MapOp *op;
 
@@ -1509,24 +1527,20 @@ natkit_natpmp_mapper_remove_record_async (NatkitPortMapper    *mapper,
   g_variant_lookup (record, "internal-port", "q", &internal_port);
 
   gateway = gateway_text ? resolve_gateway (gateway_text, NULL) : NULL;
-  op = gateway ? map_op_new (self, gateway, 4000) : NULL;
-  if (op == NULL || method == NULL || protocol == NULL || internal_port == 0 ||
-      (g_str_equal (method, "pcp") && !parse_nonce (nonce, op->nonce)) ||
-      client == NULL || (op->client = g_inet_address_new_from_string (client)) == NULL)
+  address = client ? g_inet_address_new_from_string (client) : NULL;
+  if (gateway == NULL || address == NULL || method == NULL || protocol == NULL ||
+      internal_port == 0 || (g_str_equal (method, "pcp") && !parse_nonce (nonce, nonce_bytes)))
     {
-      if (op != NULL)
-        map_op_free (op);
       g_task_return_new_error (task, NATKIT_ERROR, NATKIT_ERROR_INVALID_ARGUMENT,
                                "The mapping record is incomplete (it needs method, "
                                "protocol, gateway, internal-address, internal-port "
                                "and, for PCP, nonce)");
       return;
     }
-  op->proto = g_str_equal (method, "pcp") ? PROTO_PCP : PROTO_NATPMP;
-  op->only = g_strdup (method);
-  op->ipproto = g_str_equal (protocol, "tcp") ? NATKIT_IPPROTO_TCP : NATKIT_IPPROTO_UDP;
-  op->internal_port = internal_port;
-  op->lifetime = 0;
+  op = map_op_again (self, gateway, 4000, address,
+                     g_str_equal (method, "pcp") ? PROTO_PCP : PROTO_NATPMP, nonce_bytes,
+                     g_str_equal (protocol, "tcp") ? NATKIT_IPPROTO_TCP : NATKIT_IPPROTO_UDP,
+                     internal_port, 0);
   map_op_run (op, NULL, cancellable, release_cb, g_steal_pointer (&task));
 }
 
