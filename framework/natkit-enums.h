@@ -241,4 +241,37 @@ typedef enum {
   NATKIT_PORT_MAPPING_STATE_RELEASED,
 } NatkitPortMappingState;
 
+/**
+ * NatkitConnectionState:
+ * @NATKIT_CONNECTION_STATE_CONNECTING: the secure session is being set up
+ * @NATKIT_CONNECTION_STATE_CONNECTED: data flows and keepalives are answered
+ * @NATKIT_CONNECTION_STATE_DEGRADED: the path stopped answering or closed;
+ *   natkit is finding a new one (the stream waits, nothing is lost)
+ * @NATKIT_CONNECTION_STATE_FAILED: no path could be found again in time;
+ *   the connection is over
+ * @NATKIT_CONNECTION_STATE_CLOSED: closed by either side
+ *
+ * The life of a [class@Natkit.Connection].
+ */
+typedef enum {
+  NATKIT_CONNECTION_STATE_CONNECTING,
+  NATKIT_CONNECTION_STATE_CONNECTED,
+  NATKIT_CONNECTION_STATE_DEGRADED,
+  NATKIT_CONNECTION_STATE_FAILED,
+  NATKIT_CONNECTION_STATE_CLOSED,
+} NatkitConnectionState;
+
+/**
+ * NatkitConnectFlags:
+ * @NATKIT_CONNECT_NONE: a reliable byte stream ([method@Natkit.Connection.get_stream])
+ * @NATKIT_CONNECT_DATAGRAM: the application sends datagrams
+ *   ([method@Natkit.Connection.send_datagram]); the peer is told so
+ *
+ * How a connection will be used.
+ */
+typedef enum /*< flags >*/ {
+  NATKIT_CONNECT_NONE = 0,
+  NATKIT_CONNECT_DATAGRAM = 1 << 0,
+} NatkitConnectFlags;
+
 G_END_DECLS

@@ -16,6 +16,7 @@
 #include <gnutls/x509.h>
 
 #include "natkit.h"
+#include "natkit-identity-private.h"
 #include "natkit-util-private.h"
 
 /**
@@ -435,6 +436,15 @@ natkit_identity_get_peer_id (NatkitIdentity *self)
 {
   g_return_val_if_fail (NATKIT_IS_IDENTITY (self), NULL);
   return self->peer_id;
+}
+
+/* For the secure session (natkit-session.c): the key it signs the DTLS
+ * handshake with. Owned by @self. */
+gnutls_privkey_t
+_natkit_identity_get_privkey (NatkitIdentity *self)
+{
+  g_return_val_if_fail (NATKIT_IS_IDENTITY (self), NULL);
+  return self->privkey;
 }
 
 /**

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "natkit.h"
+#include "natkit-connector-private.h"
 #include "natkit-plugin-info-private.h"
 #include "natkit-plugin-loader-private.h"
 #include "natkit-nat-detector-private.h"
@@ -41,6 +42,7 @@ struct _NatkitManager
   NatkitIdentity *identity;
   GPtrArray      *plugins;   /* NatkitPluginInfo, sorted */
   GHashTable     *mappers;   /* plugin name → its NatkitPortMapper */
+  NatkitConnector *connector;
 };
 
 G_DEFINE_FINAL_TYPE (NatkitManager, natkit_manager, G_TYPE_OBJECT)
@@ -54,6 +56,7 @@ static GParamSpec *properties[N_PROPS];
 
 enum {
   SIGNAL_DETECT_PROGRESS,
+  SIGNAL_INCOMING,
   N_SIGNALS
 };
 static guint signals[N_SIGNALS];
@@ -70,6 +73,19 @@ natkit_manager_constructed (GObject *object)
   self->plugins = _natkit_plugin_loader_scan (self->config);
   self->mappers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                          g_object_unref);
+  self->connector = _natkit_connector_new (self);
+}
+
+static void
+natkit_manager_dispose (GObject *object)
+{
+  NatkitManager *self = NATKIT_MANAGER (object);
+
+  if (self->connector)
+    _natkit_connector_shutdown (self->connector);
+  g_clear_object (&self->connector);
+
+  G_OBJECT_CLASS (natkit_manager_parent_class)->dispose (object);
 }
 
 static void
@@ -127,6 +143,7 @@ natkit_manager_class_init (NatkitManagerClass *klass)
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
 
   object_class->constructed = natkit_manager_constructed;
+  object_class->dispose = natkit_manager_dispose;
   object_class->finalize = natkit_manager_finalize;
   object_class->get_property = natkit_manager_get_property;
   object_class->set_property = natkit_manager_set_property;
@@ -154,6 +171,20 @@ natkit_manager_class_init (NatkitManagerClass *klass)
   signals[SIGNAL_DETECT_PROGRESS] =
     g_signal_new ("detect-progress", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
+
+  /**
+   * NatkitManager::incoming:
+   * @self: the manager
+   * @connection: the new connection
+   *
+   * Emitted for every connection a peer opened to this node through a
+   * channel the manager listens on ([method@Natkit.Manager.listen]), once
+   * its secure session is up. Keep a reference to @connection: a
+   * connection nobody holds is closed.
+   */
+  signals[SIGNAL_INCOMING] =
+    g_signal_new ("incoming", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, NATKIT_TYPE_CONNECTION);
 }
 
 static void
@@ -593,18 +624,36 @@ natkit_manager_open_path_async (NatkitManager          *self,
   d->started = g_get_monotonic_time ();
   g_task_set_task_data (task, d, open_path_data_free);
 
+  {
+    g_autoptr(GError) error = NULL;
+    GPtrArray *candidates = _natkit_manager_list_traversals (self, methods, &error);
+
+    if (!candidates)
+      {
+        g_task_return_error (task, g_steal_pointer (&error));
+        return;
+      }
+    g_ptr_array_unref (d->candidates);
+    d->candidates = candidates;
+  }
+
+  try_next_method (g_steal_pointer (&task));
+}
+
+/* The enabled traversal plugins in rank order, or only those in @methods
+ * (which may name plugins of rank NONE). */
+GPtrArray *
+_natkit_manager_list_traversals (NatkitManager       *self,
+                                 const char * const  *methods,
+                                 GError             **error)
+{
+  g_autoptr(GPtrArray) candidates = g_ptr_array_new_with_free_func (g_object_unref);
+
   if (methods != NULL)
     {
       for (guint i = 0; methods[i]; i++)
-        {
-          g_autoptr(GError) error = NULL;
-
-          if (lookup_usable (self, methods[i], FALSE, &error) == NULL)
-            {
-              g_task_return_error (task, g_steal_pointer (&error));
-              return;
-            }
-        }
+        if (lookup_usable (self, methods[i], FALSE, error) == NULL)
+          return NULL;
     }
 
   for (guint i = 0; i < self->plugins->len; i++)
@@ -618,10 +667,203 @@ natkit_manager_open_path_async (NatkitManager          *self,
           ? !g_strv_contains (methods, info->name)
           : info->rank <= NATKIT_RANK_NONE)
         continue;
-      g_ptr_array_add (d->candidates, g_object_ref (info));
+      g_ptr_array_add (candidates, g_object_ref (info));
     }
+  return g_steal_pointer (&candidates);
+}
 
-  try_next_method (g_steal_pointer (&task));
+void
+_natkit_manager_emit_incoming (NatkitManager    *self,
+                               NatkitConnection *connection)
+{
+  g_signal_emit (self, signals[SIGNAL_INCOMING], 0, connection);
+}
+
+/**
+ * natkit_manager_get_rendezvous:
+ * @self: a manager
+ * @server: a natkit-server, `HOST:PORT`
+ * @error: return location for a #GError
+ *
+ * The manager's client of @server, created on first use with the
+ * manager's identity and shared by everything the manager does there
+ * (signaling, relay circuits). Call [method@Natkit.Rendezvous.connect_async]
+ * to register.
+ *
+ * Returns: (transfer none): the client, or %NULL when @server is not
+ *   `HOST:PORT` or there is no identity
+ */
+NatkitRendezvous *
+natkit_manager_get_rendezvous (NatkitManager  *self,
+                               const char     *server,
+                               GError        **error)
+{
+  g_return_val_if_fail (NATKIT_IS_MANAGER (self), NULL);
+  g_return_val_if_fail (server != NULL, NULL);
+
+  return _natkit_connector_get_rendezvous (self->connector, server, error);
+}
+
+/**
+ * natkit_manager_listen:
+ * @self: a manager
+ * @signaling: the channel to accept connections on: a
+ *   [class@Natkit.Rendezvous] (see [method@Natkit.Manager.get_rendezvous])
+ *   or an application's own [iface@Natkit.Signaling]
+ * @error: return location for a #GError
+ *
+ * Accepts connections that peers open through @signaling: each one, once
+ * its secure session is up, is announced by [signal@Natkit.Manager::incoming].
+ * On a #NatkitRendezvous this also holds a relay reservation, so peers can
+ * reach this node through the server's relay.
+ *
+ * Returns: %TRUE, or %FALSE when the manager has no identity
+ */
+gboolean
+natkit_manager_listen (NatkitManager    *self,
+                       NatkitSignaling  *signaling,
+                       GError          **error)
+{
+  g_return_val_if_fail (NATKIT_IS_MANAGER (self), FALSE);
+  g_return_val_if_fail (NATKIT_IS_SIGNALING (signaling), FALSE);
+
+  return _natkit_connector_listen (self->connector, signaling, error);
+}
+
+/**
+ * natkit_manager_stop_listening:
+ * @self: a manager
+ * @signaling: a channel passed to [method@Natkit.Manager.listen]
+ *
+ * Stops accepting new connections on @signaling; open ones stay.
+ */
+void
+natkit_manager_stop_listening (NatkitManager   *self,
+                               NatkitSignaling *signaling)
+{
+  g_return_if_fail (NATKIT_IS_MANAGER (self));
+  g_return_if_fail (NATKIT_IS_SIGNALING (signaling));
+
+  _natkit_connector_stop_listening (self->connector, signaling);
+}
+
+static void
+connect_done_cb (GObject      *source,
+                 GAsyncResult *res,
+                 gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(GError) error = NULL;
+  NatkitConnection *connection;
+
+  connection = _natkit_connector_connect_finish (NATKIT_CONNECTOR (source), res, &error);
+  if (connection)
+    g_task_return_pointer (task, connection, g_object_unref);
+  else
+    g_task_return_error (task, g_steal_pointer (&error));
+}
+
+/**
+ * natkit_manager_connect_async:
+ * @self: a manager
+ * @peer_address: the peer, `PEER-ID@HOST:PORT` (the natkit-server it is
+ *   registered at)
+ * @methods: (nullable) (array zero-terminated=1): only these traversal
+ *   methods, or %NULL for every enabled one
+ * @flags: how the connection will be used
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when connected, or when every method
+ *   failed
+ * @user_data: data for @callback
+ *
+ * Connects to a peer: registers at the peer's server (if this manager is
+ * not yet), asks the peer over signaling, tries the traversal methods both
+ * sides can run, and sets up the secure session on the first path that
+ * works. The peer's key must match its peer ID, or the connection is
+ * refused.
+ */
+void
+natkit_manager_connect_async (NatkitManager       *self,
+                              const char          *peer_address,
+                              const char * const  *methods,
+                              NatkitConnectFlags   flags,
+                              GCancellable        *cancellable,
+                              GAsyncReadyCallback  callback,
+                              gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (NATKIT_IS_MANAGER (self));
+  g_return_if_fail (peer_address != NULL);
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, natkit_manager_connect_async);
+  _natkit_connector_connect_async (self->connector, NULL, NULL, peer_address,
+                                   methods, flags, cancellable,
+                                   connect_done_cb, task);
+}
+
+/**
+ * natkit_manager_connect_with_signaling_async:
+ * @self: a manager
+ * @signaling: the channel to reach the peer through
+ * @peer_id: the peer's ID
+ * @methods: (nullable) (array zero-terminated=1): only these traversal
+ *   methods, or %NULL for every enabled one
+ * @flags: how the connection will be used
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called when connected, or when every method
+ *   failed
+ * @user_data: data for @callback
+ *
+ * Like [method@Natkit.Manager.connect_async], over a signaling channel of
+ * the application's own (or a #NatkitRendezvous already at hand). Finish
+ * with [method@Natkit.Manager.connect_finish].
+ */
+void
+natkit_manager_connect_with_signaling_async (NatkitManager       *self,
+                                             NatkitSignaling     *signaling,
+                                             const char          *peer_id,
+                                             const char * const  *methods,
+                                             NatkitConnectFlags   flags,
+                                             GCancellable        *cancellable,
+                                             GAsyncReadyCallback  callback,
+                                             gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (NATKIT_IS_MANAGER (self));
+  g_return_if_fail (NATKIT_IS_SIGNALING (signaling));
+  g_return_if_fail (peer_id != NULL);
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, natkit_manager_connect_async);
+  _natkit_connector_connect_async (self->connector, signaling, peer_id, NULL,
+                                   methods, flags, cancellable,
+                                   connect_done_cb, task);
+}
+
+/**
+ * natkit_manager_connect_finish:
+ * @self: a manager
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes [method@Natkit.Manager.connect_async] and
+ * [method@Natkit.Manager.connect_with_signaling_async].
+ *
+ * Returns: (transfer full): the connection, or %NULL with an error saying
+ *   why each method failed
+ */
+NatkitConnection *
+natkit_manager_connect_finish (NatkitManager  *self,
+                               GAsyncResult   *result,
+                               GError        **error)
+{
+  g_return_val_if_fail (NATKIT_IS_MANAGER (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
 }
 
 /**

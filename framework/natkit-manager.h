@@ -10,6 +10,9 @@
 
 #include <gio/gio.h>
 #include "natkit-config.h"
+#include "natkit-connection.h"
+#include "natkit-rendezvous.h"
+#include "natkit-signaling.h"
 #include "natkit-identity.h"
 #include "natkit-nat-info.h"
 #include "natkit-path.h"
@@ -103,5 +106,38 @@ int                natkit_manager_remove_stale_mappings_finish (NatkitManager   
                                                                 GAsyncResult             *result,
                                                                 guint                    *n_skipped,
                                                                 GError                  **error);
+
+NATKIT_AVAILABLE_IN_ALL
+NatkitRendezvous  *natkit_manager_get_rendezvous              (NatkitManager            *self,
+                                                               const char               *server,
+                                                               GError                  **error);
+NATKIT_AVAILABLE_IN_ALL
+gboolean           natkit_manager_listen                      (NatkitManager            *self,
+                                                               NatkitSignaling          *signaling,
+                                                               GError                  **error);
+NATKIT_AVAILABLE_IN_ALL
+void               natkit_manager_stop_listening              (NatkitManager            *self,
+                                                               NatkitSignaling          *signaling);
+NATKIT_AVAILABLE_IN_ALL
+void               natkit_manager_connect_async               (NatkitManager            *self,
+                                                               const char               *peer_address,
+                                                               const char * const       *methods,
+                                                               NatkitConnectFlags        flags,
+                                                               GCancellable             *cancellable,
+                                                               GAsyncReadyCallback       callback,
+                                                               gpointer                  user_data);
+NATKIT_AVAILABLE_IN_ALL
+void               natkit_manager_connect_with_signaling_async (NatkitManager           *self,
+                                                               NatkitSignaling          *signaling,
+                                                               const char               *peer_id,
+                                                               const char * const       *methods,
+                                                               NatkitConnectFlags        flags,
+                                                               GCancellable             *cancellable,
+                                                               GAsyncReadyCallback       callback,
+                                                               gpointer                  user_data);
+NATKIT_AVAILABLE_IN_ALL
+NatkitConnection  *natkit_manager_connect_finish              (NatkitManager            *self,
+                                                               GAsyncResult             *result,
+                                                               GError                  **error);
 
 G_END_DECLS

@@ -29,6 +29,7 @@
 typedef struct
 {
   char    *method;
+  char    *transport;
   char    *local_address;
   char    *remote_address;
   guint    mtu;
@@ -43,6 +44,7 @@ G_DEFINE_ABSTRACT_TYPE_WITH_PRIVATE (NatkitPath, natkit_path, G_TYPE_OBJECT)
 enum {
   PROP_0,
   PROP_METHOD,
+  PROP_TRANSPORT,
   PROP_LOCAL_ADDRESS,
   PROP_REMOTE_ADDRESS,
   PROP_MTU,
@@ -68,6 +70,7 @@ natkit_path_finalize (GObject *object)
   NatkitPathPrivate *priv = natkit_path_get_instance_private (self);
 
   g_free (priv->method);
+  g_free (priv->transport);
   g_free (priv->local_address);
   g_free (priv->remote_address);
 
@@ -104,6 +107,9 @@ natkit_path_get_property (GObject    *object,
     case PROP_METHOD:
       g_value_set_string (value, priv->method);
       break;
+    case PROP_TRANSPORT:
+      g_value_set_string (value, priv->transport ? priv->transport : "udp");
+      break;
     case PROP_LOCAL_ADDRESS:
       g_value_set_string (value, priv->local_address);
       break;
@@ -137,6 +143,9 @@ natkit_path_set_property (GObject      *object,
     {
     case PROP_METHOD:
       priv->method = g_value_dup_string (value);
+      break;
+    case PROP_TRANSPORT:
+      priv->transport = g_value_dup_string (value);
       break;
     case PROP_LOCAL_ADDRESS:
       priv->local_address = g_value_dup_string (value);
@@ -193,6 +202,17 @@ natkit_path_class_init (NatkitPathClass *klass)
                          G_PARAM_STATIC_STRINGS);
 
   /**
+   * NatkitPath:transport:
+   *
+   * What carries the path's datagrams underneath: `"udp"`, `"tcp"` or
+   * `"tls"` (datagrams framed on a stream), or `"memory"`.
+   */
+  properties[PROP_TRANSPORT] =
+    g_param_spec_string ("transport", NULL, NULL, "udp",
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
+                         G_PARAM_STATIC_STRINGS);
+
+  /**
    * NatkitPath:local-address:
    *
    * A human-readable description of this end, such as `192.0.2.1:4000/udp`.
@@ -216,10 +236,11 @@ natkit_path_class_init (NatkitPathClass *klass)
   /**
    * NatkitPath:mtu:
    *
-   * The largest datagram, in bytes, that [method@Natkit.Path.send] accepts.
+   * The largest datagram, in bytes, that [method@Natkit.Path.send] accepts:
+   * at most 65507 on UDP, 65535 on a stream ([class@Natkit.StreamPath]).
    */
   properties[PROP_MTU] =
-    g_param_spec_uint ("mtu", NULL, NULL, 64, 65507, DEFAULT_MTU,
+    g_param_spec_uint ("mtu", NULL, NULL, 64, 65535, DEFAULT_MTU,
                        G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
                        G_PARAM_STATIC_STRINGS);
 
@@ -476,6 +497,23 @@ natkit_path_get_method (NatkitPath *self)
 
   priv = natkit_path_get_instance_private (self);
   return priv->method;
+}
+
+/**
+ * natkit_path_get_transport:
+ * @self: a #NatkitPath
+ *
+ * Returns: what carries the path: `"udp"`, `"tcp"`, `"tls"` or `"memory"`
+ */
+const char *
+natkit_path_get_transport (NatkitPath *self)
+{
+  NatkitPathPrivate *priv;
+
+  g_return_val_if_fail (NATKIT_IS_PATH (self), NULL);
+
+  priv = natkit_path_get_instance_private (self);
+  return priv->transport ? priv->transport : "udp";
 }
 
 /**

@@ -51,6 +51,8 @@ gboolean      natkit_path_is_closed          (NatkitPath   *self);
 NATKIT_AVAILABLE_IN_ALL
 const char   *natkit_path_get_method         (NatkitPath   *self);
 NATKIT_AVAILABLE_IN_ALL
+const char   *natkit_path_get_transport      (NatkitPath   *self);
+NATKIT_AVAILABLE_IN_ALL
 const char   *natkit_path_get_local_address  (NatkitPath   *self);
 NATKIT_AVAILABLE_IN_ALL
 const char   *natkit_path_get_remote_address (NatkitPath   *self);

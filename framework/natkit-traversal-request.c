@@ -23,6 +23,10 @@ struct _NatkitTraversalRequest
   char       *remote_peer_id;
   NatkitRole  role;
   guint       timeout_ms;
+  char       *session_id;
+  NatkitSignaling  *signaling;
+  NatkitRendezvous *rendezvous;
+  NatkitIdentity   *identity;
 };
 
 G_DEFINE_FINAL_TYPE (NatkitTraversalRequest, natkit_traversal_request, G_TYPE_OBJECT)
@@ -46,6 +50,10 @@ natkit_traversal_request_finalize (GObject *object)
 
   g_free (self->local_peer_id);
   g_free (self->remote_peer_id);
+  g_free (self->session_id);
+  g_clear_object (&self->signaling);
+  g_clear_object (&self->rendezvous);
+  g_clear_object (&self->identity);
 
   G_OBJECT_CLASS (natkit_traversal_request_parent_class)->finalize (object);
 }
@@ -256,4 +264,126 @@ natkit_traversal_request_set_timeout (NatkitTraversalRequest *self,
     return;
   self->timeout_ms = timeout_ms;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TIMEOUT]);
+}
+
+/**
+ * natkit_traversal_request_get_session_id:
+ * @self: a #NatkitTraversalRequest
+ *
+ * The connection's session ID: both peers' requests carry the same one, so
+ * a method can tie what arrives from the peer (a relay circuit, a signaling
+ * message) to this attempt.
+ *
+ * Returns: (nullable): the session ID
+ */
+const char *
+natkit_traversal_request_get_session_id (NatkitTraversalRequest *self)
+{
+  g_return_val_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self), NULL);
+  return self->session_id;
+}
+
+/**
+ * natkit_traversal_request_set_session_id:
+ * @self: a #NatkitTraversalRequest
+ * @session_id: (nullable): the session ID
+ *
+ * Sets the session ID both peers share for this connection.
+ */
+void
+natkit_traversal_request_set_session_id (NatkitTraversalRequest *self,
+                                         const char             *session_id)
+{
+  g_return_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self));
+  g_free (self->session_id);
+  self->session_id = g_strdup (session_id);
+}
+
+/**
+ * natkit_traversal_request_get_signaling:
+ * @self: a #NatkitTraversalRequest
+ *
+ * Returns: (nullable) (transfer none): the signaling channel to the peer
+ */
+NatkitSignaling *
+natkit_traversal_request_get_signaling (NatkitTraversalRequest *self)
+{
+  g_return_val_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self), NULL);
+  return self->signaling;
+}
+
+/**
+ * natkit_traversal_request_set_signaling:
+ * @self: a #NatkitTraversalRequest
+ * @signaling: (nullable): the signaling channel to the peer
+ *
+ * Sets the channel the two managers talk over.
+ */
+void
+natkit_traversal_request_set_signaling (NatkitTraversalRequest *self,
+                                        NatkitSignaling        *signaling)
+{
+  g_return_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self));
+  g_set_object (&self->signaling, signaling);
+}
+
+/**
+ * natkit_traversal_request_get_rendezvous:
+ * @self: a #NatkitTraversalRequest
+ *
+ * The natkit-server client for this connection: for the initiator, the
+ * client of the server the peer is registered at; for the responder, the
+ * client the request arrived through. %NULL when the peers signal over a
+ * channel of the application's own and no server is configured.
+ *
+ * Returns: (nullable) (transfer none): the rendezvous client
+ */
+NatkitRendezvous *
+natkit_traversal_request_get_rendezvous (NatkitTraversalRequest *self)
+{
+  g_return_val_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self), NULL);
+  return self->rendezvous;
+}
+
+/**
+ * natkit_traversal_request_set_rendezvous:
+ * @self: a #NatkitTraversalRequest
+ * @rendezvous: (nullable): the rendezvous client
+ *
+ * Sets the natkit-server client for this connection.
+ */
+void
+natkit_traversal_request_set_rendezvous (NatkitTraversalRequest *self,
+                                         NatkitRendezvous       *rendezvous)
+{
+  g_return_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self));
+  g_set_object (&self->rendezvous, rendezvous);
+}
+
+/**
+ * natkit_traversal_request_get_identity:
+ * @self: a #NatkitTraversalRequest
+ *
+ * Returns: (nullable) (transfer none): this node's identity
+ */
+NatkitIdentity *
+natkit_traversal_request_get_identity (NatkitTraversalRequest *self)
+{
+  g_return_val_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self), NULL);
+  return self->identity;
+}
+
+/**
+ * natkit_traversal_request_set_identity:
+ * @self: a #NatkitTraversalRequest
+ * @identity: (nullable): this node's identity
+ *
+ * Sets this node's identity.
+ */
+void
+natkit_traversal_request_set_identity (NatkitTraversalRequest *self,
+                                       NatkitIdentity         *identity)
+{
+  g_return_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self));
+  g_set_object (&self->identity, identity);
 }

@@ -10,6 +10,9 @@
 
 #include <gio/gio.h>
 #include "natkit-enums.h"
+#include "natkit-identity.h"
+#include "natkit-rendezvous.h"
+#include "natkit-signaling.h"
 #include "natkit-version-macros.h"
 
 G_BEGIN_DECLS
@@ -34,5 +37,26 @@ guint       natkit_traversal_request_get_timeout        (NatkitTraversalRequest 
 NATKIT_AVAILABLE_IN_ALL
 void        natkit_traversal_request_set_timeout        (NatkitTraversalRequest *self,
                                                          guint                   timeout_ms);
+
+NATKIT_AVAILABLE_IN_ALL
+const char       *natkit_traversal_request_get_session_id (NatkitTraversalRequest *self);
+NATKIT_AVAILABLE_IN_ALL
+void              natkit_traversal_request_set_session_id (NatkitTraversalRequest *self,
+                                                           const char             *session_id);
+NATKIT_AVAILABLE_IN_ALL
+NatkitSignaling  *natkit_traversal_request_get_signaling  (NatkitTraversalRequest *self);
+NATKIT_AVAILABLE_IN_ALL
+void              natkit_traversal_request_set_signaling  (NatkitTraversalRequest *self,
+                                                           NatkitSignaling        *signaling);
+NATKIT_AVAILABLE_IN_ALL
+NatkitRendezvous *natkit_traversal_request_get_rendezvous (NatkitTraversalRequest *self);
+NATKIT_AVAILABLE_IN_ALL
+void              natkit_traversal_request_set_rendezvous (NatkitTraversalRequest *self,
+                                                           NatkitRendezvous       *rendezvous);
+NATKIT_AVAILABLE_IN_ALL
+NatkitIdentity   *natkit_traversal_request_get_identity   (NatkitTraversalRequest *self);
+NATKIT_AVAILABLE_IN_ALL
+void              natkit_traversal_request_set_identity   (NatkitTraversalRequest *self,
+                                                           NatkitIdentity         *identity);
 
 G_END_DECLS

@@ -15,6 +15,9 @@
 #include "natkit-config.h"
 #include "natkit-nat-info.h"
 #include "natkit-path.h"
+#include "natkit-stream-path.h"
+#include "natkit-signaling.h"
+#include "natkit-rendezvous.h"
 #include "natkit-traversal-request.h"
 #include "natkit-traversal.h"
 #include "natkit-transport.h"
@@ -23,6 +26,7 @@
 #include "natkit-port-mapper.h"
 #include "natkit-plugin.h"
 #include "natkit-plugin-info.h"
+#include "natkit-connection.h"
 #include "natkit-manager.h"
 
 #undef __NATKIT_H_INSIDE__

@@ -14,29 +14,9 @@
 #include <json-glib/json-glib.h>
 #include <natkit/natkit.h>
 
-#define EXIT_USAGE 2
+#include "nat-tool.h"
 
-typedef struct
-{
-  gboolean  json;
-  char     *config_file;
-} CommonOptions;
-
-typedef int (*CommandFunc) (CommonOptions *common,
-                            int            argc,
-                            char         **argv);
-
-typedef struct
-{
-  const char  *name;
-  const char  *parameters;
-  const char  *summary;
-  const char  *description;
-  CommandFunc  func;
-  const GOptionEntry *entries;
-} Command;
-
-static void
+void
 print_json (JsonBuilder *builder)
 {
   g_autoptr(JsonGenerator) generator = json_generator_new ();
@@ -49,8 +29,21 @@ print_json (JsonBuilder *builder)
   g_print ("%s\n", text);
 }
 
+/* One JSON event line on stderr. */
+void
+print_event (JsonBuilder *builder)
+{
+  g_autoptr(JsonGenerator) generator = json_generator_new ();
+  g_autoptr(JsonNode) root = json_builder_get_root (builder);
+  g_autofree char *text = NULL;
+
+  json_generator_set_root (generator, root);
+  text = json_generator_to_data (generator, NULL);
+  g_printerr ("%s\n", text);
+}
+
 /* One member of the JSON object being built. */
-static void
+void
 add_string (JsonBuilder *builder,
             const char  *name,
             const char  *value)
@@ -59,7 +52,7 @@ add_string (JsonBuilder *builder,
   json_builder_add_string_value (builder, value);
 }
 
-static void
+void
 add_int (JsonBuilder *builder,
          const char  *name,
          gint64       value)
@@ -68,7 +61,7 @@ add_int (JsonBuilder *builder,
   json_builder_add_int_value (builder, value);
 }
 
-static void
+void
 add_boolean (JsonBuilder *builder,
              const char  *name,
              gboolean     value)
@@ -79,7 +72,7 @@ add_boolean (JsonBuilder *builder,
 
 /* Reports a failure: a line on stderr, and with --json an error object on
  * stdout so scripts always get JSON. Returns the failure exit code. */
-static int
+int
 fail (CommonOptions *common,
       const GError  *error)
 {
@@ -101,7 +94,7 @@ fail (CommonOptions *common,
   return EXIT_FAILURE;
 }
 
-static NatkitManager *
+NatkitManager *
 make_manager (CommonOptions  *common,
               GError        **error)
 {
@@ -116,7 +109,7 @@ make_manager (CommonOptions  *common,
   return natkit_manager_new_with_config (config);
 }
 
-static const char *
+const char *
 enum_nick (GType type,
            int   value)
 {
@@ -849,6 +842,17 @@ static const Command commands[] = {
     "Deletes, on their gateways, the mappings recorded in natkit's state folder\n"
     "by processes that are no longer running (after a crash or a kill).",
     cmd_unmap, unmap_entries },
+  { "listen", "--server HOST:PORT", "Accept connections from peers (through a natkit-server)",
+    "Registers at the natkit-server, prints this node's peer address on stderr,\n"
+    "and accepts connections: each incoming stream is copied to stdout, or with\n"
+    "--exec connected to a command's stdin and stdout. Runs until Ctrl+C.",
+    cmd_listen, listen_entries },
+  { "connect", "PEER-ADDRESS", "Connect to a peer: stdin → peer, peer → stdout",
+    "Connects to PEER-ID@HOST:PORT (as “nat-tool listen” prints it) by the best\n"
+    "method that works, securely (the peer's key must match its ID), and copies\n"
+    "stdin to the peer and what the peer sends to stdout. How it connected goes\n"
+    "to stderr (with --json as JSON events, one per line).",
+    cmd_connect, connect_entries },
   { "version", "", "Show the version",
     NULL, cmd_version, NULL },
 };

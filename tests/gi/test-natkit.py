@@ -110,5 +110,57 @@ class TestNatkit(unittest.TestCase):
         self.assertIn("carrier-pigeon", errors[0].message)
 
 
+    def test_connect_over_signaling_pair(self):
+        """What an application does: two managers, its own signaling
+        channel (here the in-process pair), connect, write, read."""
+        config = Natkit.Config.new()
+        ida, idb = Natkit.Identity.new_ephemeral(), Natkit.Identity.new_ephemeral()
+        a = Natkit.Manager.new_with_config(config)
+        b = Natkit.Manager.new_with_config(config)
+        a.set_identity(ida)
+        b.set_identity(idb)
+        sig_a, sig_b = Natkit.Signaling.new_pair(ida.get_peer_id(), idb.get_peer_id())
+        self.assertTrue(b.listen(sig_b))
+        loop = GLib.MainLoop()
+        got = {}
+
+        def incoming(manager, connection):
+            got["incoming"] = connection
+            stream = connection.get_stream()
+
+            def read_done(source, res):
+                got["data"] = source.read_bytes_finish(res).get_data()
+                loop.quit()
+            stream.get_input_stream().read_bytes_async(100, GLib.PRIORITY_DEFAULT,
+                                                       None, read_done)
+
+        def connected(manager, res):
+            conn = manager.connect_finish(res)
+            got["outgoing"] = conn
+            conn.get_stream().get_output_stream().write_bytes_async(
+                GLib.Bytes.new(b"hello from python"), GLib.PRIORITY_DEFAULT, None,
+                lambda s, r: s.write_bytes_finish(r))
+
+        b.connect("incoming", incoming)
+        a.connect_with_signaling_async(sig_a, idb.get_peer_id(), ["loopback"],
+                                       Natkit.ConnectFlags.NONE, None, connected)
+        GLib.timeout_add_seconds(20, loop.quit)
+        loop.run()
+        self.assertEqual(got.get("data"), b"hello from python")
+        out = got["outgoing"]
+        self.assertEqual(out.props.peer_id, idb.get_peer_id())
+        self.assertEqual(out.props.method, "loopback")
+        self.assertEqual(out.props.state, Natkit.ConnectionState.CONNECTED)
+        self.assertEqual(got["incoming"].props.peer_id, ida.get_peer_id())
+        out.close()
+        self.assertEqual(out.props.state, Natkit.ConnectionState.CLOSED)
+
+    def test_peer_address_error(self):
+        with self.assertRaises(GLib.Error) as ctx:
+            Natkit.peer_address_parse("not-an-address")
+        self.assertTrue(ctx.exception.matches(Natkit.error_quark(),
+                                              Natkit.Error.INVALID_ARGUMENT))
+        self.assertIn("PEER-ID@HOST:PORT", ctx.exception.message)
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

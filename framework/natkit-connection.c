@@ -1,0 +1,798 @@
+/* natkit-connection.c
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include "natkit.h"
+#include "natkit-connector-private.h"
+#include "natkit-session-private.h"
+
+/**
+ * NatkitConnection:
+ *
+ * A secure connection to one peer, from [method@Natkit.Manager.connect_async]
+ * or the manager's [signal@Natkit.Manager::incoming] signal.
+ *
+ * Everything on it is encrypted and authenticated end to end: the secure
+ * session (DTLS) checked that the peer holds the key of its peer ID. The
+ * application uses it as a reliable byte stream
+ * ([method@Natkit.Connection.get_stream], a #GIOStream) or sends datagrams
+ * ([method@Natkit.Connection.send_datagram], received through
+ * [signal@Natkit.Connection::datagram-received]).
+ *
+ * natkit watches the path with keepalives (every
+ * [method@Natkit.Config.get_keepalive_interval], 25 s by default). A path
+ * that closes or stops answering makes the connection
+ * %NATKIT_CONNECTION_STATE_DEGRADED while natkit finds another path — the
+ * secure session and the stream carry on over it, nothing lost — and
+ * %NATKIT_CONNECTION_STATE_FAILED when none comes within the reconnect
+ * time.
+ */
+
+#define MISSED_PONGS_DEGRADED 1
+#define MISSED_PONGS_LOST     3
+#define RETRY_MIN_MS          500
+#define RETRY_MAX_MS          8000
+
+struct _NatkitConnection
+{
+  GObject                parent_instance;
+
+  NatkitConnector       *connector;
+  NatkitSignaling       *signaling;
+  NatkitSession         *session;
+  NatkitPath            *path;
+  char                  *peer_id;
+  char                  *peer_address;
+  char                  *session_id;
+  NatkitRole             role;
+  NatkitConnectFlags     flags;
+  NatkitConnectionState  state;
+  gint64                 rtt;
+  gint64                 connect_time;
+
+  guint                  keepalive_ms;
+  guint                  reconnect_ms;
+  guint                  keepalive_id;
+  guint                  missed;
+  gulong                 path_closed_id;
+  gulong                 pong_id;
+  gulong                 datagram_id;
+  gulong                 session_closed_id;
+
+  GCancellable          *recover;
+  guint                  retry_id;
+  guint                  retry_ms;
+  gint64                 recover_deadline;
+  guint                  recover_timeout_id;
+};
+
+G_DEFINE_FINAL_TYPE (NatkitConnection, natkit_connection, G_TYPE_OBJECT)
+
+enum {
+  PROP_0,
+  PROP_PEER_ID,
+  PROP_PEER_ADDRESS,
+  PROP_METHOD,
+  PROP_TRANSPORT,
+  PROP_STATE,
+  PROP_RTT,
+  PROP_PATH,
+  N_PROPS
+};
+static GParamSpec *properties[N_PROPS];
+
+enum {
+  SIGNAL_DATAGRAM_RECEIVED,
+  N_SIGNALS
+};
+static guint signals[N_SIGNALS];
+
+static void start_recovery (NatkitConnection *self,
+                            const char       *why);
+
+static void
+set_state (NatkitConnection      *self,
+           NatkitConnectionState  state)
+{
+  if (self->state == state)
+    return;
+  g_debug ("connection to %s: state %d → %d", self->peer_id, self->state, state);
+  self->state = state;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
+}
+
+static void
+detach_path (NatkitConnection *self)
+{
+  if (!self->path)
+    return;
+  g_clear_signal_handler (&self->path_closed_id, self->path);
+  natkit_path_close (self->path);
+  g_clear_object (&self->path);
+}
+
+static void
+stop_everything (NatkitConnection *self)
+{
+  g_clear_handle_id (&self->keepalive_id, g_source_remove);
+  g_clear_handle_id (&self->retry_id, g_source_remove);
+  g_clear_handle_id (&self->recover_timeout_id, g_source_remove);
+  if (self->recover)
+    {
+      g_cancellable_cancel (self->recover);
+      g_clear_object (&self->recover);
+    }
+}
+
+static void
+finish (NatkitConnection      *self,
+        NatkitConnectionState  state,
+        const char            *reason)
+{
+  if (self->state == NATKIT_CONNECTION_STATE_CLOSED ||
+      self->state == NATKIT_CONNECTION_STATE_FAILED)
+    return;
+  g_debug ("connection to %s %s: %s", self->peer_id,
+           state == NATKIT_CONNECTION_STATE_FAILED ? "failed" : "closed", reason);
+  stop_everything (self);
+  if (self->session)
+    {
+      g_clear_signal_handler (&self->session_closed_id, self->session);
+      _natkit_session_close (self->session, reason);
+    }
+  detach_path (self);
+  if (self->connector)
+    _natkit_connector_forget (self->connector, self->session_id);
+  set_state (self, state);
+}
+
+static void
+natkit_connection_dispose (GObject *object)
+{
+  NatkitConnection *self = NATKIT_CONNECTION (object);
+
+  if (self->state != NATKIT_CONNECTION_STATE_CLOSED &&
+      self->state != NATKIT_CONNECTION_STATE_FAILED)
+    natkit_connection_close (self);
+  stop_everything (self);
+  if (self->session)
+    {
+      g_clear_signal_handler (&self->pong_id, self->session);
+      g_clear_signal_handler (&self->datagram_id, self->session);
+      g_clear_signal_handler (&self->session_closed_id, self->session);
+    }
+  detach_path (self);
+
+  G_OBJECT_CLASS (natkit_connection_parent_class)->dispose (object);
+}
+
+static void
+natkit_connection_finalize (GObject *object)
+{
+  NatkitConnection *self = NATKIT_CONNECTION (object);
+
+  g_clear_object (&self->session);
+  g_clear_object (&self->signaling);
+  g_clear_object (&self->connector);
+  g_free (self->peer_id);
+  g_free (self->peer_address);
+  g_free (self->session_id);
+
+  G_OBJECT_CLASS (natkit_connection_parent_class)->finalize (object);
+}
+
+static void
+natkit_connection_get_property (GObject    *object,
+                                guint       prop_id,
+                                GValue     *value,
+                                GParamSpec *pspec)
+{
+  NatkitConnection *self = NATKIT_CONNECTION (object);
+
+  switch (prop_id)
+    {
+    case PROP_PEER_ID:
+      g_value_set_string (value, self->peer_id);
+      break;
+    case PROP_PEER_ADDRESS:
+      g_value_set_string (value, self->peer_address);
+      break;
+    case PROP_METHOD:
+      g_value_set_string (value, natkit_connection_get_method (self));
+      break;
+    case PROP_TRANSPORT:
+      g_value_set_string (value, natkit_connection_get_transport (self));
+      break;
+    case PROP_STATE:
+      g_value_set_enum (value, self->state);
+      break;
+    case PROP_RTT:
+      g_value_set_int64 (value, self->rtt);
+      break;
+    case PROP_PATH:
+      g_value_set_object (value, self->path);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+natkit_connection_class_init (NatkitConnectionClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = natkit_connection_dispose;
+  object_class->finalize = natkit_connection_finalize;
+  object_class->get_property = natkit_connection_get_property;
+
+  /**
+   * NatkitConnection:peer-id:
+   *
+   * The peer's ID, as its key proved.
+   */
+  properties[PROP_PEER_ID] =
+    g_param_spec_string ("peer-id", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatkitConnection:peer-address:
+   *
+   * The peer address this side connected to (`PEER-ID@HOST:PORT`), or
+   * %NULL for incoming connections and connections over an application's
+   * own signaling.
+   */
+  properties[PROP_PEER_ADDRESS] =
+    g_param_spec_string ("peer-address", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatkitConnection:method:
+   *
+   * The traversal method of the current path (`"relay"`, …).
+   */
+  properties[PROP_METHOD] =
+    g_param_spec_string ("method", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY |
+                         G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatkitConnection:transport:
+   *
+   * What carries the current path (`"udp"`, `"tcp"`, `"tls"`).
+   */
+  properties[PROP_TRANSPORT] =
+    g_param_spec_string ("transport", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY |
+                         G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatkitConnection:state:
+   *
+   * The connection's state.
+   */
+  properties[PROP_STATE] =
+    g_param_spec_enum ("state", NULL, NULL, NATKIT_TYPE_CONNECTION_STATE,
+                       NATKIT_CONNECTION_STATE_CONNECTING,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY |
+                       G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatkitConnection:rtt:
+   *
+   * The round-trip time through the secure session, in microseconds, from
+   * the last keepalive; -1 before the first.
+   */
+  properties[PROP_RTT] =
+    g_param_spec_int64 ("rtt", NULL, NULL, -1, G_MAXINT64, -1,
+                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY |
+                        G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatkitConnection:path:
+   *
+   * The path under the secure session right now; %NULL while natkit finds
+   * a new one.
+   */
+  properties[PROP_PATH] =
+    g_param_spec_object ("path", NULL, NULL, NATKIT_TYPE_PATH,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY |
+                         G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * NatkitConnection::datagram-received:
+   * @self: the connection
+   * @datagram: the datagram
+   *
+   * Emitted for each datagram the peer sent with
+   * [method@Natkit.Connection.send_datagram].
+   */
+  signals[SIGNAL_DATAGRAM_RECEIVED] =
+    g_signal_new ("datagram-received", G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 1, G_TYPE_BYTES);
+}
+
+static void
+natkit_connection_init (NatkitConnection *self)
+{
+  self->rtt = -1;
+}
+
+/* keepalive */
+
+static gboolean
+keepalive_cb (gpointer user_data)
+{
+  NatkitConnection *self = user_data;
+
+  if (self->state == NATKIT_CONNECTION_STATE_CONNECTED ||
+      self->state == NATKIT_CONNECTION_STATE_DEGRADED)
+    {
+      if (self->missed >= MISSED_PONGS_LOST && self->path)
+        {
+          g_autofree char *why =
+            g_strdup_printf ("%u keepalives unanswered", self->missed);
+          start_recovery (self, why);
+        }
+      else if (self->missed >= MISSED_PONGS_DEGRADED && self->path)
+        set_state (self, NATKIT_CONNECTION_STATE_DEGRADED);
+      self->missed++;
+      _natkit_session_ping (self->session);
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+pong_cb (NatkitSession *session,
+         gint64         rtt_us,
+         gpointer       user_data)
+{
+  NatkitConnection *self = user_data;
+
+  self->missed = 0;
+  self->rtt = rtt_us;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_RTT]);
+  if (self->path && !self->recover &&
+      self->state == NATKIT_CONNECTION_STATE_DEGRADED)
+    set_state (self, NATKIT_CONNECTION_STATE_CONNECTED);
+}
+
+static void
+datagram_cb (NatkitSession *session,
+             GBytes        *datagram,
+             gpointer       user_data)
+{
+  g_signal_emit (user_data, signals[SIGNAL_DATAGRAM_RECEIVED], 0, datagram);
+}
+
+static void
+session_closed_cb (NatkitSession *session,
+                   const GError  *error,
+                   gpointer       user_data)
+{
+  NatkitConnection *self = user_data;
+
+  finish (self, NATKIT_CONNECTION_STATE_CLOSED,
+          error ? error->message : "closed by the peer");
+}
+
+static void
+path_closed_cb (NatkitPath   *path,
+                const GError *error,
+                gpointer      user_data)
+{
+  NatkitConnection *self = user_data;
+  g_autofree char *why = g_strdup_printf ("the %s path closed%s%s",
+                                          natkit_path_get_method (path),
+                                          error ? ": " : "",
+                                          error ? error->message : "");
+
+  start_recovery (self, why);
+}
+
+static void
+attach_path (NatkitConnection *self,
+             NatkitPath       *path)
+{
+  detach_path (self);
+  self->path = g_object_ref (path);
+  self->path_closed_id = g_signal_connect (path, "closed",
+                                           G_CALLBACK (path_closed_cb), self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PATH]);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_METHOD]);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TRANSPORT]);
+}
+
+/* recovery: find another path for the same secure session */
+
+static void reopen_cb (GObject      *source,
+                       GAsyncResult *res,
+                       gpointer      user_data);
+
+static gboolean
+retry_cb (gpointer user_data)
+{
+  NatkitConnection *self = user_data;
+
+  self->retry_id = 0;
+  if (!self->recover)
+    return G_SOURCE_REMOVE;
+  _natkit_connector_reopen_async (self->connector, self, self->recover,
+                                  reopen_cb, g_object_ref (self));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+reopen_cb (GObject      *source,
+           GAsyncResult *res,
+           gpointer      user_data)
+{
+  g_autoptr(NatkitConnection) self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitPath) path = NULL;
+
+  path = _natkit_connector_reopen_finish (NATKIT_CONNECTOR (source), res, &error);
+  if (!path)
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || !self->recover)
+        return;
+      g_debug ("no new path to %s yet: %s; retrying in %u ms", self->peer_id,
+               error->message, self->retry_ms);
+      self->retry_id = g_timeout_add (self->retry_ms, retry_cb, self);
+      self->retry_ms = MIN (self->retry_ms * 2, RETRY_MAX_MS);
+      return;
+    }
+  _natkit_connection_replace_path (self, path);
+}
+
+static gboolean
+recover_timeout_cb (gpointer user_data)
+{
+  NatkitConnection *self = user_data;
+  g_autofree char *why = NULL;
+
+  self->recover_timeout_id = 0;
+  why = g_strdup_printf ("no new path to %s within %u s", self->peer_id,
+                         self->reconnect_ms / 1000);
+  finish (self, NATKIT_CONNECTION_STATE_FAILED, why);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+start_recovery (NatkitConnection *self,
+                const char       *why)
+{
+  if (self->state == NATKIT_CONNECTION_STATE_CLOSED ||
+      self->state == NATKIT_CONNECTION_STATE_FAILED || self->recover)
+    return;
+
+  g_debug ("connection to %s lost its path (%s); looking for another", self->peer_id,
+           why);
+  detach_path (self);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PATH]);
+  set_state (self, NATKIT_CONNECTION_STATE_DEGRADED);
+  self->recover = g_cancellable_new ();
+  self->retry_ms = RETRY_MIN_MS;
+  self->recover_timeout_id = g_timeout_add (self->reconnect_ms, recover_timeout_cb, self);
+  /* the initiator drives; the responder waits for its attempts */
+  if (self->role == NATKIT_ROLE_INITIATOR)
+    self->retry_id = g_timeout_add (RETRY_MIN_MS, retry_cb, self);
+}
+
+void
+_natkit_connection_replace_path (NatkitConnection *self,
+                                 NatkitPath       *path)
+{
+  if (self->state == NATKIT_CONNECTION_STATE_CLOSED ||
+      self->state == NATKIT_CONNECTION_STATE_FAILED)
+    {
+      natkit_path_close (path);
+      return;
+    }
+
+  g_debug ("connection to %s now runs over %s (%s)", self->peer_id,
+           natkit_path_get_method (path), natkit_path_get_transport (path));
+  stop_everything (self);
+  attach_path (self, path);
+  _natkit_session_set_path (self->session, path);
+  self->missed = 0;
+  self->keepalive_id = g_timeout_add (self->keepalive_ms, keepalive_cb, self);
+  _natkit_session_ping (self->session);
+  set_state (self, NATKIT_CONNECTION_STATE_CONNECTED);
+}
+
+void
+_natkit_connection_peer_closed (NatkitConnection *self,
+                                const char       *reason)
+{
+  finish (self, NATKIT_CONNECTION_STATE_CLOSED, reason);
+}
+
+NatkitConnection *
+_natkit_connection_new (NatkitConnector    *connector,
+                        NatkitSignaling    *signaling,
+                        NatkitSession      *session,
+                        NatkitPath         *path,
+                        const char         *peer_id,
+                        const char         *peer_address,
+                        const char         *session_id,
+                        NatkitRole          role,
+                        NatkitConnectFlags  flags,
+                        guint               keepalive_ms,
+                        guint               reconnect_ms,
+                        gint64              connect_time)
+{
+  NatkitConnection *self = g_object_new (NATKIT_TYPE_CONNECTION, NULL);
+
+  self->connector = g_object_ref (connector);
+  self->signaling = g_object_ref (signaling);
+  self->session = g_object_ref (session);
+  self->peer_id = g_strdup (peer_id);
+  self->peer_address = g_strdup (peer_address);
+  self->session_id = g_strdup (session_id);
+  self->role = role;
+  self->flags = flags;
+  self->connect_time = connect_time;
+  self->keepalive_ms = MAX (keepalive_ms, 100);
+  self->reconnect_ms = MAX (reconnect_ms, 1000);
+
+  self->pong_id = g_signal_connect (session, "pong", G_CALLBACK (pong_cb), self);
+  self->datagram_id = g_signal_connect (session, "datagram-received",
+                                        G_CALLBACK (datagram_cb), self);
+  self->session_closed_id = g_signal_connect (session, "closed",
+                                              G_CALLBACK (session_closed_cb), self);
+  attach_path (self, path);
+  self->rtt = natkit_path_get_rtt (path);
+  self->state = NATKIT_CONNECTION_STATE_CONNECTED;
+  self->keepalive_id = g_timeout_add (self->keepalive_ms, keepalive_cb, self);
+  _natkit_session_ping (session);
+  return self;
+}
+
+NatkitSignaling *
+_natkit_connection_get_signaling (NatkitConnection *self)
+{
+  return self->signaling;
+}
+
+NatkitSession *
+_natkit_connection_get_session (NatkitConnection *self)
+{
+  return self->session;
+}
+
+/**
+ * natkit_connection_get_peer_id:
+ * @self: a #NatkitConnection
+ *
+ * Returns: the peer's ID
+ */
+const char *
+natkit_connection_get_peer_id (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NULL);
+  return self->peer_id;
+}
+
+/**
+ * natkit_connection_get_peer_address:
+ * @self: a #NatkitConnection
+ *
+ * Returns: (nullable): the peer address connected to, or %NULL
+ */
+const char *
+natkit_connection_get_peer_address (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NULL);
+  return self->peer_address;
+}
+
+/**
+ * natkit_connection_get_session_id:
+ * @self: a #NatkitConnection
+ *
+ * Returns: the ID both peers know this connection by
+ */
+const char *
+natkit_connection_get_session_id (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NULL);
+  return self->session_id;
+}
+
+/**
+ * natkit_connection_get_role:
+ * @self: a #NatkitConnection
+ *
+ * Returns: whether this side connected (initiator) or accepted (responder)
+ */
+NatkitRole
+natkit_connection_get_role (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NATKIT_ROLE_INITIATOR);
+  return self->role;
+}
+
+/**
+ * natkit_connection_get_flags:
+ * @self: a #NatkitConnection
+ *
+ * Returns: how the connecting side said it would use the connection
+ */
+NatkitConnectFlags
+natkit_connection_get_flags (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), 0);
+  return self->flags;
+}
+
+/**
+ * natkit_connection_get_method:
+ * @self: a #NatkitConnection
+ *
+ * Returns: (nullable): the traversal method of the current path, or %NULL
+ *   while there is none
+ */
+const char *
+natkit_connection_get_method (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NULL);
+  return self->path ? natkit_path_get_method (self->path) : NULL;
+}
+
+/**
+ * natkit_connection_get_transport:
+ * @self: a #NatkitConnection
+ *
+ * Returns: (nullable): what carries the current path, or %NULL while there
+ *   is none
+ */
+const char *
+natkit_connection_get_transport (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NULL);
+  return self->path ? natkit_path_get_transport (self->path) : NULL;
+}
+
+/**
+ * natkit_connection_get_state:
+ * @self: a #NatkitConnection
+ *
+ * Returns: the connection's state
+ */
+NatkitConnectionState
+natkit_connection_get_state (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NATKIT_CONNECTION_STATE_CLOSED);
+  return self->state;
+}
+
+/**
+ * natkit_connection_get_rtt:
+ * @self: a #NatkitConnection
+ *
+ * Returns: the last measured round-trip time in microseconds, or -1
+ */
+gint64
+natkit_connection_get_rtt (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), -1);
+  return self->rtt;
+}
+
+/**
+ * natkit_connection_get_connect_time:
+ * @self: a #NatkitConnection
+ *
+ * Returns: how long connecting took, in microseconds, from the call to
+ *   the completed secure handshake (0 for incoming connections)
+ */
+gint64
+natkit_connection_get_connect_time (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), 0);
+  return self->connect_time;
+}
+
+/**
+ * natkit_connection_get_path:
+ * @self: a #NatkitConnection
+ *
+ * Returns: (nullable) (transfer none): the current path
+ */
+NatkitPath *
+natkit_connection_get_path (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NULL);
+  return self->path;
+}
+
+/**
+ * natkit_connection_get_stream:
+ * @self: a #NatkitConnection
+ *
+ * The reliable, ordered byte stream to the peer. Closing its output
+ * stream tells the peer that no more data follows (its reads return 0)
+ * while data can still come back; closing the #GIOStream closes both
+ * directions.
+ *
+ * Returns: (transfer none): the stream
+ */
+GIOStream *
+natkit_connection_get_stream (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NULL);
+  return _natkit_session_get_stream (self->session);
+}
+
+/**
+ * natkit_connection_get_max_datagram:
+ * @self: a #NatkitConnection
+ *
+ * Returns: the largest datagram [method@Natkit.Connection.send_datagram]
+ *   takes on the current path
+ */
+gsize
+natkit_connection_get_max_datagram (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), 0);
+  return _natkit_session_get_max_datagram (self->session);
+}
+
+/**
+ * natkit_connection_send_datagram:
+ * @self: a #NatkitConnection
+ * @datagram: the datagram
+ * @error: return location for a #GError
+ *
+ * Sends one datagram, encrypted. Datagrams may be lost or reordered; they
+ * are never altered.
+ *
+ * Returns: %TRUE when it was sent
+ */
+gboolean
+natkit_connection_send_datagram (NatkitConnection  *self,
+                                 GBytes            *datagram,
+                                 GError           **error)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), FALSE);
+  g_return_val_if_fail (datagram != NULL, FALSE);
+
+  if (self->state == NATKIT_CONNECTION_STATE_CLOSED ||
+      self->state == NATKIT_CONNECTION_STATE_FAILED)
+    {
+      g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_CLOSED,
+                   "the connection to %s is %s", self->peer_id,
+                   self->state == NATKIT_CONNECTION_STATE_CLOSED ? "closed" : "lost");
+      return FALSE;
+    }
+  return _natkit_session_send_datagram (self->session, datagram, error);
+}
+
+/**
+ * natkit_connection_close:
+ * @self: a #NatkitConnection
+ *
+ * Closes the connection: tells the peer, ends the secure session, releases
+ * the path (relay circuits and the like). Does nothing when it is closed
+ * already.
+ */
+void
+natkit_connection_close (NatkitConnection *self)
+{
+  g_return_if_fail (NATKIT_IS_CONNECTION (self));
+
+  if (self->state == NATKIT_CONNECTION_STATE_CLOSED ||
+      self->state == NATKIT_CONNECTION_STATE_FAILED)
+    return;
+  if (self->connector)
+    _natkit_connector_send_op (self->connector, self->signaling, self->peer_id,
+                               self->session_id, "close", "reason",
+                               "closed by the peer");
+  finish (self, NATKIT_CONNECTION_STATE_CLOSED, "closed by this side");
+}

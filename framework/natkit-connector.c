@@ -1,0 +1,1357 @@
+/* natkit-connector.c: how two managers agree on a connection
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * The initiator sends "connect" (the methods it can run) over signaling;
+ * the responder answers "accept" (the ones it will run) or "reject". Then
+ * the initiator walks the agreed methods in its rank order: it announces
+ * each with "attempt", both sides run that traversal, and on the path it
+ * produces both run the secure session's handshake. The first method whose
+ * handshake completes carries the connection. docs/protocol.md, section 6.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include <json-glib/json-glib.h>
+
+#include "natkit.h"
+#include "natkit-connector-private.h"
+#include "natkit-session-private.h"
+
+#define ACCEPT_TIMEOUT_MS     10000
+#define HANDSHAKE_TIMEOUT_MS  10000
+#define METHOD_TIMEOUT_MS     15000
+#define SESSION_ID_BYTES      16
+
+struct _NatkitConnector
+{
+  GObject        parent_instance;
+
+  NatkitManager *manager;     /* weak: the manager owns us */
+  GHashTable    *rendezvous;  /* server → NatkitRendezvous */
+  GHashTable    *channels;    /* NatkitSignaling → Channel */
+  GHashTable    *entries;     /* session id → Entry */
+  gboolean       shut_down;
+};
+
+G_DEFINE_FINAL_TYPE (NatkitConnector, _natkit_connector, G_TYPE_OBJECT)
+
+typedef struct
+{
+  NatkitSignaling *signaling;
+  gulong           handler;
+  gboolean         listening;
+} Channel;
+
+typedef struct
+{
+  NatkitConnector  *connector;
+  char             *session_id;
+  char             *peer_id;
+  NatkitRole        role;
+  NatkitSignaling  *signaling;
+  NatkitConnectFlags flags;
+  GStrv             methods;     /* agreed */
+  NatkitConnection *connection;  /* weak */
+  GTask            *accept_task; /* initiator, waiting for accept */
+  GSource          *expiry;      /* responder: forget when nothing happens */
+  GCancellable     *attempt;     /* responder: the running attempt */
+} Entry;
+
+static void
+channel_free (gpointer data)
+{
+  Channel *c = data;
+
+  g_clear_signal_handler (&c->handler, c->signaling);
+  g_clear_object (&c->signaling);
+  g_free (c);
+}
+
+static void
+entry_free (gpointer data)
+{
+  Entry *e = data;
+
+  if (e->expiry)
+    {
+      g_source_destroy (e->expiry);
+      g_source_unref (e->expiry);
+    }
+  if (e->attempt)
+    {
+      g_cancellable_cancel (e->attempt);
+      g_object_unref (e->attempt);
+    }
+  g_clear_weak_pointer (&e->connection);
+  g_clear_object (&e->accept_task);
+  g_clear_object (&e->signaling);
+  g_strfreev (e->methods);
+  g_free (e->session_id);
+  g_free (e->peer_id);
+  g_free (e);
+}
+
+static void
+natkit_connector_finalize (GObject *object)
+{
+  NatkitConnector *self = NATKIT_CONNECTOR (object);
+
+  _natkit_connector_shutdown (self);
+  g_hash_table_unref (self->entries);
+  g_hash_table_unref (self->channels);
+  g_hash_table_unref (self->rendezvous);
+
+  G_OBJECT_CLASS (_natkit_connector_parent_class)->finalize (object);
+}
+
+static void
+_natkit_connector_class_init (NatkitConnectorClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = natkit_connector_finalize;
+}
+
+static void
+_natkit_connector_init (NatkitConnector *self)
+{
+  self->rendezvous = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                            g_object_unref);
+  self->channels = g_hash_table_new_full (NULL, NULL, NULL, channel_free);
+  self->entries = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+                                         entry_free);
+}
+
+NatkitConnector *
+_natkit_connector_new (NatkitManager *manager)
+{
+  NatkitConnector *self = g_object_new (NATKIT_TYPE_CONNECTOR, NULL);
+
+  self->manager = manager;
+  return self;
+}
+
+void
+_natkit_connector_shutdown (NatkitConnector *self)
+{
+  GHashTableIter iter;
+  gpointer value;
+  g_autoptr(GPtrArray) connections = g_ptr_array_new_with_free_func (g_object_unref);
+
+  if (self->shut_down)
+    return;
+  self->shut_down = TRUE;
+
+  g_hash_table_iter_init (&iter, self->entries);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      Entry *e = value;
+
+      if (e->connection)
+        g_ptr_array_add (connections, g_object_ref (e->connection));
+    }
+  for (guint i = 0; i < connections->len; i++)
+    natkit_connection_close (g_ptr_array_index (connections, i));
+
+  g_hash_table_remove_all (self->entries);
+  g_hash_table_remove_all (self->channels);
+
+  g_hash_table_iter_init (&iter, self->rendezvous);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    natkit_rendezvous_close (value);
+  g_hash_table_remove_all (self->rendezvous);
+}
+
+NatkitRendezvous *
+_natkit_connector_get_rendezvous (NatkitConnector  *self,
+                                  const char       *server,
+                                  GError          **error)
+{
+  NatkitRendezvous *rendezvous = g_hash_table_lookup (self->rendezvous, server);
+  NatkitIdentity *identity;
+
+  if (rendezvous)
+    return rendezvous;
+
+  identity = natkit_manager_get_identity (self->manager, error);
+  if (!identity)
+    return NULL;
+  rendezvous = natkit_rendezvous_new (identity, server, error);
+  if (!rendezvous)
+    return NULL;
+  g_hash_table_insert (self->rendezvous, g_strdup (server), rendezvous);
+  return rendezvous;
+}
+
+/* ---- signaling messages ------------------------------------------------- */
+
+static void
+send_done_cb (GObject      *source,
+              GAsyncResult *res,
+              gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!natkit_signaling_send_finish (NATKIT_SIGNALING (source), res, &error))
+    g_debug ("signaling message not delivered: %s", error->message);
+}
+
+static void
+send_body (NatkitSignaling *signaling,
+           const char      *peer_id,
+           JsonObject      *body)
+{
+  g_autoptr(JsonNode) node = json_node_init_object (json_node_alloc (), body);
+  g_autofree char *text = json_to_string (node, FALSE);
+
+  natkit_signaling_send_async (signaling, peer_id, text, NULL, send_done_cb, NULL);
+}
+
+static JsonObject *
+new_body (const char *session_id,
+          const char *op)
+{
+  JsonObject *body = json_object_new ();
+
+  json_object_set_int_member (body, "natkit", 1);
+  json_object_set_string_member (body, "op", op);
+  json_object_set_string_member (body, "session", session_id);
+  return body;
+}
+
+void
+_natkit_connector_send_op (NatkitConnector *self,
+                           NatkitSignaling *signaling,
+                           const char      *peer_id,
+                           const char      *session_id,
+                           const char      *op,
+                           const char      *member,
+                           const char      *value)
+{
+  g_autoptr(JsonObject) body = new_body (session_id, op);
+
+  if (member)
+    json_object_set_string_member (body, member, value);
+  send_body (signaling, peer_id, body);
+}
+
+static JsonArray *
+strv_to_array (const char * const *strv)
+{
+  JsonArray *array = json_array_new ();
+
+  for (guint i = 0; strv && strv[i]; i++)
+    json_array_add_string_element (array, strv[i]);
+  return array;
+}
+
+static GStrv
+array_to_strv (JsonObject *body,
+               const char *member)
+{
+  g_autoptr(GStrvBuilder) builder = g_strv_builder_new ();
+  JsonNode *node = json_object_get_member (body, member);
+  JsonArray *array;
+
+  if (node && JSON_NODE_HOLDS_ARRAY (node))
+    {
+      array = json_node_get_array (node);
+      for (guint i = 0; i < json_array_get_length (array) && i < 32; i++)
+        {
+          JsonNode *el = json_array_get_element (array, i);
+
+          if (JSON_NODE_HOLDS_VALUE (el) &&
+              json_node_get_value_type (el) == G_TYPE_STRING &&
+              strlen (json_node_get_string (el)) <= 64)
+            g_strv_builder_add (builder, json_node_get_string (el));
+        }
+    }
+  return g_strv_builder_end (builder);
+}
+
+static void
+forget_entry (NatkitConnector *self,
+              Entry           *e)
+{
+  g_hash_table_remove (self->entries, e->session_id);
+}
+
+void
+_natkit_connector_forget (NatkitConnector *self,
+                          const char      *session_id)
+{
+  g_hash_table_remove (self->entries, session_id);
+}
+
+/* ---- the methods -------------------------------------------------------- */
+
+static NatkitTraversalRequest *
+make_request (NatkitConnector  *self,
+              Entry            *e,
+              NatkitRole        role)
+{
+  NatkitIdentity *identity = natkit_manager_get_identity (self->manager, NULL);
+  NatkitTraversalRequest *request;
+
+  /* the ID this node has on the channel (its identity's, unless the
+   * application's channel says otherwise: the secure session decides) */
+  request = natkit_traversal_request_new (natkit_signaling_get_local_peer_id (e->signaling),
+                                          e->peer_id, role);
+  natkit_traversal_request_set_session_id (request, e->session_id);
+  natkit_traversal_request_set_signaling (request, e->signaling);
+  if (NATKIT_IS_RENDEZVOUS (e->signaling))
+    natkit_traversal_request_set_rendezvous (request, NATKIT_RENDEZVOUS (e->signaling));
+  natkit_traversal_request_set_identity (request, identity);
+  natkit_traversal_request_set_timeout (request, METHOD_TIMEOUT_MS);
+  return request;
+}
+
+/* The traversal plugins that apply, in rank order; reasons for the rest
+ * appended to @failures. */
+static GPtrArray *
+usable_methods (NatkitConnector     *self,
+                Entry               *e,
+                const char * const  *methods,
+                NatkitRole           role,
+                GString             *failures,
+                GError             **error)
+{
+  g_autoptr(GPtrArray) infos = NULL;
+  g_autoptr(NatkitTraversalRequest) request = NULL;
+  g_autoptr(GStrvBuilder) known = g_strv_builder_new ();
+  g_auto(GStrv) filtered = NULL;
+  GPtrArray *names;
+
+  /* the responder runs what the initiator offers and it has; names it does
+   * not know are not an error */
+  if (role == NATKIT_ROLE_RESPONDER && methods)
+    {
+      for (guint i = 0; methods[i]; i++)
+        {
+          NatkitPluginInfo *info = natkit_manager_get_plugin (self->manager, methods[i]);
+
+          if (info && natkit_plugin_info_get_state (info) == NATKIT_PLUGIN_STATE_LOADED &&
+              g_type_is_a (natkit_plugin_info_get_gtype (info), NATKIT_TYPE_TRAVERSAL))
+            g_strv_builder_add (known, methods[i]);
+        }
+      filtered = g_strv_builder_end (known);
+      methods = (const char * const *) filtered;
+    }
+
+  infos = _natkit_manager_list_traversals (self->manager, methods, error);
+  if (!infos)
+    return NULL;
+  request = make_request (self, e, role);
+  names = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < infos->len; i++)
+    {
+      NatkitPluginInfo *info = g_ptr_array_index (infos, i);
+      g_autoptr(NatkitTraversal) traversal =
+        g_object_new (natkit_plugin_info_get_gtype (info), NULL);
+      g_autoptr(GError) local_error = NULL;
+
+      if (natkit_traversal_applies (traversal, request, &local_error))
+        g_ptr_array_add (names, g_strdup (natkit_plugin_info_get_name (info)));
+      else
+        {
+          g_debug ("%s does not apply: %s", natkit_plugin_info_get_name (info),
+                   local_error->message);
+          if (failures)
+            g_string_append_printf (failures, "%s%s: %s",
+                                    failures->len ? "; " : "",
+                                    natkit_plugin_info_get_name (info),
+                                    local_error->message);
+        }
+    }
+  g_ptr_array_add (names, NULL);
+  return names;
+}
+
+/* One traversal + (optionally) handshake: the unit both sides run. */
+
+typedef struct
+{
+  NatkitConnector        *connector;
+  NatkitTraversalRequest *request;
+  NatkitSession          *session;     /* NULL: path only (reopen) */
+  NatkitPath             *path;
+  char                   *method;
+  GCancellable           *cancellable;
+  gulong                  cancelled_id;
+  GCancellable           *parent;
+  GSource                *timeout;
+  gboolean                timed_out;
+} AttemptData;
+
+static void
+attempt_data_free (gpointer data)
+{
+  AttemptData *d = data;
+
+  if (d->timeout)
+    {
+      g_source_destroy (d->timeout);
+      g_source_unref (d->timeout);
+    }
+  if (d->parent)
+    g_cancellable_disconnect (d->parent, d->cancelled_id);
+  g_clear_object (&d->parent);
+  g_clear_object (&d->cancellable);
+  g_clear_object (&d->request);
+  g_clear_object (&d->session);
+  if (d->path)
+    {
+      natkit_path_close (d->path);
+      g_object_unref (d->path);
+    }
+  g_clear_object (&d->connector);
+  g_free (d->method);
+  g_free (d);
+}
+
+static void
+attempt_cancelled_cb (GCancellable *parent,
+                      gpointer      user_data)
+{
+  g_cancellable_cancel (user_data);
+}
+
+static gboolean
+attempt_timeout_cb (gpointer user_data)
+{
+  AttemptData *d = user_data;
+
+  d->timed_out = TRUE;
+  g_cancellable_cancel (d->cancellable);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+attempt_fail (GTask  *task,
+              GError *error)
+{
+  AttemptData *d = g_task_get_task_data (task);
+
+  if (d->timed_out && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      g_task_return_new_error (task, NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
+                               "no %s within %u s",
+                               d->path ? "secure handshake" : "path",
+                               natkit_traversal_request_get_timeout (d->request) / 1000);
+      g_error_free (error);
+      return;
+    }
+  g_task_return_error (task, error);
+}
+
+static void
+attempt_handshake_cb (GObject      *source,
+                      GAsyncResult *res,
+                      gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  AttemptData *d = g_task_get_task_data (task);
+  GError *error = NULL;
+
+  if (!_natkit_session_handshake_finish (NATKIT_SESSION (source), res, &error))
+    {
+      attempt_fail (task, error);
+      return;
+    }
+  g_task_return_pointer (task, g_steal_pointer (&d->path), g_object_unref);
+}
+
+static void
+attempt_path_cb (GObject      *source,
+                 GAsyncResult *res,
+                 gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  AttemptData *d = g_task_get_task_data (task);
+  GError *error = NULL;
+
+  d->path = natkit_traversal_open_path_finish (NATKIT_TRAVERSAL (source), res, &error);
+  if (!d->path)
+    {
+      attempt_fail (task, error);
+      return;
+    }
+  g_debug ("%s opened a path to %s (%s → %s over %s)", d->method,
+           natkit_traversal_request_get_remote_peer_id (d->request),
+           natkit_path_get_local_address (d->path),
+           natkit_path_get_remote_address (d->path),
+           natkit_path_get_transport (d->path));
+  if (!d->session)
+    {
+      g_task_return_pointer (task, g_steal_pointer (&d->path), g_object_unref);
+      return;
+    }
+
+  /* the handshake has its own budget, on top of the path's */
+  if (d->timeout)
+    {
+      g_source_destroy (d->timeout);
+      g_source_unref (d->timeout);
+      d->timeout = NULL;
+    }
+  _natkit_session_handshake_async (d->session, d->path, HANDSHAKE_TIMEOUT_MS,
+                                   d->cancellable, attempt_handshake_cb,
+                                   g_steal_pointer (&task));
+}
+
+/* Runs @method's traversal; with @session, also the handshake on the path.
+ * Returns the path. */
+static void
+run_attempt (NatkitConnector        *self,
+             NatkitTraversalRequest *request,
+             const char             *method,
+             NatkitSession          *session,
+             GCancellable           *cancellable,
+             GAsyncReadyCallback     callback,
+             gpointer                user_data)
+{
+  g_autoptr(GTask) task = g_task_new (self, NULL, callback, user_data);
+  g_autoptr(NatkitTraversal) traversal = NULL;
+  g_autoptr(GError) error = NULL;
+  NatkitPluginInfo *info;
+  AttemptData *d;
+
+  g_task_set_source_tag (task, run_attempt);
+  d = g_new0 (AttemptData, 1);
+  d->connector = g_object_ref (self);
+  d->request = g_object_ref (request);
+  d->session = session ? g_object_ref (session) : NULL;
+  d->method = g_strdup (method);
+  d->cancellable = g_cancellable_new ();
+  if (cancellable)
+    {
+      d->parent = g_object_ref (cancellable);
+      d->cancelled_id = g_cancellable_connect (cancellable,
+                                               G_CALLBACK (attempt_cancelled_cb),
+                                               d->cancellable, NULL);
+    }
+  g_task_set_task_data (task, d, attempt_data_free);
+
+  info = natkit_manager_get_plugin (self->manager, method);
+  if (!info || natkit_plugin_info_get_state (info) != NATKIT_PLUGIN_STATE_LOADED ||
+      !g_type_is_a (natkit_plugin_info_get_gtype (info), NATKIT_TYPE_TRAVERSAL))
+    {
+      g_task_return_new_error (task, NATKIT_ERROR, NATKIT_ERROR_NOT_FOUND,
+                               "the traversal method “%s” is not available here",
+                               method);
+      return;
+    }
+  traversal = g_object_new (natkit_plugin_info_get_gtype (info), NULL);
+  if (!natkit_traversal_applies (traversal, request, &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  d->timeout = g_timeout_source_new (natkit_traversal_request_get_timeout (request));
+  g_source_set_callback (d->timeout, attempt_timeout_cb, d, NULL);
+  g_source_set_static_name (d->timeout, "[natkit] connect attempt timeout");
+  g_source_attach (d->timeout, g_main_context_get_thread_default ());
+
+  g_debug ("trying %s with %s (%s)", method,
+           natkit_traversal_request_get_remote_peer_id (request),
+           natkit_traversal_request_get_role (request) == NATKIT_ROLE_INITIATOR ?
+             "initiator" : "responder");
+  natkit_traversal_open_path_async (traversal, request, d->cancellable,
+                                    attempt_path_cb, g_steal_pointer (&task));
+}
+
+static NatkitPath *
+run_attempt_finish (NatkitConnector  *self,
+                    GAsyncResult     *result,
+                    GError          **error)
+{
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* ---- the initiator ------------------------------------------------------ */
+
+typedef struct
+{
+  NatkitConnector  *connector;   /* the task's source object */
+  char             *session_id;  /* to look the entry up again */
+  char             *peer_address;
+  GStrv             requested;
+  GString          *failures;
+  gint64            started;
+  guint             next;
+  NatkitSession    *session;
+  gboolean          reopen;
+  GSource          *accept_timeout;
+} ConnectData;
+
+static void
+connect_data_free (gpointer data)
+{
+  ConnectData *d = data;
+
+  if (d->accept_timeout)
+    {
+      g_source_destroy (d->accept_timeout);
+      g_source_unref (d->accept_timeout);
+    }
+  g_free (d->session_id);
+  g_free (d->peer_address);
+  g_strfreev (d->requested);
+  g_string_free (d->failures, TRUE);
+  g_clear_object (&d->session);
+  g_free (d);
+}
+
+static Entry *
+lookup_entry (NatkitConnector *self,
+              const char      *session_id)
+{
+  return g_hash_table_lookup (self->entries, session_id);
+}
+
+static void try_next_method (GTask *task);
+static void clear_source (GSource **source);
+
+static void
+connect_fail (GTask  *task,
+              GError *error)
+{
+  NatkitConnector *self = g_task_get_source_object (task);
+  ConnectData *d = g_task_get_task_data (task);
+  Entry *e = lookup_entry (self, d->session_id);
+
+  if (e && !d->reopen && !e->connection)
+    forget_entry (self, e);
+  g_task_return_error (task, error);
+}
+
+static void
+method_done_cb (GObject      *source,
+                GAsyncResult *res,
+                gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  NatkitConnector *self = g_task_get_source_object (task);
+  ConnectData *d = g_task_get_task_data (task);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitPath) path = run_attempt_finish (self, res, &error);
+  Entry *e = lookup_entry (self, d->session_id);
+  const char *method;
+  NatkitConnection *connection;
+  NatkitConfig *config;
+
+  if (!e)
+    {
+      if (path)
+        natkit_path_close (path);
+      connect_fail (task, g_error_new (NATKIT_ERROR, NATKIT_ERROR_CLOSED,
+                                       "the connection attempt was abandoned"));
+      return;
+    }
+  method = e->methods[d->next - 1];
+
+  if (!path)
+    {
+      if (g_task_return_error_if_cancelled (task))
+        {
+          if (!d->reopen && !e->connection)
+            forget_entry (self, e);
+          return;
+        }
+      g_debug ("%s to %s failed: %s", method, e->peer_id, error->message);
+      g_string_append_printf (d->failures, "%s%s: %s", d->failures->len ? "; " : "",
+                              method, error->message);
+      g_clear_object (&d->session);
+      try_next_method (g_steal_pointer (&task));
+      return;
+    }
+
+  if (d->reopen)
+    {
+      g_task_return_pointer (task, g_steal_pointer (&path), g_object_unref);
+      return;
+    }
+
+  config = natkit_manager_get_config (self->manager);
+  connection = _natkit_connection_new (self, e->signaling, d->session, path,
+                                       e->peer_id, d->peer_address, e->session_id,
+                                       NATKIT_ROLE_INITIATOR, e->flags,
+                                       natkit_config_get_keepalive_interval (config),
+                                       natkit_config_get_connect_timeout (config) * 2,
+                                       g_get_monotonic_time () - d->started);
+  g_set_weak_pointer (&e->connection, connection);
+  g_debug ("connected to %s via %s in %" G_GINT64_FORMAT " ms", e->peer_id, method,
+           (g_get_monotonic_time () - d->started) / 1000);
+  g_task_return_pointer (task, connection, g_object_unref);
+}
+
+static void
+try_next_method (GTask *task)
+{
+  NatkitConnector *self = g_task_get_source_object (task);
+  ConnectData *d = g_task_get_task_data (task);
+  Entry *e = lookup_entry (self, d->session_id);
+  g_autoptr(NatkitTraversalRequest) request = NULL;
+  NatkitIdentity *identity;
+  const char *method;
+
+  if (!e)
+    {
+      connect_fail (task, g_error_new (NATKIT_ERROR, NATKIT_ERROR_CLOSED,
+                                       "the connection attempt was abandoned"));
+      g_object_unref (task);
+      return;
+    }
+
+  if (!e->methods || !e->methods[d->next])
+    {
+      connect_fail (task,
+                    g_error_new (NATKIT_ERROR, NATKIT_ERROR_NO_METHOD,
+                                 "could not reach %s by any method: %s",
+                                 e->peer_id,
+                                 d->failures->len ? d->failures->str :
+                                   "no method both peers can run"));
+      g_object_unref (task);
+      return;
+    }
+
+  method = e->methods[d->next++];
+  _natkit_connector_send_op (self, e->signaling, e->peer_id, e->session_id,
+                             "attempt", "method", method);
+  request = make_request (self, e, NATKIT_ROLE_INITIATOR);
+  if (!d->reopen)
+    {
+      identity = natkit_manager_get_identity (self->manager, NULL);
+      d->session = _natkit_session_new (identity, e->peer_id, NATKIT_ROLE_INITIATOR);
+    }
+  run_attempt (self, request, method, d->reopen ? NULL : d->session,
+               g_task_get_cancellable (task), method_done_cb, task);
+}
+
+static void
+accepted (GTask      *task,
+          JsonObject *body)
+{
+  NatkitConnector *self = g_task_get_source_object (task);
+  ConnectData *d = g_task_get_task_data (task);
+  Entry *e = lookup_entry (self, d->session_id);
+  g_auto(GStrv) theirs = array_to_strv (body, "methods");
+  g_autoptr(GStrvBuilder) agreed = g_strv_builder_new ();
+
+  clear_source (&d->accept_timeout);
+  for (guint i = 0; e->methods && e->methods[i]; i++)
+    if (g_strv_contains ((const char * const *) theirs, e->methods[i]))
+      g_strv_builder_add (agreed, e->methods[i]);
+    else
+      g_string_append_printf (d->failures, "%s%s: the peer cannot run it",
+                              d->failures->len ? "; " : "", e->methods[i]);
+  g_strfreev (e->methods);
+  e->methods = g_strv_builder_end (agreed);
+  g_debug ("%s accepted; methods to try: %s", e->peer_id,
+           e->methods[0] ? e->methods[0] : "(none)");
+  try_next_method (task);
+}
+
+static void
+clear_source (GSource **source)
+{
+  if (*source)
+    {
+      g_source_destroy (*source);
+      g_source_unref (*source);
+      *source = NULL;
+    }
+}
+
+static gboolean
+accept_timeout_cb (gpointer user_data)
+{
+  ConnectData *d = user_data;
+  Entry *e = lookup_entry (d->connector, d->session_id);
+  g_autoptr(GTask) task = NULL;
+
+  if (!e || !e->accept_task)
+    return G_SOURCE_REMOVE;
+  task = g_steal_pointer (&e->accept_task);
+  connect_fail (task, g_error_new (NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
+                                   "peer %s did not answer within %d s: is it "
+                                   "running and listening (nat-tool listen)?",
+                                   e->peer_id, ACCEPT_TIMEOUT_MS / 1000));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+connect_sent_cb (GObject      *source,
+                 GAsyncResult *res,
+                 gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  NatkitConnector *self = g_task_get_source_object (task);
+  ConnectData *d = g_task_get_task_data (task);
+  g_autoptr(GError) error = NULL;
+  Entry *e;
+
+  if (natkit_signaling_send_finish (NATKIT_SIGNALING (source), res, &error))
+    return;  /* now wait for accept */
+
+  e = lookup_entry (self, d->session_id);
+  if (!e || !e->accept_task)
+    return;
+  g_clear_object (&e->accept_task);
+  if (g_error_matches (error, NATKIT_ERROR, NATKIT_ERROR_NOT_FOUND))
+    connect_fail (task, g_error_new (NATKIT_ERROR, NATKIT_ERROR_NOT_FOUND,
+                                     "peer %s is not online: %s", e->peer_id,
+                                     error->message));
+  else
+    connect_fail (task, g_error_new (NATKIT_ERROR,
+                                     error->domain == NATKIT_ERROR ? error->code :
+                                       NATKIT_ERROR_FAILED,
+                                     "cannot signal to peer %s: %s", e->peer_id,
+                                     error->message));
+}
+
+static void ensure_channel (NatkitConnector *self,
+                            NatkitSignaling *signaling);
+
+static void
+start_connect (GTask           *task,
+               NatkitSignaling *signaling,
+               const char      *peer_id,
+               NatkitConnectFlags flags)
+{
+  NatkitConnector *self = g_task_get_source_object (task);
+  ConnectData *d = g_task_get_task_data (task);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) names = NULL;
+  g_autoptr(JsonObject) body = NULL;
+  guint8 raw[SESSION_ID_BYTES];
+  GString *sid = g_string_new (NULL);
+  Entry *e;
+
+  for (guint i = 0; i < SESSION_ID_BYTES; i++)
+    {
+      raw[i] = g_random_int_range (0, 256);
+      g_string_append_printf (sid, "%02x", raw[i]);
+    }
+  d->session_id = g_string_free (sid, FALSE);
+
+  e = g_new0 (Entry, 1);
+  e->connector = self;
+  e->session_id = g_strdup (d->session_id);
+  e->peer_id = g_strdup (peer_id);
+  e->role = NATKIT_ROLE_INITIATOR;
+  e->signaling = g_object_ref (signaling);
+  e->flags = flags;
+  g_hash_table_insert (self->entries, e->session_id, e);
+  ensure_channel (self, signaling);
+
+  names = usable_methods (self, e, (const char * const *) d->requested,
+                          NATKIT_ROLE_INITIATOR, d->failures, &error);
+  if (!names)
+    {
+      connect_fail (task, g_steal_pointer (&error));
+      return;
+    }
+  e->methods = g_strdupv ((char **) names->pdata);
+  if (!e->methods[0])
+    {
+      connect_fail (task,
+                    g_error_new (NATKIT_ERROR, NATKIT_ERROR_NO_METHOD,
+                                 "no traversal method can reach %s: %s", peer_id,
+                                 d->failures->len ? d->failures->str :
+                                   "no traversal plugin is loaded (run "
+                                   "“nat-tool plugins” to see why)"));
+      return;
+    }
+
+  body = new_body (e->session_id, "connect");
+  json_object_set_string_member (body, "mode",
+                                 (flags & NATKIT_CONNECT_DATAGRAM) ? "datagram" : "stream");
+  json_object_set_array_member (body, "methods",
+                                strv_to_array ((const char * const *) e->methods));
+  e->accept_task = g_object_ref (task);
+  d->accept_timeout = g_timeout_source_new (ACCEPT_TIMEOUT_MS);
+  g_source_set_callback (d->accept_timeout, accept_timeout_cb, d, NULL);
+  g_source_attach (d->accept_timeout, g_main_context_get_thread_default ());
+
+  {
+    g_autoptr(JsonNode) node = json_node_init_object (json_node_alloc (), body);
+    g_autofree char *text = json_to_string (node, FALSE);
+
+    g_debug ("asking %s to connect (session %s)", peer_id, e->session_id);
+    natkit_signaling_send_async (signaling, peer_id, text,
+                                 g_task_get_cancellable (task), connect_sent_cb,
+                                 g_object_ref (task));
+  }
+}
+
+typedef struct
+{
+  char               *peer_id;
+  NatkitConnectFlags  flags;
+} RegisterData;
+
+static void
+registered_cb (GObject      *source,
+               GAsyncResult *res,
+               gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(GError) error = NULL;
+  RegisterData *r = g_object_get_data (G_OBJECT (task), "natkit-register");
+
+  if (!natkit_rendezvous_connect_finish (NATKIT_RENDEZVOUS (source), res, &error))
+    {
+      connect_fail (task, g_steal_pointer (&error));
+      return;
+    }
+  if (g_task_return_error_if_cancelled (task))
+    return;
+  start_connect (task, NATKIT_SIGNALING (source), r->peer_id, r->flags);
+}
+
+static void
+register_data_free (gpointer data)
+{
+  RegisterData *r = data;
+
+  g_free (r->peer_id);
+  g_free (r);
+}
+
+void
+_natkit_connector_connect_async (NatkitConnector     *self,
+                                 NatkitSignaling     *signaling,
+                                 const char          *peer_id,
+                                 const char          *peer_address,
+                                 const char * const  *methods,
+                                 NatkitConnectFlags   flags,
+                                 GCancellable        *cancellable,
+                                 GAsyncReadyCallback  callback,
+                                 gpointer             user_data)
+{
+  g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
+  g_autoptr(GError) error = NULL;
+  ConnectData *d;
+
+  g_task_set_source_tag (task, _natkit_connector_connect_async);
+  g_task_set_name (task, "[natkit] connect");
+  d = g_new0 (ConnectData, 1);
+  d->connector = self;
+  d->failures = g_string_new (NULL);
+  d->started = g_get_monotonic_time ();
+  d->requested = g_strdupv ((char **) methods);
+  d->peer_address = g_strdup (peer_address);
+  g_task_set_task_data (task, d, connect_data_free);
+
+  if (!natkit_manager_get_identity (self->manager, &error))
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  if (!signaling)
+    {
+      g_autofree char *id = NULL;
+      g_autofree char *host = NULL;
+      g_autofree char *server = NULL;
+      guint16 port;
+      NatkitRendezvous *rendezvous;
+      RegisterData *r;
+
+      if (!natkit_peer_address_parse (peer_address, &id, &host, &port, &error))
+        {
+          g_task_return_error (task, g_steal_pointer (&error));
+          return;
+        }
+      server = strchr (host, ':') ? g_strdup_printf ("[%s]:%u", host, port)
+                                  : g_strdup_printf ("%s:%u", host, port);
+      rendezvous = _natkit_connector_get_rendezvous (self, server, &error);
+      if (!rendezvous)
+        {
+          g_task_return_error (task, g_steal_pointer (&error));
+          return;
+        }
+      r = g_new0 (RegisterData, 1);
+      r->peer_id = g_steal_pointer (&id);
+      r->flags = flags;
+      g_object_set_data_full (G_OBJECT (task), "natkit-register", r, register_data_free);
+      natkit_rendezvous_connect_async (rendezvous, cancellable, registered_cb,
+                                       g_steal_pointer (&task));
+      return;
+    }
+
+  start_connect (task, signaling, peer_id, flags);
+}
+
+NatkitConnection *
+_natkit_connector_connect_finish (NatkitConnector  *self,
+                                  GAsyncResult     *result,
+                                  GError          **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+void
+_natkit_connector_reopen_async (NatkitConnector     *self,
+                                NatkitConnection    *connection,
+                                GCancellable        *cancellable,
+                                GAsyncReadyCallback  callback,
+                                gpointer             user_data)
+{
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
+  ConnectData *d;
+  Entry *e = lookup_entry (self, natkit_connection_get_session_id (connection));
+
+  g_task_set_source_tag (task, _natkit_connector_reopen_async);
+  d = g_new0 (ConnectData, 1);
+  d->connector = self;
+  d->failures = g_string_new (NULL);
+  d->started = g_get_monotonic_time ();
+  d->reopen = TRUE;
+  d->session_id = g_strdup (natkit_connection_get_session_id (connection));
+  g_task_set_task_data (task, d, connect_data_free);
+
+  if (!e)
+    {
+      g_task_return_new_error (task, NATKIT_ERROR, NATKIT_ERROR_CLOSED,
+                               "the connection is closed");
+      g_object_unref (task);
+      return;
+    }
+  try_next_method (task);
+}
+
+NatkitPath *
+_natkit_connector_reopen_finish (NatkitConnector  *self,
+                                 GAsyncResult     *result,
+                                 GError          **error)
+{
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* ---- the responder ------------------------------------------------------ */
+
+static gboolean
+expiry_cb (gpointer user_data)
+{
+  Entry *e = user_data;
+
+  g_clear_pointer (&e->expiry, g_source_unref);
+  if (!e->connection)
+    {
+      g_debug ("forgetting session %s with %s: no connection came of it",
+               e->session_id, e->peer_id);
+      forget_entry (e->connector, e);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+arm_expiry (Entry *e,
+            guint  ms)
+{
+  if (e->expiry)
+    {
+      g_source_destroy (e->expiry);
+      g_source_unref (e->expiry);
+    }
+  e->expiry = g_timeout_source_new (ms);
+  g_source_set_callback (e->expiry, expiry_cb, e, NULL);
+  g_source_attach (e->expiry, g_main_context_get_thread_default ());
+}
+
+typedef struct
+{
+  NatkitConnector *connector;
+  char            *session_id;
+  char            *method;
+  NatkitSession   *session;
+} ResponderData;
+
+static void
+responder_data_free (ResponderData *r)
+{
+  g_clear_object (&r->connector);
+  g_clear_object (&r->session);
+  g_free (r->session_id);
+  g_free (r->method);
+  g_free (r);
+}
+
+static void
+responder_done_cb (GObject      *source,
+                   GAsyncResult *res,
+                   gpointer      user_data)
+{
+  ResponderData *r = user_data;
+  NatkitConnector *self = r->connector;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitPath) path = run_attempt_finish (self, res, &error);
+  Entry *e = lookup_entry (self, r->session_id);
+  NatkitConfig *config;
+  NatkitConnection *connection;
+
+  if (!path)
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        g_debug ("%s from %s failed on this side: %s", r->method,
+                 e ? e->peer_id : "?", error->message);
+      responder_data_free (r);
+      return;
+    }
+  if (!e || self->shut_down)
+    {
+      natkit_path_close (path);
+      responder_data_free (r);
+      return;
+    }
+
+  if (e->connection)
+    {
+      g_debug ("session %s with %s continues over %s", e->session_id,
+               e->peer_id, r->method);
+      _natkit_connection_replace_path (e->connection, path);
+      responder_data_free (r);
+      return;
+    }
+
+  config = natkit_manager_get_config (self->manager);
+  connection = _natkit_connection_new (self, e->signaling, r->session, path,
+                                       e->peer_id, NULL, e->session_id,
+                                       NATKIT_ROLE_RESPONDER, e->flags,
+                                       natkit_config_get_keepalive_interval (config),
+                                       natkit_config_get_connect_timeout (config) * 2,
+                                       0);
+  g_set_weak_pointer (&e->connection, connection);
+  if (e->expiry)
+    {
+      g_source_destroy (e->expiry);
+      g_clear_pointer (&e->expiry, g_source_unref);
+    }
+  g_debug ("incoming connection from %s via %s", e->peer_id, r->method);
+  responder_data_free (r);
+  _natkit_manager_emit_incoming (self->manager, connection);
+  g_object_unref (connection);
+}
+
+static void
+handle_attempt (NatkitConnector *self,
+                Entry           *e,
+                JsonObject      *body)
+{
+  const char *method = json_object_get_string_member_with_default (body, "method", NULL);
+  g_autoptr(NatkitTraversalRequest) request = NULL;
+  ResponderData *r;
+
+  if (!method || !e->methods || !g_strv_contains ((const char * const *) e->methods, method))
+    {
+      g_debug ("ignoring an attempt with method %s from %s: not agreed",
+               method ? method : "(none)", e->peer_id);
+      return;
+    }
+
+  if (e->attempt)
+    {
+      g_cancellable_cancel (e->attempt);
+      g_object_unref (e->attempt);
+    }
+  e->attempt = g_cancellable_new ();
+  if (!e->connection)
+    arm_expiry (e, ACCEPT_TIMEOUT_MS + METHOD_TIMEOUT_MS + HANDSHAKE_TIMEOUT_MS);
+
+  r = g_new0 (ResponderData, 1);
+  r->connector = g_object_ref (self);
+  r->session_id = g_strdup (e->session_id);
+  r->method = g_strdup (method);
+  if (!e->connection)
+    r->session = _natkit_session_new (natkit_manager_get_identity (self->manager, NULL),
+                                      e->peer_id, NATKIT_ROLE_RESPONDER);
+  request = make_request (self, e, NATKIT_ROLE_RESPONDER);
+  run_attempt (self, request, method, r->session, e->attempt,
+               responder_done_cb, r);
+}
+
+static void
+handle_connect (NatkitConnector *self,
+                Channel         *channel,
+                const char      *from,
+                const char      *session_id,
+                JsonObject      *body)
+{
+  g_auto(GStrv) offered = array_to_strv (body, "methods");
+  g_autoptr(GPtrArray) names = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonObject) reply = NULL;
+  const char *mode = json_object_get_string_member_with_default (body, "mode", "stream");
+  Entry *e;
+
+  if (lookup_entry (self, session_id))
+    return;  /* a duplicate */
+
+  if (!channel->listening)
+    {
+      _natkit_connector_send_op (self, channel->signaling, from, session_id,
+                                 "reject", "reason",
+                                 "the peer is not accepting connections");
+      return;
+    }
+  if (!natkit_manager_get_identity (self->manager, NULL))
+    return;
+
+  e = g_new0 (Entry, 1);
+  e->connector = self;
+  e->session_id = g_strdup (session_id);
+  e->peer_id = g_strdup (from);
+  e->role = NATKIT_ROLE_RESPONDER;
+  e->signaling = g_object_ref (channel->signaling);
+  e->flags = g_strcmp0 (mode, "datagram") == 0 ? NATKIT_CONNECT_DATAGRAM : 0;
+  g_hash_table_insert (self->entries, e->session_id, e);
+  arm_expiry (e, ACCEPT_TIMEOUT_MS + METHOD_TIMEOUT_MS + HANDSHAKE_TIMEOUT_MS);
+
+  names = usable_methods (self, e, (const char * const *) offered,
+                          NATKIT_ROLE_RESPONDER, NULL, &error);
+  if (!names || !g_ptr_array_index (names, 0))
+    {
+      g_autofree char *list = g_strjoinv (", ", offered);
+
+      g_debug ("rejecting %s: no common method (offered: %s)", from, list);
+      _natkit_connector_send_op (self, channel->signaling, from, session_id,
+                                 "reject", "reason",
+                                 "no traversal method in common");
+      forget_entry (self, e);
+      return;
+    }
+  e->methods = g_strdupv ((char **) names->pdata);
+
+  reply = new_body (session_id, "accept");
+  json_object_set_array_member (reply, "methods",
+                                strv_to_array ((const char * const *) e->methods));
+  g_debug ("accepting %s (session %s)", from, session_id);
+  send_body (channel->signaling, from, reply);
+}
+
+static void
+message_received_cb (NatkitSignaling *signaling,
+                     const char      *from,
+                     const char      *text,
+                     gpointer         user_data)
+{
+  NatkitConnector *self = user_data;
+  Channel *channel = g_hash_table_lookup (self->channels, signaling);
+  g_autoptr(JsonNode) node = NULL;
+  JsonObject *body;
+  const char *op, *session_id;
+  Entry *e;
+
+  if (!channel || self->shut_down)
+    return;
+
+  node = json_from_string (text, NULL);
+  if (!node || !JSON_NODE_HOLDS_OBJECT (node))
+    return;
+  body = json_node_get_object (node);
+  if (json_object_get_int_member_with_default (body, "natkit", 0) != 1)
+    return;
+  op = json_object_get_string_member_with_default (body, "op", NULL);
+  session_id = json_object_get_string_member_with_default (body, "session", NULL);
+  if (!op || !session_id || strlen (session_id) == 0 || strlen (session_id) > 64)
+    {
+      g_debug ("ignoring a malformed signaling message from %s", from);
+      return;
+    }
+
+  if (g_str_equal (op, "connect"))
+    {
+      handle_connect (self, channel, from, session_id, body);
+      return;
+    }
+
+  e = lookup_entry (self, session_id);
+  if (!e || g_strcmp0 (e->peer_id, from) != 0 || e->signaling != signaling)
+    {
+      g_debug ("ignoring “%s” from %s for an unknown session", op, from);
+      return;
+    }
+
+  if (g_str_equal (op, "accept") && e->role == NATKIT_ROLE_INITIATOR && e->accept_task)
+    {
+      g_autoptr(GTask) task = g_steal_pointer (&e->accept_task);
+
+      accepted (g_steal_pointer (&task), body);
+    }
+  else if (g_str_equal (op, "reject") && e->role == NATKIT_ROLE_INITIATOR &&
+           e->accept_task)
+    {
+      g_autoptr(GTask) task = g_steal_pointer (&e->accept_task);
+      const char *reason = json_object_get_string_member_with_default (body, "reason",
+                                                                       "no reason given");
+      ConnectData *d = g_task_get_task_data (task);
+
+      clear_source (&d->accept_timeout);
+      connect_fail (task, g_error_new (NATKIT_ERROR, NATKIT_ERROR_REFUSED,
+                                       "peer %s refused the connection: %s",
+                                       from, reason));
+    }
+  else if (g_str_equal (op, "attempt") && e->role == NATKIT_ROLE_RESPONDER)
+    handle_attempt (self, e, body);
+  else if (g_str_equal (op, "close"))
+    {
+      const char *reason = json_object_get_string_member_with_default (body, "reason",
+                                                                       "closed by the peer");
+      if (e->connection)
+        _natkit_connection_peer_closed (e->connection, reason);
+      else
+        forget_entry (self, e);
+    }
+  else
+    g_debug ("ignoring “%s” from %s", op, from);
+}
+
+static void
+ensure_channel (NatkitConnector *self,
+                NatkitSignaling *signaling)
+{
+  Channel *c;
+
+  if (g_hash_table_contains (self->channels, signaling))
+    return;
+  c = g_new0 (Channel, 1);
+  c->signaling = g_object_ref (signaling);
+  c->handler = g_signal_connect (signaling, "message-received",
+                                 G_CALLBACK (message_received_cb), self);
+  g_hash_table_insert (self->channels, signaling, c);
+}
+
+gboolean
+_natkit_connector_listen (NatkitConnector  *self,
+                          NatkitSignaling  *signaling,
+                          GError          **error)
+{
+  Channel *c;
+
+  if (!natkit_manager_get_identity (self->manager, error))
+    return FALSE;
+  ensure_channel (self, signaling);
+  c = g_hash_table_lookup (self->channels, signaling);
+  c->listening = TRUE;
+  if (NATKIT_IS_RENDEZVOUS (signaling))
+    natkit_rendezvous_set_reserve_relay (NATKIT_RENDEZVOUS (signaling), TRUE);
+  return TRUE;
+}
+
+void
+_natkit_connector_stop_listening (NatkitConnector *self,
+                                  NatkitSignaling *signaling)
+{
+  Channel *c = g_hash_table_lookup (self->channels, signaling);
+
+  if (!c)
+    return;
+  c->listening = FALSE;
+  if (NATKIT_IS_RENDEZVOUS (signaling))
+    natkit_rendezvous_set_reserve_relay (NATKIT_RENDEZVOUS (signaling), FALSE);
+}
