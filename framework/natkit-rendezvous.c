@@ -6,6 +6,9 @@
 
 #include <string.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include "natkit.h"
 #include "natkit-rendezvous-private.h"
 #include "natkit-wire-private.h"
@@ -518,10 +521,21 @@ socket_client_event_cb (GSocketClient      *client,
                         GIOStream          *connection,
                         gpointer            user_data)
 {
-  if (event == G_SOCKET_CLIENT_TLS_HANDSHAKING && G_IS_TLS_CONNECTION (connection))
-    g_signal_connect_data (connection, "accept-certificate",
-                           G_CALLBACK (accept_certificate_cb),
-                           g_strdup (user_data), (GClosureNotify) g_free, 0);
+  if (event == G_SOCKET_CLIENT_CONNECTED && G_IS_SOCKET_CONNECTION (connection))
+    {
+      /* small control messages: do not wait for delayed ACKs */
+      g_socket_set_option (g_socket_connection_get_socket (G_SOCKET_CONNECTION (connection)),
+                           IPPROTO_TCP, TCP_NODELAY, 1, NULL);
+    }
+  else if (event == G_SOCKET_CLIENT_TLS_HANDSHAKING && G_IS_TLS_CONNECTION (connection))
+    {
+      /* peers are authenticated end to end, the server by its pinned
+       * fingerprint if any: no CA lookups */
+      g_tls_connection_set_database (G_TLS_CONNECTION (connection), NULL);
+      g_signal_connect_data (connection, "accept-certificate",
+                             G_CALLBACK (accept_certificate_cb),
+                             g_strdup (user_data), (GClosureNotify) g_free, 0);
+    }
 }
 
 static GSocketClient *
@@ -702,6 +716,7 @@ open_tls_connect_cb (GObject      *source,
         g_task_return_error (task, g_steal_pointer (&error));
       return;
     }
+  g_socket_set_timeout (g_socket_connection_get_socket (conn), 0);
   d->stream = G_IO_STREAM (conn);
   open_tls_read_header (g_steal_pointer (&task));
 }
@@ -1694,6 +1709,9 @@ connect_cb (GObject      *source,
       return;
     }
 
+  /* the connect timeout must not outlive the connect: the control
+   * connection is idle between pings */
+  g_socket_set_timeout (g_socket_connection_get_socket (conn), 0);
   self->stream = G_IO_STREAM (conn);
   self->reader = _natkit_wire_reader_new (NATKIT_WIRE_MAX_CONTROL);
   if (!self->read_buffer)

@@ -147,6 +147,8 @@ struct _NatkitSession
   Pipe              in;
   gboolean          output_closed;
   gboolean          input_closed;
+  GPtrArray        *close_waiters;  /* GTask: output close, until FIN acked */
+  GSource          *close_timeout;
   NatkitSessionStream *stream;
   GList            *sources;        /* StreamSource */
 
@@ -865,6 +867,66 @@ static GSourceFuncs clock_source_funcs = {
   NULL, NULL, clock_source_dispatch, NULL, NULL, NULL,
 };
 
+#define CLOSE_LINGER_S 30
+
+/* The output stream's close completes once the peer acknowledged our end
+ * of stream (all data delivered): PseudoTCP state FIN_WAIT_2 or later. */
+static gboolean
+output_delivered (NatkitSession *self)
+{
+  int state = PSEUDO_TCP_CLOSED;
+
+  if (self->out.tcp == NULL || !self->out.opened)
+    return TRUE;
+  g_object_get (self->out.tcp, "state", &state, NULL);
+  return state == PSEUDO_TCP_FIN_WAIT_2 || state == PSEUDO_TCP_TIME_WAIT ||
+         state == PSEUDO_TCP_CLOSED;
+}
+
+static void
+complete_close_waiters (NatkitSession *self,
+                        const GError  *error)
+{
+  g_autoptr(GPtrArray) waiters = NULL;
+
+  if (self->close_waiters == NULL || self->close_waiters->len == 0)
+    return;
+  if (!error && !output_delivered (self) &&
+      self->state != STATE_CLOSED && self->state != STATE_FAILED)
+    return;
+  waiters = g_steal_pointer (&self->close_waiters);
+  self->close_waiters = g_ptr_array_new_with_free_func (g_object_unref);
+  if (self->close_timeout)
+    {
+      g_source_destroy (self->close_timeout);
+      g_clear_pointer (&self->close_timeout, g_source_unref);
+    }
+  for (guint i = 0; i < waiters->len; i++)
+    {
+      GTask *task = g_ptr_array_index (waiters, i);
+
+      if (error)
+        g_task_return_error (task, g_error_copy (error));
+      else
+        g_task_return_boolean (task, TRUE);
+    }
+}
+
+static gboolean
+close_timeout_cb (gpointer user_data)
+{
+  NatkitSession *self = user_data;
+  g_autoptr(GError) error =
+    g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                 "%s did not acknowledge the end of the stream within %d s: "
+                 "the last data may not have arrived", self->short_peer_id,
+                 CLOSE_LINGER_S);
+
+  g_clear_pointer (&self->close_timeout, g_source_unref);
+  complete_close_waiters (self, error);
+  return G_SOURCE_REMOVE;
+}
+
 static gboolean
 pipe_clock_cb (gpointer user_data)
 {
@@ -872,6 +934,8 @@ pipe_clock_cb (gpointer user_data)
 
   pseudo_tcp_socket_notify_clock (pipe->tcp);
   pipe_clock_update (pipe);
+  if (pipe->outgoing)
+    complete_close_waiters (pipe->session, NULL);
   return G_SOURCE_CONTINUE;
 }
 
@@ -998,6 +1062,8 @@ stream_segment (NatkitSession *self,
 
   pseudo_tcp_socket_notify_packet (pipe->tcp, (const gchar *) segment, len);
   pipe_clock_update (pipe);
+  if (pipe->outgoing)
+    complete_close_waiters (self, NULL);
 
   /* A FIN carries no data, so PseudoTCP says nothing: look. */
   if (!pipe->outgoing && !pipe->fin_seen &&
@@ -1718,6 +1784,7 @@ session_closed (NatkitSession *self,
   self->state = STATE_CLOSED;
   g_free (self->close_reason);
   self->close_reason = g_strdup (reason);
+  complete_close_waiters (self, NULL);
   pipe_stop (&self->out);
   pipe_stop (&self->in);
   g_queue_clear_full (&self->incoming, (GDestroyNotify) g_bytes_unref);
@@ -2038,6 +2105,13 @@ _natkit_session_dispose (GObject *object)
   NatkitSession *self = NATKIT_SESSION (object);
 
   handshake_clear_sources (self);
+  if (self->close_waiters != NULL)
+    {
+      g_autoptr(GError) error = g_error_new (G_IO_ERROR, G_IO_ERROR_CLOSED,
+                                             "the secure session is gone");
+      complete_close_waiters (self, error);
+      g_clear_pointer (&self->close_waiters, g_ptr_array_unref);
+    }
   if (self->process_idle != NULL)
     {
       g_source_destroy (self->process_idle);
@@ -2153,6 +2227,7 @@ _natkit_session_init (NatkitSession *self)
   self->record = g_malloc (MAX_RECORD);
   self->outgoing = g_malloc (MAX_RECORD);
   self->stream_buffer = DEFAULT_STREAM_BUFFER;
+  self->close_waiters = g_ptr_array_new_with_free_func (g_object_unref);
 }
 
 /*
@@ -2763,9 +2838,24 @@ natkit_session_output_stream_close_async (GOutputStream       *stream,
 {
   g_autoptr(GTask) task = g_task_new (stream, cancellable, callback, user_data);
 
+  NatkitSession *session = NATKIT_SESSION_OUTPUT_STREAM (stream)->session;
+
   g_task_set_source_tag (task, natkit_session_output_stream_close_async);
-  stream_close_output (NATKIT_SESSION_OUTPUT_STREAM (stream)->session);
-  g_task_return_boolean (task, TRUE);
+  stream_close_output (session);
+  if (session == NULL || session->state == STATE_CLOSED ||
+      session->state == STATE_FAILED || output_delivered (session))
+    {
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
+  /* like a TCP socket's linger: done when the peer has it all */
+  g_ptr_array_add (session->close_waiters, g_steal_pointer (&task));
+  if (!session->close_timeout)
+    {
+      session->close_timeout = g_timeout_source_new_seconds (CLOSE_LINGER_S);
+      g_source_set_callback (session->close_timeout, close_timeout_cb, session, NULL);
+      g_source_attach (session->close_timeout, session->context);
+    }
 }
 
 static gboolean

@@ -307,8 +307,10 @@ pipe_start (CommonOptions    *common,
   if (p->out)
     {
       p->pending++;
+      /* the end of the peer's stream closes ours: a command (--exec) sees
+       * end of input; stdout's stream does not own fd 1 */
       g_output_stream_splice_async (p->out, g_io_stream_get_input_stream (stream),
-                                    G_OUTPUT_STREAM_SPLICE_NONE,
+                                    G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET,
                                     G_PRIORITY_DEFAULT, p->cancellable,
                                     splice_cb, p);
     }

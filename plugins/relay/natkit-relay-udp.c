@@ -10,6 +10,9 @@
 #include <string.h>
 
 #include "natkit-relay-udp.h"
+#include <sys/socket.h>
+
+#define RELAY_SOCKET_BUFFER (4 * 1024 * 1024)
 
 /* BIND at 0, 250, 500, 1000, 2000 ms…: the gaps between them */
 static const guint bind_gaps_ms[] = { 250, 250, 500, 1000 };
@@ -529,6 +532,10 @@ bind_start (GTask        *task,
   if (socket != NULL)
     {
       g_socket_set_blocking (socket, FALSE);
+      /* a window of stream data arrives in bursts: room for it (the
+       * kernel caps this at net.core.rmem_max / wmem_max) */
+      g_socket_set_option (socket, SOL_SOCKET, SO_RCVBUF, RELAY_SOCKET_BUFFER, NULL);
+      g_socket_set_option (socket, SOL_SOCKET, SO_SNDBUF, RELAY_SOCKET_BUFFER, NULL);
       if (g_socket_bind (socket, local, FALSE, &error) &&
           g_socket_connect (socket, server, NULL, &error))
         bound = g_socket_get_local_address (socket, &error);

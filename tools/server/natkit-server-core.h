@@ -1,0 +1,63 @@
+/* natkit-server-core.h: natkit-server as an object, so nat-tool can embed it
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  guint   max_circuits;       /* per peer, either end */
+  guint64 circuit_bytes;      /* both directions */
+  guint   circuit_duration;   /* s */
+  guint64 circuit_rate;       /* bytes/s, both directions, 1 s burst */
+  guint   reservation_ttl;    /* s */
+  guint   max_peers;
+  guint   max_reservations;
+  guint   max_control_rate;   /* messages/s per connection, burst 2× */
+} NatkitServerLimits;
+
+void natkit_server_limits_init (NatkitServerLimits *limits);
+
+#define NATKIT_TYPE_SERVER (natkit_server_get_type ())
+G_DECLARE_FINAL_TYPE (NatkitServer, natkit_server, NATKIT, SERVER, GObject)
+
+NatkitServer *natkit_server_new             (const char               *host,
+                                             guint16                   tls_port,
+                                             guint16                   udp_port,
+                                             GTlsCertificate          *certificate,
+                                             const NatkitServerLimits *limits);
+gboolean      natkit_server_start           (NatkitServer             *self,
+                                             GError                  **error);
+void          natkit_server_stop_async      (NatkitServer             *self,
+                                             GAsyncReadyCallback       callback,
+                                             gpointer                  user_data);
+gboolean      natkit_server_stop_finish     (NatkitServer             *self,
+                                             GAsyncResult             *result,
+                                             GError                  **error);
+guint16       natkit_server_get_tls_port    (NatkitServer             *self);
+guint16       natkit_server_get_udp_port    (NatkitServer             *self);
+const char   *natkit_server_get_fingerprint (NatkitServer             *self);
+guint         natkit_server_get_n_peers     (NatkitServer             *self);
+guint         natkit_server_get_n_circuits  (NatkitServer             *self);
+guint64       natkit_server_get_bytes_relayed (NatkitServer           *self);
+
+/* A self-signed certificate (ECDSA P-256) for the server. */
+GTlsCertificate *natkit_server_generate_certificate (GError          **error);
+char            *natkit_server_certificate_fingerprint (GTlsCertificate *certificate);
+
+/* Handles one UDP datagram from @from as the socket loop does, writing
+ * the answer (if any) to @answer; returns its length. For the fuzz target
+ * and the tests. */
+gsize         _natkit_server_handle_udp     (NatkitServer             *self,
+                                             const guint8             *data,
+                                             gsize                     len,
+                                             GSocketAddress           *from,
+                                             guint8                   *answer,
+                                             gsize                     answer_size);
+
+G_END_DECLS
