@@ -147,6 +147,7 @@ struct _NatkitSession
   Pipe              in;
   gboolean          output_closed;
   gboolean          input_closed;
+  gboolean          out_connect_pending;
   GPtrArray        *close_waiters;  /* GTask: output close, until FIN acked */
   GSource          *close_timeout;
   NatkitSessionStream *stream;
@@ -1025,12 +1026,15 @@ pipes_start (NatkitSession *self)
              initiator ? CONV_FROM_RESPONDER : CONV_FROM_INITIATOR, FALSE);
   update_mtu (self);
 
-  /* The initiator opens both directions; the responder listens. */
+  /* Each side opens its own sending direction; the receiving one
+   * listens, and is established by the peer's first segment (data is
+   * retransmitted by its sender, so nothing hangs on a lost final ACK).
+   * The responder finishes the handshake first: it opens its direction
+   * once a record from the initiator shows the initiator is ready too. */
   if (initiator)
-    {
-      pseudo_tcp_socket_connect (self->out.tcp);
-      pseudo_tcp_socket_connect (self->in.tcp);
-    }
+    pseudo_tcp_socket_connect (self->out.tcp);
+  else
+    self->out_connect_pending = TRUE;
   pipe_clock_update (&self->out);
   pipe_clock_update (&self->in);
 
@@ -1120,6 +1124,13 @@ handle_inner (NatkitSession *self,
       g_debug ("session with %s: ignoring a malformed message: %s",
                self->short_peer_id, error->message);
       return;
+    }
+
+  if (self->out_connect_pending && self->out.tcp != NULL)
+    {
+      self->out_connect_pending = FALSE;
+      pseudo_tcp_socket_connect (self->out.tcp);
+      pipe_clock_update (&self->out);
     }
 
   switch (type)

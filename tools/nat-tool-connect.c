@@ -16,7 +16,7 @@
 
 /* ---- shared ------------------------------------------------------------- */
 
-static void
+void
 connection_event (CommonOptions    *common,
                   const char       *event,
                   NatkitConnection *connection,

@@ -853,6 +853,11 @@ static const Command commands[] = {
     "stdin to the peer and what the peer sends to stdout. How it connected goes\n"
     "to stderr (with --json as JSON events, one per line).",
     cmd_connect, connect_entries },
+  { "demo", "", "Connect two peers across NATs and show how",
+    "Starts a natkit-server and two peers in this process and connects them:\n"
+    "through the NAT lab when run as root (namespaces behind real NATs), else\n"
+    "over loopback. Shows each step and how the connection was made.",
+    cmd_demo, demo_entries },
   { "version", "", "Show the version",
     NULL, cmd_version, NULL },
 };

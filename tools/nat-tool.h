@@ -49,6 +49,11 @@ const char    *enum_nick      (GType           type,
                                int             value);
 
 /* nat-tool-connect.c */
+void connection_event (CommonOptions    *common,
+                       const char       *event,
+                       NatkitConnection *connection,
+                       gint64            elapsed_us,
+                       const char       *message);
 extern const GOptionEntry listen_entries[];
 extern const GOptionEntry connect_entries[];
 extern const GOptionEntry demo_entries[];
