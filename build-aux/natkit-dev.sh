@@ -82,46 +82,45 @@ case "$cmd" in
     echo "== nat-tool plugins (the plugins natkit found in the build tree)"
     meson devenv -C _build nat-tool plugins
     echo
+    echo "== nat-tool demo: a natkit-server and two peers in one process, over loopback"
+    meson devenv -C _build nat-tool demo
+    echo
     if [ "$(id -u)" -eq 0 ]; then
-      echo "== nat-tool detect, from behind two NATs of the lab (network namespaces)"
-      NAT_TOOL="$top/_build/tools/nat-tool" /usr/bin/python3 - <<'PY'
-import os, sys
+      echo "== two peers behind NATs of the lab (network namespaces) connect through natkit-server"
+      NAT_TOOL="$top/_build/tools/nat-tool" NATKIT_SERVER="$top/_build/tools/natkit-server" \
+        /usr/bin/python3 - <<'PY'
+import os, shutil, subprocess, sys, tempfile, time
 sys.path.insert(0, "tests/lab")
 from natlab import Lab
-tool = os.environ["NAT_TOOL"]
-with Lab(site_a="port-restricted", site_b="symmetric", hairpin_a=True) as lab:
-    for site in (lab.a, lab.b):
-        print("\n-- a host behind a %s NAT%s:" % (site.nat, " with hairpinning" if site.hairpin else ""),
-              flush=True)
-        plugins = ":".join(os.path.abspath("_build/plugins/" + p) for p in ("natpmp", "upnp"))
-        lab.run(site.host, "NATKIT_PLUGIN_SYSTEM_PATH= NATKIT_PLUGIN_PATH=%s %s detect --stun %s:%d"
-                % (plugins, tool, *lab.stun_primary), capture=False)
-PY
-      echo
-      echo "== nat-tool map: a port forwarded by the lab router's miniupnpd (PCP, NAT-PMP, UPnP-IGD)"
-      NAT_TOOL="$top/_build/tools/nat-tool" /usr/bin/python3 - <<'PY'
-import os, shutil, signal, sys, tempfile, time
-sys.path.insert(0, "tests/lab")
-from natlab import Lab
-tool = os.environ["NAT_TOOL"]
-state = tempfile.mkdtemp(prefix="natkit-demo-")
-plugins = ":".join(os.path.abspath("_build/plugins/" + p) for p in ("natpmp", "upnp"))
-env = ("NATKIT_PLUGIN_SYSTEM_PATH= NATKIT_PLUGIN_PATH=%s XDG_STATE_HOME=%s XDG_CONFIG_HOME=%s"
-       % (plugins, state, state))
-with Lab(site_a="port-restricted", site_b="symmetric", turn=True) as lab:
-    lab.start_miniupnpd("a")
-    for method in ("pcp", "natpmp", "upnp"):
-        print("\n-- nat-tool map udp 5000 --method %s" % method, flush=True)
-        p = lab.popen(lab.a.host, "exec env %s %s map udp 5000 --method %s" % (env, tool, method))
-        time.sleep(1.0)
-        print("   the router forwards: %s" % lab.miniupnpd_rules("a"), flush=True)
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=10)
-        print("   after Ctrl+C: %s" % (lab.miniupnpd_rules("a") or "nothing left"), flush=True)
-shutil.rmtree(state, ignore_errors=True)
+from test_lab_relay import start_server, start_listener, connect, stop, peer_env
+tmp = tempfile.mkdtemp(prefix="natkit-demo-")
+with Lab(site_a="port-restricted", site_b="symmetric", turn=False) as lab:
+    server, ready = start_server(lab, tmp)
+    print("natkit-server on %s:7000 in the lab's internet (TLS and UDP), certificate %s"
+          % (lab.server_ips[0], ready["fingerprint"]), flush=True)
+    print("host B, behind a %s NAT: nat-tool listen --exec cat" % lab.b.nat, flush=True)
+    listener, lev, address = start_listener(lab, tmp, "host_b", "b")
+    print("   listening as %s" % address, flush=True)
+    infile = os.path.join(tmp, "in")
+    with open(infile, "wb") as f:
+        f.write(os.urandom(4 << 20))
+    print("host A, behind a %s NAT: nat-tool connect %s < 4 MiB" % (lab.a.nat, address), flush=True)
+    t0 = time.monotonic()
+    rc, cev = connect(lab, tmp, "host_a", "a", address, infile, os.path.join(tmp, "out"))
+    took = time.monotonic() - t0
+    c = cev.wait("connected", 0) or {}
+    print("   connected via %s (%s) in %s ms, rtt %s ms" % (
+        c.get("method"), c.get("transport"), c.get("elapsed_ms"), c.get("rtt_ms")), flush=True)
+    same = open(infile, "rb").read() == open(os.path.join(tmp, "out"), "rb").read()
+    print("   4 MiB sent and echoed back %s in %.2f s" % (
+        "byte-identical" if same else "CORRUPTED", took), flush=True)
+    stop(listener)
+    stop(server)
+shutil.rmtree(tmp, ignore_errors=True)
+sys.exit(0 if rc == 0 and same else 1)
 PY
     else
-      echo "(run as root to also see nat-tool detect from behind the lab's NATs)"
+      echo "(run as root to see two peers connect from behind the lab's NATs)"
     fi
     ;;
   test)

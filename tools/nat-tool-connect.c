@@ -559,6 +559,13 @@ incoming_cb (NatkitManager    *manager,
         }
       in = g_object_ref (g_subprocess_get_stdout_pipe (subprocess));
       out = g_object_ref (g_subprocess_get_stdin_pipe (subprocess));
+      /* GSubprocess's pipes block: a write larger than the room in the
+       * pipe would stall the main loop while the command waits for us to
+       * read its output */
+      g_unix_set_fd_nonblocking (g_unix_input_stream_get_fd (G_UNIX_INPUT_STREAM (in)),
+                                 TRUE, NULL);
+      g_unix_set_fd_nonblocking (g_unix_output_stream_get_fd (G_UNIX_OUTPUT_STREAM (out)),
+                                 TRUE, NULL);
     }
   else
     out = g_unix_output_stream_new (STDOUT_FILENO, FALSE);

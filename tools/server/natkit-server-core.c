@@ -245,6 +245,26 @@ limits_object (NatkitServer *self)
   return o;
 }
 
+static gboolean conn_readable_cb (GObject  *stream,
+                                  gpointer  user_data);
+
+static gboolean
+kick_read_cb (gpointer user_data)
+{
+  Conn *conn = user_data;
+
+  if (conn->state == CONN_DATA && conn->tls)
+    conn_readable_cb (G_OBJECT (g_io_stream_get_input_stream (conn->tls)), conn);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+conn_kick_read (Conn *conn)
+{
+  g_idle_add_full (G_PRIORITY_DEFAULT, kick_read_cb, conn_ref (conn),
+                   (GDestroyNotify) conn_unref);
+}
+
 static void write_next (Conn *conn);
 
 static void
@@ -270,6 +290,15 @@ write_cb (GObject      *source,
   if (done)
     conn->queued -= MIN (conn->queued, g_bytes_get_size (done));
   write_next (conn);
+  /* the other end of a TLS-to-TLS circuit may have stopped reading for
+   * us: let it go on */
+  if (conn->state == CONN_DATA && conn->circuit && conn->queued <= MAX_QUEUED / 2)
+    {
+      Conn *other = conn->circuit->data[1 - conn->side];
+
+      if (other && other->state == CONN_DATA && other->tls)
+        conn_kick_read (other);
+    }
   conn_unref (conn);
 }
 
@@ -1046,10 +1075,11 @@ conn_readable_cb (GObject  *stream,
   Conn *conn = user_data;
   NatkitServer *self = conn->server;
   g_autoptr(GError) error = NULL;
-  int rounds = 0;
 
+  /* read until the stream would block: TLS may hold decrypted records
+   * that no socket readiness announces */
   conn_ref (conn);
-  while (conn->state != CONN_CLOSING && rounds++ < 16)
+  while (conn->state != CONN_CLOSING)
     {
       gssize n;
 
@@ -1059,6 +1089,7 @@ conn_readable_cb (GObject  *stream,
           conn->circuit->data[1 - conn->side]->queued > MAX_QUEUED / 2)
         break;
 
+      g_clear_error (&error);
       n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (stream),
                                                     self->read_buffer,
                                                     READ_BUFFER_SIZE, NULL, &error);
