@@ -1222,6 +1222,9 @@ incoming_cb (GSocketService    *service,
     }
   g_socket_set_option (g_socket_connection_get_socket (connection), IPPROTO_TCP,
                        TCP_NODELAY, 1, NULL);
+  /* peers are authenticated by their keys, not certificates: no CA
+   * database per connection */
+  g_tls_connection_set_database (G_TLS_CONNECTION (tls), NULL);
 
   conn = g_new0 (Conn, 1);
   conn->refs = 1;  /* the conns table's */
