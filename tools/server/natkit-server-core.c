@@ -93,6 +93,7 @@ struct _Conn
   /* data mode */
   Circuit           *circuit;
   int                side;
+  gboolean           paused;   /* reading stopped: the other end is behind */
 };
 
 struct _Circuit
@@ -247,14 +248,19 @@ limits_object (NatkitServer *self)
 
 static gboolean conn_readable_cb (GObject  *stream,
                                   gpointer  user_data);
+static void     start_reading    (Conn     *conn);
 
 static gboolean
 kick_read_cb (gpointer user_data)
 {
   Conn *conn = user_data;
 
-  if (conn->state == CONN_DATA && conn->tls)
-    conn_readable_cb (G_OBJECT (g_io_stream_get_input_stream (conn->tls)), conn);
+  if (conn->state == CONN_DATA && conn->tls && conn->paused)
+    {
+      conn->paused = FALSE;
+      start_reading (conn);
+      conn_readable_cb (G_OBJECT (g_io_stream_get_input_stream (conn->tls)), conn);
+    }
   return G_SOURCE_REMOVE;
 }
 
@@ -359,7 +365,8 @@ conn_send_frame (Conn   *conn,
 {
   if (!frame)
     return;
-  if (conn->state == CONN_CLOSING && !conn->close_after_flush)
+  if (!conn->tls ||
+      (conn->state == CONN_CLOSING && !conn->close_after_flush))
     {
       g_bytes_unref (frame);
       return;
@@ -1068,6 +1075,34 @@ handle_frame (Conn   *conn,
   handle_control (conn, body, len);
 }
 
+/* Splits @data into frames and handles each, until @conn closes. */
+static void
+conn_handle_input (Conn         *conn,
+                   const guint8 *data,
+                   gsize         len)
+{
+  _natkit_wire_reader_push (conn->reader, data, len);
+  for (;;)
+    {
+      g_autoptr(GBytes) frame = NULL;
+      g_autoptr(GError) frame_error = NULL;
+
+      if (conn->state == CONN_CLOSING)
+        break;
+      if (!_natkit_wire_reader_next (conn->reader, &frame, &frame_error))
+        {
+          if (frame_error)
+            refuse (conn, 0,
+                    g_error_matches (frame_error, NATKIT_ERROR,
+                                     NATKIT_ERROR_MESSAGE_TOO_LARGE) ?
+                      "too-large" : "bad-request",
+                    frame_error->message);
+          break;
+        }
+      handle_frame (conn, frame);
+    }
+}
+
 static gboolean
 conn_readable_cb (GObject  *stream,
                   gpointer  user_data)
@@ -1083,11 +1118,20 @@ conn_readable_cb (GObject  *stream,
     {
       gssize n;
 
-      /* data channels that cannot write fast enough: stop reading */
+      /* data channels that cannot write fast enough: stop reading until
+       * the other end drained (write_cb kicks us) */
       if (conn->state == CONN_DATA && conn->circuit &&
           conn->circuit->data[1 - conn->side] &&
           conn->circuit->data[1 - conn->side]->queued > MAX_QUEUED / 2)
-        break;
+        {
+          if (conn->read_source)
+            {
+              g_source_destroy (conn->read_source);
+              g_clear_pointer (&conn->read_source, g_source_unref);
+            }
+          conn->paused = TRUE;
+          break;
+        }
 
       g_clear_error (&error);
       n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (stream),
@@ -1103,26 +1147,7 @@ conn_readable_cb (GObject  *stream,
           break;
         }
       conn->last_activity = g_get_monotonic_time ();
-      _natkit_wire_reader_push (conn->reader, self->read_buffer, n);
-      for (;;)
-        {
-          g_autoptr(GBytes) frame = NULL;
-          g_autoptr(GError) frame_error = NULL;
-
-          if (conn->state == CONN_CLOSING)
-            break;
-          if (!_natkit_wire_reader_next (conn->reader, &frame, &frame_error))
-            {
-              if (frame_error)
-                refuse (conn, 0,
-                        g_error_matches (frame_error, NATKIT_ERROR,
-                                         NATKIT_ERROR_MESSAGE_TOO_LARGE) ?
-                          "too-large" : "bad-request",
-                        frame_error->message);
-              break;
-            }
-          handle_frame (conn, frame);
-        }
+      conn_handle_input (conn, self->read_buffer, n);
     }
   {
     gboolean keep = conn->state != CONN_CLOSING;
@@ -1188,6 +1213,36 @@ handshake_cb (GObject      *source,
   conn_unref (conn);
 }
 
+/* A new connection from @ip (taken), in the conns table, counted as
+ * unauthenticated; the caller sets its streams. */
+static Conn *
+conn_new (NatkitServer *self,
+          char         *ip,
+          guint16       port)
+{
+  Conn *conn = g_new0 (Conn, 1);
+  guint n = GPOINTER_TO_UINT (g_hash_table_lookup (self->unauth, ip));
+
+  conn->refs = 1;  /* the conns table's */
+  conn->server = self;
+  conn->cancellable = g_cancellable_new ();
+  conn->remote_ip = ip;
+  conn->remote = strchr (conn->remote_ip, ':') ?
+    g_strdup_printf ("[%s]:%u", conn->remote_ip, port) :
+    g_strdup_printf ("%s:%u", conn->remote_ip, port);
+  conn->reader = _natkit_wire_reader_new (NATKIT_WIRE_MAX_CONTROL);
+  g_queue_init (&conn->out);
+  conn->state = CONN_HANDSHAKE;
+  conn->last_activity = g_get_monotonic_time ();
+  conn->deadline = conn->last_activity + HELLO_DEADLINE_US;
+  conn->tokens = 2.0 * self->limits.max_control_rate;
+  conn->tokens_at = conn->last_activity;
+  conn->counted_unauth = TRUE;
+  g_hash_table_insert (self->unauth, g_strdup (conn->remote_ip), GUINT_TO_POINTER (n + 1));
+  g_hash_table_add (self->conns, conn);
+  return conn;
+}
+
 static gboolean
 incoming_cb (GSocketService    *service,
              GSocketConnection *connection,
@@ -1226,28 +1281,10 @@ incoming_cb (GSocketService    *service,
    * database per connection */
   g_tls_connection_set_database (G_TLS_CONNECTION (tls), NULL);
 
-  conn = g_new0 (Conn, 1);
-  conn->refs = 1;  /* the conns table's */
-  conn->server = self;
+  conn = conn_new (self, g_steal_pointer (&ip),
+                   g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (remote)));
   conn->base = g_object_ref (connection);
   conn->tls = tls;
-  conn->cancellable = g_cancellable_new ();
-  conn->remote_ip = g_steal_pointer (&ip);
-  conn->remote = strchr (conn->remote_ip, ':') ?
-    g_strdup_printf ("[%s]:%u", conn->remote_ip,
-                     g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (remote))) :
-    g_strdup_printf ("%s:%u", conn->remote_ip,
-                     g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (remote)));
-  conn->reader = _natkit_wire_reader_new (NATKIT_WIRE_MAX_CONTROL);
-  g_queue_init (&conn->out);
-  conn->state = CONN_HANDSHAKE;
-  conn->last_activity = g_get_monotonic_time ();
-  conn->deadline = conn->last_activity + HELLO_DEADLINE_US;
-  conn->tokens = 2.0 * self->limits.max_control_rate;
-  conn->tokens_at = conn->last_activity;
-  conn->counted_unauth = TRUE;
-  g_hash_table_insert (self->unauth, g_strdup (conn->remote_ip), GUINT_TO_POINTER (n + 1));
-  g_hash_table_add (self->conns, conn);
 
   g_tls_connection_handshake_async (G_TLS_CONNECTION (tls), G_PRIORITY_DEFAULT,
                                     conn->cancellable, handshake_cb, conn_ref (conn));
@@ -1298,8 +1335,10 @@ stun_answer (const guint8          *data,
 
   if (len < 20 || len > 548)
     return 0;
+  /* FINGERPRINT is optional in a Binding request (RFC 8489 §14.7): an
+   * agent with USE_FINGERPRINT would drop requests without one */
   stun_agent_init (&agent, known, STUN_COMPATIBILITY_RFC5389,
-                   STUN_AGENT_USAGE_USE_FINGERPRINT | STUN_AGENT_USAGE_IGNORE_CREDENTIALS);
+                   STUN_AGENT_USAGE_IGNORE_CREDENTIALS);
   validation = stun_agent_validate (&agent, &request, data, len, NULL, NULL);
   if (validation != STUN_VALIDATION_SUCCESS &&
       validation != STUN_VALIDATION_UNKNOWN_REQUEST_ATTRIBUTE)
@@ -1307,6 +1346,8 @@ stun_answer (const guint8          *data,
   if (stun_message_get_class (&request) != STUN_REQUEST ||
       stun_message_get_method (&request) != STUN_BINDING)
     return 0;
+  stun_agent_init (&agent, known, STUN_COMPATIBILITY_RFC5389,
+                   STUN_AGENT_USAGE_USE_FINGERPRINT | STUN_AGENT_USAGE_IGNORE_CREDENTIALS);
   if (!stun_agent_init_response (&agent, &response, answer, answer_size, &request))
     return 0;
   if (stun_message_append_xor_addr (&response, STUN_ATTRIBUTE_XOR_MAPPED_ADDRESS,
@@ -1422,6 +1463,80 @@ _natkit_server_handle_udp (NatkitServer   *self,
     return 0;
   return handle_udp (self, data, len, (struct sockaddr *) &addr,
                      g_socket_address_get_native_size (from), answer, answer_size);
+}
+
+/* ---- test hooks (fuzz targets, tests): no sockets ------------------------ */
+
+/* A circuit between two peers without control connections, for feeding
+ * _natkit_server_handle_udp(). */
+void
+_natkit_server_add_test_circuit (NatkitServer *self,
+                                 guint32       id,
+                                 const guint8 *token0,
+                                 const guint8 *token1)
+{
+  Circuit *circuit;
+
+  g_return_if_fail (id != 0);
+  g_return_if_fail (!g_hash_table_contains (self->circuits, GUINT_TO_POINTER (id)));
+
+  circuit = g_new0 (Circuit, 1);
+  circuit->id = id;
+  circuit->peer[0] = g_strdup ("test-initiator");
+  circuit->peer[1] = g_strdup ("test-target");
+  memcpy (circuit->token[0], token0, NATKIT_WIRE_TOKEN_SIZE);
+  memcpy (circuit->token[1], token1, NATKIT_WIRE_TOKEN_SIZE);
+  circuit->rate_tokens = self->limits.circuit_rate;
+  circuit->rate_at = g_get_monotonic_time ();
+  g_hash_table_insert (self->circuits, GUINT_TO_POINTER (id), circuit);
+}
+
+/* A control connection without a stream (what it would write is
+ * dropped), past the TLS handshake, whose hello carried @challenge. */
+NatkitServerTestConn *
+_natkit_server_test_conn_new (NatkitServer *self,
+                              const guint8 *challenge)
+{
+  Conn *conn = conn_new (self, g_strdup ("192.0.2.1"), 4000);
+
+  conn->state = CONN_HELLO;
+  memcpy (conn->challenge, challenge, NATKIT_WIRE_CHALLENGE_SIZE);
+  return (NatkitServerTestConn *) conn_ref (conn);
+}
+
+/* Handles @data as bytes read from the connection; FALSE once it is
+ * closed. */
+gboolean
+_natkit_server_test_conn_feed (NatkitServerTestConn *test_conn,
+                               const guint8         *data,
+                               gsize                 len)
+{
+  Conn *conn = (Conn *) test_conn;
+
+  if (conn->state != CONN_CLOSING)
+    conn_handle_input (conn, data, len);
+  return conn->state != CONN_CLOSING;
+}
+
+void
+_natkit_server_test_conn_free (NatkitServerTestConn *test_conn)
+{
+  Conn *conn = (Conn *) test_conn;
+
+  conn_close (conn, NULL);
+  conn_unref (conn);
+}
+
+void
+_natkit_server_feed_control_for_fuzzing (NatkitServer *self,
+                                         const guint8 *data,
+                                         gsize         len)
+{
+  static const guint8 challenge[NATKIT_WIRE_CHALLENGE_SIZE] = { 0, };
+  NatkitServerTestConn *conn = _natkit_server_test_conn_new (self, challenge);
+
+  _natkit_server_test_conn_feed (conn, data, len);
+  _natkit_server_test_conn_free (conn);
 }
 
 static gboolean
@@ -1687,6 +1802,7 @@ natkit_server_start (NatkitServer  *self,
   g_autoptr(GSocketAddress) effective = NULL;
   g_autoptr(GSocketAddress) bound = NULL;
   g_autoptr(GError) local_error = NULL;
+  gboolean pick_udp;
 
   g_return_val_if_fail (NATKIT_IS_SERVER (self), FALSE);
 
@@ -1706,6 +1822,9 @@ natkit_server_start (NatkitServer  *self,
     }
   self->fingerprint = natkit_server_certificate_fingerprint (self->certificate);
 
+  /* only when both ports are left to the kernel may UDP end up on
+   * another number than TLS */
+  pick_udp = self->tls_port == 0 && self->udp_port == 0;
   self->service = g_socket_service_new ();
   tls_address = g_inet_socket_address_new (address, self->tls_port);
   if (!g_socket_listener_add_address (G_SOCKET_LISTENER (self->service), tls_address,
@@ -1728,10 +1847,13 @@ natkit_server_start (NatkitServer  *self,
   if (!self->udp || !g_socket_bind (self->udp, udp_address, FALSE, &local_error))
     {
       /* ephemeral TLS port taken on UDP: let the kernel pick */
-      g_clear_error (&local_error);
-      g_clear_object (&udp_address);
-      udp_address = g_inet_socket_address_new (address, 0);
-      if (!self->udp || self->udp_port != self->tls_port ||
+      if (self->udp && pick_udp)
+        {
+          g_clear_error (&local_error);
+          g_clear_object (&udp_address);
+          udp_address = g_inet_socket_address_new (address, 0);
+        }
+      if (!self->udp || !pick_udp ||
           !g_socket_bind (self->udp, udp_address, FALSE, &local_error))
         {
           g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_UNAVAILABLE,

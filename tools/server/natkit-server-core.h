@@ -60,4 +60,24 @@ gsize         _natkit_server_handle_udp     (NatkitServer             *self,
                                              guint8                   *answer,
                                              gsize                     answer_size);
 
+/* Test hooks (fuzz targets): no sockets needed. */
+void          _natkit_server_add_test_circuit (NatkitServer           *self,
+                                               guint32                 id,
+                                               const guint8           *token0,
+                                               const guint8           *token1);
+
+typedef struct _NatkitServerTestConn NatkitServerTestConn;
+
+NatkitServerTestConn *_natkit_server_test_conn_new  (NatkitServer         *self,
+                                                     const guint8         *challenge);
+gboolean              _natkit_server_test_conn_feed (NatkitServerTestConn *conn,
+                                                     const guint8         *data,
+                                                     gsize                 len);
+void                  _natkit_server_test_conn_free (NatkitServerTestConn *conn);
+/* A control connection (hello sent with a challenge of 32 zero bytes)
+ * reads @data, then closes. */
+void          _natkit_server_feed_control_for_fuzzing (NatkitServer     *self,
+                                                       const guint8     *data,
+                                                       gsize             len);
+
 G_END_DECLS
