@@ -17,7 +17,8 @@ top=$PWD
 packages=(
   meson ninja-build pkg-config gcc libc6-dev clang libclang-rt-14-dev zlib1g-dev
   libglib2.0-dev libjson-glib-dev libgnutls28-dev libnice-dev
-  gobject-introspection libgirepository1.0-dev python3-gi gjs gi-docgen
+  gobject-introspection libgirepository1.0-dev python3-gi python3-cryptography gjs gi-docgen
+  glib-networking
   libgupnp-igd-1.0-dev libgupnp-1.6-dev libgssdp-1.6-dev
   coturn nftables iproute2 procps miniupnpd-nftables miniupnpc natpmpc
 )
