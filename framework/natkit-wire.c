@@ -134,6 +134,208 @@ _natkit_wire_control_frame (JsonObject *message)
   return _natkit_wire_frame ((const guint8 *) text, len);
 }
 
+/* A strict RFC 8259 syntax check, iterative, with a nesting limit, run
+ * before json-glib sees the text: json-glib 1.6 leaks the tree it has built
+ * when a document is followed by trailing bytes, recurses once per nesting
+ * level, and turns \u0000 into a truncated string. Only text that passes
+ * reaches the parser. */
+#define JSON_MAX_DEPTH 64
+
+static gboolean
+skip_hex4 (const char **p,
+           const char  *end,
+           guint       *out)
+{
+  guint value = 0;
+
+  if (end - *p < 4)
+    return FALSE;
+  for (int i = 0; i < 4; i++)
+    {
+      int digit = g_ascii_xdigit_value ((*p)[i]);
+
+      if (digit < 0)
+        return FALSE;
+      value = value << 4 | digit;
+    }
+  *p += 4;
+  *out = value;
+  return TRUE;
+}
+
+static gboolean
+skip_string (const char **pp,
+             const char  *end)
+{
+  const char *p = *pp + 1;   /* past the opening quote */
+
+  while (p < end)
+    {
+      guchar c = *p++;
+
+      if (c == '"')
+        {
+          *pp = p;
+          return TRUE;
+        }
+      if (c < 0x20)
+        return FALSE;
+      if (c != '\\')
+        continue;
+      if (p >= end)
+        return FALSE;
+      c = *p++;
+      if (c == 'u')
+        {
+          guint unit, low;
+
+          if (!skip_hex4 (&p, end, &unit) || unit == 0 || (unit >= 0xDC00 && unit <= 0xDFFF))
+            return FALSE;
+          if (unit >= 0xD800 && unit <= 0xDBFF &&
+              (end - p < 2 || p[0] != '\\' || p[1] != 'u' ||
+               (p += 2, !skip_hex4 (&p, end, &low)) || low < 0xDC00 || low > 0xDFFF))
+            return FALSE;
+        }
+      else if (strchr ("\"\\/bfnrt", c) == NULL || c == '\0')
+        return FALSE;
+    }
+  return FALSE;
+}
+
+static gboolean
+skip_digits (const char **p,
+             const char  *end)
+{
+  const char *start = *p;
+
+  while (*p < end && g_ascii_isdigit (**p))
+    (*p)++;
+  return *p > start;
+}
+
+static gboolean
+skip_number (const char **p,
+             const char  *end)
+{
+  if (*p < end && **p == '-')
+    (*p)++;
+  if (*p < end && **p == '0')
+    (*p)++;
+  else if (*p >= end || **p < '1' || **p > '9' || !skip_digits (p, end))
+    return FALSE;
+  if (*p < end && **p == '.')
+    {
+      (*p)++;
+      if (!skip_digits (p, end))
+        return FALSE;
+    }
+  if (*p < end && (**p == 'e' || **p == 'E'))
+    {
+      (*p)++;
+      if (*p < end && (**p == '+' || **p == '-'))
+        (*p)++;
+      if (!skip_digits (p, end))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+skip_literal (const char **p,
+              const char  *end,
+              const char  *word)
+{
+  gsize n = strlen (word);
+
+  if ((gsize) (end - *p) < n || memcmp (*p, word, n) != 0)
+    return FALSE;
+  *p += n;
+  return TRUE;
+}
+
+static void
+skip_space (const char **p,
+            const char  *end)
+{
+  while (*p < end && (**p == ' ' || **p == '\t' || **p == '\n' || **p == '\r'))
+    (*p)++;
+}
+
+static gboolean
+json_syntax_ok (const char *p,
+                gsize       len)
+{
+  const char *end = p + len;
+  char stack[JSON_MAX_DEPTH];
+  guint depth = 0;
+  enum { VALUE, AFTER_VALUE, OBJECT_FIRST, OBJECT_KEY, ARRAY_FIRST } state = VALUE;
+
+  for (;;)
+    {
+      skip_space (&p, end);
+      switch (state)
+        {
+        case VALUE:
+          if (p >= end)
+            return FALSE;
+          if (*p == '{' || *p == '[')
+            {
+              if (depth == JSON_MAX_DEPTH)
+                return FALSE;
+              stack[depth++] = *p;
+              state = *p == '{' ? OBJECT_FIRST : ARRAY_FIRST;
+              p++;
+              continue;
+            }
+          if (!(*p == '"' ? skip_string (&p, end) :
+                *p == 't' ? skip_literal (&p, end, "true") :
+                *p == 'f' ? skip_literal (&p, end, "false") :
+                *p == 'n' ? skip_literal (&p, end, "null") :
+                skip_number (&p, end)))
+            return FALSE;
+          state = AFTER_VALUE;
+          break;
+
+        case OBJECT_FIRST:
+        case ARRAY_FIRST:
+          if (p < end && *p == (state == OBJECT_FIRST ? '}' : ']'))
+            {
+              p++;
+              depth--;
+              state = AFTER_VALUE;
+            }
+          else
+            state = state == OBJECT_FIRST ? OBJECT_KEY : VALUE;
+          break;
+
+        case OBJECT_KEY:
+          if (p >= end || *p != '"' || !skip_string (&p, end))
+            return FALSE;
+          skip_space (&p, end);
+          if (p >= end || *p != ':')
+            return FALSE;
+          p++;
+          state = VALUE;
+          break;
+
+        case AFTER_VALUE:
+        default:
+          if (depth == 0)
+            return p == end;
+          if (p >= end)
+            return FALSE;
+          if (*p == ',')
+            state = stack[depth - 1] == '{' ? OBJECT_KEY : VALUE;
+          else if (*p == (stack[depth - 1] == '{' ? '}' : ']'))
+            depth--;
+          else
+            return FALSE;
+          p++;
+          break;
+        }
+    }
+}
+
 JsonObject *
 _natkit_wire_control_parse (const guint8  *body,
                             gsize          len,
@@ -158,6 +360,15 @@ _natkit_wire_control_parse (const guint8  *body,
     {
       g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_FAILED,
                    "control message is not UTF-8 text");
+      return NULL;
+    }
+
+  /* json-glib 1.6 leaks the partial tree of an object followed by more
+   * bytes (a slow remote leak): only well-formed text reaches it */
+  if (!json_syntax_ok ((const char *) body, len))
+    {
+      g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_FAILED,
+                   "control message is not one well-formed JSON value");
       return NULL;
     }
 
