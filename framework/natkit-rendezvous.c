@@ -490,28 +490,19 @@ accept_certificate_cb (GTlsConnection       *conn,
                        gpointer              user_data)
 {
   const char *pinned = user_data;
-  g_autoptr(GByteArray) der = NULL;
-  g_autofree char *hex = NULL;
-  GString *fp;
+  g_autofree char *fp = NULL;
 
   if (!pinned)
     return TRUE;  /* peers are authenticated end to end */
 
-  g_object_get (peer_cert, "certificate", &der, NULL);
-  if (!der)
-    return FALSE;
-  hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, der->data, der->len);
-  fp = g_string_new ("sha256:");
-  for (gsize i = 0; hex[i] && hex[i + 1]; i += 2)
-    g_string_append_printf (fp, "%s%c%c", i ? ":" : "",
-                            g_ascii_toupper (hex[i]), g_ascii_toupper (hex[i + 1]));
-  {
-    gboolean ok = g_ascii_strcasecmp (fp->str, pinned) == 0;
-    if (!ok)
-      g_debug ("server certificate %s does not match the pinned %s", fp->str, pinned);
-    g_string_free (fp, TRUE);
-    return ok;
-  }
+  fp = _natkit_wire_certificate_fingerprint (peer_cert);
+  if (fp == NULL || g_ascii_strcasecmp (fp, pinned) != 0)
+    {
+      g_debug ("server certificate %s does not match the pinned %s",
+               fp ? fp : "(none)", pinned);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static void

@@ -30,4 +30,5 @@ GBytes     *_natkit_wire_register_data (const guint8 *challenge, const char *pee
 gboolean    _natkit_wire_get_string (JsonObject *o, const char *member, const char **out, GError **error);
 gboolean    _natkit_wire_get_int (JsonObject *o, const char *member, gint64 min, gint64 max, gint64 *out, GError **error);
 GBytes     *_natkit_wire_get_base64 (JsonObject *o, const char *member, gsize expected_len, GError **error);
+char       *_natkit_wire_certificate_fingerprint (GTlsCertificate *certificate);
 G_END_DECLS

@@ -549,3 +549,23 @@ _natkit_wire_get_base64 (JsonObject  *o,
     }
   return g_bytes_new_take (data, len);
 }
+
+/* "sha256:AB:CD:…" over the certificate's DER: how natkit-server prints
+ * its certificate and how clients pin it. */
+char *
+_natkit_wire_certificate_fingerprint (GTlsCertificate *certificate)
+{
+  g_autoptr(GByteArray) der = NULL;
+  g_autofree char *hex = NULL;
+  GString *fp;
+
+  g_object_get (certificate, "certificate", &der, NULL);
+  if (!der)
+    return NULL;
+  hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, der->data, der->len);
+  fp = g_string_new ("sha256:");
+  for (gsize i = 0; hex[i] && hex[i + 1]; i += 2)
+    g_string_append_printf (fp, "%s%c%c", i ? ":" : "",
+                            g_ascii_toupper (hex[i]), g_ascii_toupper (hex[i + 1]));
+  return g_string_free (fp, FALSE);
+}

@@ -376,6 +376,24 @@ conn_send_frame (Conn   *conn,
   write_next (conn);
 }
 
+/* The connection authenticated (or ended): it no longer counts against
+ * its address's limit of unauthenticated connections. */
+static void
+conn_uncount_unauth (Conn *conn)
+{
+  GHashTable *unauth = conn->server->unauth;
+  guint n;
+
+  if (!conn->counted_unauth)
+    return;
+  conn->counted_unauth = FALSE;
+  n = GPOINTER_TO_UINT (g_hash_table_lookup (unauth, conn->remote_ip));
+  if (n <= 1)
+    g_hash_table_remove (unauth, conn->remote_ip);
+  else
+    g_hash_table_insert (unauth, g_strdup (conn->remote_ip), GUINT_TO_POINTER (n - 1));
+}
+
 static void
 drop_reservation (Conn *conn)
 {
@@ -397,16 +415,7 @@ conn_close (Conn       *conn,
   if (conn->state == CONN_CLOSING)
     return;
 
-  if (conn->counted_unauth)
-    {
-      guint n = GPOINTER_TO_UINT (g_hash_table_lookup (self->unauth, conn->remote_ip));
-
-      conn->counted_unauth = FALSE;
-      if (n <= 1)
-        g_hash_table_remove (self->unauth, conn->remote_ip);
-      else
-        g_hash_table_insert (self->unauth, g_strdup (conn->remote_ip), GUINT_TO_POINTER (n - 1));
-    }
+  conn_uncount_unauth (conn);
 
   if (conn->state == CONN_REGISTERED)
     {
@@ -706,16 +715,7 @@ handle_register (Conn       *conn,
       conn_close (old, "replaced");
     }
 
-  if (conn->counted_unauth)
-    {
-      guint n = GPOINTER_TO_UINT (g_hash_table_lookup (self->unauth, conn->remote_ip));
-
-      conn->counted_unauth = FALSE;
-      if (n <= 1)
-        g_hash_table_remove (self->unauth, conn->remote_ip);
-      else
-        g_hash_table_insert (self->unauth, g_strdup (conn->remote_ip), GUINT_TO_POINTER (n - 1));
-    }
+  conn_uncount_unauth (conn);
   conn->peer_id = g_strdup (peer_id);
   conn->state = CONN_REGISTERED;
   conn->circuits = g_ptr_array_new ();
@@ -889,16 +889,7 @@ handle_attach (Conn       *conn,
       old->circuit = NULL;
       conn_close (old, NULL);
     }
-  if (conn->counted_unauth)
-    {
-      guint n = GPOINTER_TO_UINT (g_hash_table_lookup (self->unauth, conn->remote_ip));
-
-      conn->counted_unauth = FALSE;
-      if (n <= 1)
-        g_hash_table_remove (self->unauth, conn->remote_ip);
-      else
-        g_hash_table_insert (self->unauth, g_strdup (conn->remote_ip), GUINT_TO_POINTER (n - 1));
-    }
+  conn_uncount_unauth (conn);
   circuit->data[side] = conn;
   circuit->bound[side] = FALSE;  /* the newer data channel replaces UDP */
   conn->circuit = circuit;
@@ -1777,19 +1768,9 @@ natkit_server_generate_certificate (GError **error)
 char *
 natkit_server_certificate_fingerprint (GTlsCertificate *certificate)
 {
-  g_autoptr(GByteArray) der = NULL;
-  g_autofree char *hex = NULL;
-  GString *fp;
+  char *fp = _natkit_wire_certificate_fingerprint (certificate);
 
-  g_object_get (certificate, "certificate", &der, NULL);
-  if (!der)
-    return g_strdup ("?");
-  hex = g_compute_checksum_for_data (G_CHECKSUM_SHA256, der->data, der->len);
-  fp = g_string_new ("sha256:");
-  for (gsize i = 0; hex[i] && hex[i + 1]; i += 2)
-    g_string_append_printf (fp, "%s%c%c", i ? ":" : "",
-                            g_ascii_toupper (hex[i]), g_ascii_toupper (hex[i + 1]));
-  return g_string_free (fp, FALSE);
+  return fp ? fp : g_strdup ("?");
 }
 
 gboolean
