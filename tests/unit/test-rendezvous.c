@@ -1,0 +1,240 @@
+/* test-rendezvous.c: NatkitRendezvous and the relay plugin against a real
+ * natkit-server running in this process on loopback
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <locale.h>
+#include <string.h>
+
+#include <natkit/natkit.h>
+
+#include "natkit-server-core.h"
+
+typedef struct
+{
+  NatkitServer *server;
+  char         *address;   /* 127.0.0.1:PORT */
+  GError       *error;
+  gboolean      done;
+} Fixture;
+
+static void
+fixture_set_up (Fixture       *f,
+                gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+
+  f->server = natkit_server_new ("127.0.0.1", 0, 0, NULL, NULL);
+  g_assert_true (natkit_server_start (f->server, &error));
+  g_assert_no_error (error);
+  f->address = g_strdup_printf ("127.0.0.1:%u", natkit_server_get_tls_port (f->server));
+}
+
+static void
+stopped_cb (GObject      *source,
+            GAsyncResult *res,
+            gpointer      user_data)
+{
+  *(gboolean *) user_data = natkit_server_stop_finish (NATKIT_SERVER (source), res, NULL);
+}
+
+static void
+fixture_tear_down (Fixture       *f,
+                   gconstpointer  data)
+{
+  gboolean stopped = FALSE;
+
+  natkit_server_stop_async (f->server, stopped_cb, &stopped);
+  while (!stopped)
+    g_main_context_iteration (NULL, TRUE);
+  g_clear_object (&f->server);
+  g_free (f->address);
+  g_clear_error (&f->error);
+}
+
+static void
+registered_cb (GObject      *source,
+               GAsyncResult *res,
+               gpointer      user_data)
+{
+  Fixture *f = user_data;
+
+  natkit_rendezvous_connect_finish (NATKIT_RENDEZVOUS (source), res, &f->error);
+  f->done = TRUE;
+}
+
+static void
+register_at (Fixture          *f,
+             NatkitRendezvous *rendezvous)
+{
+  f->done = FALSE;
+  g_clear_error (&f->error);
+  natkit_rendezvous_connect_async (rendezvous, NULL, registered_cb, f);
+  while (!f->done)
+    g_main_context_iteration (NULL, TRUE);
+}
+
+static void
+test_register_and_pin (Fixture       *f,
+                       gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitIdentity) id = natkit_identity_new_ephemeral (&error);
+  g_autoptr(NatkitRendezvous) plain = NULL;
+  g_autoptr(NatkitRendezvous) pinned = NULL;
+  g_autoptr(NatkitRendezvous) wrong = NULL;
+  g_autofree char *good = NULL;
+  g_autofree char *bad = NULL;
+  g_autofree char *expected = NULL;
+
+  plain = natkit_rendezvous_new (id, f->address, &error);
+  g_assert_no_error (error);
+  register_at (f, plain);
+  g_assert_no_error (f->error);
+  g_assert_true (natkit_rendezvous_is_registered (plain));
+  g_assert_cmpuint (natkit_rendezvous_get_udp_port (plain), ==,
+                    natkit_server_get_udp_port (f->server));
+  g_assert_true (g_str_has_prefix (natkit_rendezvous_get_observed_address (plain), "127.0.0.1:"));
+  expected = g_strdup_printf ("%s@%s", natkit_identity_get_peer_id (id), f->address);
+  g_assert_cmpstr (natkit_signaling_get_local_address (NATKIT_SIGNALING (plain)), ==, expected);
+  natkit_rendezvous_close (plain);
+
+  /* the server's fingerprint pinned: accepted */
+  good = g_strdup_printf ("%s#%s", f->address, natkit_server_get_fingerprint (f->server));
+  pinned = natkit_rendezvous_new (id, good, &error);
+  g_assert_no_error (error);
+  register_at (f, pinned);
+  g_assert_no_error (f->error);
+  natkit_rendezvous_close (pinned);
+
+  /* another fingerprint pinned: refused, with the reason */
+  bad = g_strdup_printf ("%s#sha256:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:"
+                         "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF", f->address);
+  wrong = natkit_rendezvous_new (id, bad, &error);
+  g_assert_no_error (error);
+  register_at (f, wrong);
+  g_assert_error (f->error, NATKIT_ERROR, NATKIT_ERROR_UNAVAILABLE);
+  g_assert_nonnull (strstr (f->error->message, f->address));
+  g_assert_false (natkit_rendezvous_is_registered (wrong));
+}
+
+static void
+test_unreachable (Fixture       *f,
+                  gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitIdentity) id = natkit_identity_new_ephemeral (&error);
+  g_autoptr(NatkitRendezvous) r = NULL;
+
+  /* the port of a server that just stopped: connection refused */
+  r = natkit_rendezvous_new (id, "127.0.0.1:1", &error);
+  register_at (f, r);
+  g_assert_error (f->error, NATKIT_ERROR, NATKIT_ERROR_UNAVAILABLE);
+  g_assert_nonnull (strstr (f->error->message, "cannot reach natkit-server 127.0.0.1:1"));
+
+  g_assert_null (natkit_rendezvous_new (id, "no-port-here", &error));
+  g_assert_error (error, NATKIT_ERROR, NATKIT_ERROR_INVALID_ARGUMENT);
+}
+
+typedef struct
+{
+  NatkitConnection *incoming;
+  NatkitConnection *outgoing;
+  GError           *error;
+  gboolean          done;
+} Pair;
+
+static void
+incoming_cb (NatkitManager    *manager,
+             NatkitConnection *connection,
+             gpointer          user_data)
+{
+  Pair *p = user_data;
+
+  p->incoming = g_object_ref (connection);
+}
+
+static void
+connected_cb (GObject      *source,
+              GAsyncResult *res,
+              gpointer      user_data)
+{
+  Pair *p = user_data;
+
+  p->outgoing = natkit_manager_connect_finish (NATKIT_MANAGER (source), res, &p->error);
+  p->done = TRUE;
+}
+
+static void
+datagram_cb (NatkitConnection *connection,
+             GBytes           *datagram,
+             gpointer          user_data)
+{
+  *(GBytes **) user_data = g_bytes_ref (datagram);
+}
+
+static void
+test_connect_through_relay (Fixture       *f,
+                            gconstpointer  data)
+{
+  static const char * const relay[] = { "relay", NULL };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitConfig) config = natkit_config_new ();
+  g_autoptr(NatkitManager) a = natkit_manager_new_with_config (config);
+  g_autoptr(NatkitManager) b = natkit_manager_new_with_config (config);
+  g_autoptr(NatkitIdentity) id_a = natkit_identity_new_ephemeral (&error);
+  g_autoptr(NatkitIdentity) id_b = natkit_identity_new_ephemeral (&error);
+  g_autoptr(GBytes) hello = g_bytes_new_static ("over the relay", 14);
+  g_autoptr(GBytes) got = NULL;
+  NatkitRendezvous *rb;
+  Pair p = { NULL, NULL, NULL, FALSE };
+
+  natkit_manager_set_identity (a, id_a);
+  natkit_manager_set_identity (b, id_b);
+  rb = natkit_manager_get_rendezvous (b, f->address, &error);
+  g_assert_no_error (error);
+  register_at (f, rb);
+  g_assert_no_error (f->error);
+  g_assert_true (natkit_manager_listen (b, NATKIT_SIGNALING (rb), &error));
+  g_signal_connect (b, "incoming", G_CALLBACK (incoming_cb), &p);
+
+  natkit_manager_connect_async (a, natkit_signaling_get_local_address (NATKIT_SIGNALING (rb)),
+                                relay, NATKIT_CONNECT_DATAGRAM, NULL, connected_cb, &p);
+  while (!p.done || (!p.error && !p.incoming))
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_no_error (p.error);
+  g_assert_cmpstr (natkit_connection_get_method (p.outgoing), ==, "relay");
+  g_assert_cmpstr (natkit_connection_get_transport (p.outgoing), ==, "udp");
+  g_assert_cmpuint (natkit_server_get_n_circuits (f->server), ==, 1);
+
+  g_signal_connect (p.incoming, "datagram-received", G_CALLBACK (datagram_cb), &got);
+  g_assert_true (natkit_connection_send_datagram (p.outgoing, hello, &error));
+  while (!got)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_true (g_bytes_equal (got, hello));
+  g_assert_cmpuint (natkit_server_get_bytes_relayed (f->server), >, 0);
+
+  /* closing releases the circuit at the server */
+  natkit_connection_close (p.outgoing);
+  while (natkit_server_get_n_circuits (f->server) > 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_clear_object (&p.outgoing);
+  g_clear_object (&p.incoming);
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  setlocale (LC_ALL, "");
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add ("/natkit/rendezvous/register-and-pin", Fixture, NULL,
+              fixture_set_up, test_register_and_pin, fixture_tear_down);
+  g_test_add ("/natkit/rendezvous/unreachable", Fixture, NULL,
+              fixture_set_up, test_unreachable, fixture_tear_down);
+  g_test_add ("/natkit/rendezvous/connect-through-relay", Fixture, NULL,
+              fixture_set_up, test_connect_through_relay, fixture_tear_down);
+
+  return g_test_run ();
+}
