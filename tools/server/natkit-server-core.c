@@ -66,6 +66,7 @@ struct _Conn
 {
   int                refs;
   NatkitServer      *server;
+  guint             *live;    /* shared with the server: Conns not yet freed */
   GSocketConnection *base;
   GIOStream         *tls;
   GSource           *read_source;
@@ -147,12 +148,15 @@ struct _NatkitServer
   guint64             bytes_relayed;
   gboolean            stopping;
   GTask              *stop_task;
+  guint              *live;           /* Conns not yet freed (g_rc_box) */
+  gint64              stop_deadline;
 };
 
 G_DEFINE_FINAL_TYPE (NatkitServer, natkit_server, G_TYPE_OBJECT)
 
 static void conn_close        (Conn        *conn,
                                const char  *why);
+static void conn_abort        (Conn        *conn);
 static void conn_send_frame   (Conn        *conn,
                                GBytes      *frame);
 static void circuit_close     (NatkitServer *self,
@@ -182,6 +186,8 @@ conn_unref (Conn *conn)
   g_free (conn->remote);
   g_free (conn->remote_ip);
   g_free (conn->peer_id);
+  (*conn->live)--;
+  g_rc_box_release (conn->live);
   g_free (conn);
 }
 
@@ -290,6 +296,8 @@ write_cb (GObject      *source,
           g_debug ("write to %s failed: %s", conn->remote, error->message);
           conn_close (conn, NULL);
         }
+      else if (conn->close_after_flush)
+        conn_abort (conn);  /* the goodbye cannot go out: close now */
       conn_unref (conn);
       return;
     }
@@ -309,11 +317,23 @@ write_cb (GObject      *source,
 }
 
 static void
+tls_closed_cb (GObject      *source,
+               GAsyncResult *res,
+               gpointer      user_data)
+{
+  g_io_stream_close_finish (G_IO_STREAM (source), res, NULL);
+  conn_unref (user_data);
+}
+
+static void
 conn_finish_close (Conn *conn)
 {
   g_hash_table_remove (conn->server->conns, conn);
+  /* the Conn lives until its close_notify is out, so that a stopping
+   * server knows when every connection is really gone */
   if (conn->tls)
-    g_io_stream_close_async (conn->tls, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+    g_io_stream_close_async (conn->tls, G_PRIORITY_DEFAULT, NULL,
+                             tls_closed_cb, conn_ref (conn));
   conn_unref (conn);  /* the table's */
 }
 
@@ -447,6 +467,14 @@ conn_close (Conn       *conn,
         conn_finish_close (conn);
       return;
     }
+  conn_abort (conn);
+}
+
+/* Drops what @conn still had to send and closes it now. */
+static void
+conn_abort (Conn *conn)
+{
+  conn->close_after_flush = FALSE;
   g_cancellable_cancel (conn->cancellable);
   g_queue_clear_full (&conn->out, (GDestroyNotify) g_bytes_unref);
   conn_finish_close (conn);
@@ -1216,6 +1244,8 @@ conn_new (NatkitServer *self,
 
   conn->refs = 1;  /* the conns table's */
   conn->server = self;
+  conn->live = g_rc_box_acquire (self->live);
+  (*conn->live)++;
   conn->cancellable = g_cancellable_new ();
   conn->remote_ip = ip;
   conn->remote = strchr (conn->remote_ip, ':') ?
@@ -1657,6 +1687,7 @@ natkit_server_finalize (GObject *object)
   NatkitServer *self = NATKIT_SERVER (object);
 
   g_clear_pointer (&self->conns, g_hash_table_unref);
+  g_clear_pointer (&self->live, g_rc_box_release);
   g_clear_pointer (&self->peers, g_hash_table_unref);
   g_clear_pointer (&self->circuits, g_hash_table_unref);
   g_clear_pointer (&self->unauth, g_hash_table_unref);
@@ -1682,6 +1713,7 @@ static void
 natkit_server_init (NatkitServer *self)
 {
   self->conns = g_hash_table_new (NULL, NULL);
+  self->live = g_rc_box_new0 (guint);
   self->peers = g_hash_table_new (g_str_hash, g_str_equal);
   self->circuits = g_hash_table_new (NULL, NULL);
   self->unauth = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
@@ -1867,11 +1899,34 @@ natkit_server_start (NatkitServer  *self,
   return TRUE;
 }
 
+/* Stopping is done when every connection is freed: the goodbyes have
+ * left, the close_notify alerts are out, and nothing of the server is
+ * still pending on the main context. A peer that does not read at all
+ * cannot hold the stop for more than STOP_GRACE_US. */
+#define STOP_GRACE_US (2 * G_USEC_PER_SEC)
+
 static gboolean
 stop_done_cb (gpointer user_data)
 {
   GTask *task = user_data;
+  NatkitServer *self = g_task_get_source_object (task);
 
+  if (*self->live > 0 && g_get_monotonic_time () < self->stop_deadline)
+    return G_SOURCE_CONTINUE;
+  if (*self->live > 0)
+    {
+      g_autoptr(GPtrArray) conns = g_ptr_array_new ();
+      GHashTableIter iter;
+      gpointer key;
+
+      g_message ("%u connection(s) still open after %d s; closing them now",
+                 *self->live, (int) (STOP_GRACE_US / G_USEC_PER_SEC));
+      g_hash_table_iter_init (&iter, self->conns);
+      while (g_hash_table_iter_next (&iter, &key, NULL))
+        g_ptr_array_add (conns, key);
+      for (guint i = 0; i < conns->len; i++)
+        conn_abort (g_ptr_array_index (conns, i));
+    }
   g_task_return_boolean (task, TRUE);
   g_object_unref (task);
   return G_SOURCE_REMOVE;
@@ -1914,8 +1969,8 @@ natkit_server_stop_async (NatkitServer        *self,
       else
         conn_close (conn, NULL);
     }
-  /* give the goodbyes a moment to leave */
-  g_timeout_add (200, stop_done_cb, task);
+  self->stop_deadline = g_get_monotonic_time () + STOP_GRACE_US;
+  g_timeout_add (10, stop_done_cb, task);
 }
 
 gboolean
