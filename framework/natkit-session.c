@@ -150,6 +150,8 @@ struct _NatkitSession
   gboolean          out_connect_pending;
   GPtrArray        *close_waiters;  /* GTask: output close, until FIN acked */
   GSource          *close_timeout;
+  guint64           close_progress;       /* see close_progress () */
+  guint             close_idle_s;
   NatkitSessionStream *stream;
   GList            *sources;        /* StreamSource */
 
@@ -868,7 +870,14 @@ static GSourceFuncs clock_source_funcs = {
   NULL, NULL, clock_source_dispatch, NULL, NULL, NULL,
 };
 
-#define CLOSE_LINGER_S 10
+/* An output close waits for the peer's acknowledgement of everything up
+ * to our FIN (a TCP socket's linger), checked every CLOSE_TICK_S. It gives
+ * up after CLOSE_LINGER_S without hearing anything from the peer (libnice
+ * does not always retransmit a lost FIN or its ACK, and does not export
+ * its send buffer's level; a big send buffer over a slow path may take
+ * longer than that to drain, and then the peer's ACKs show it is going). */
+#define CLOSE_TICK_S    2
+#define CLOSE_LINGER_S  20
 
 /* The output stream's close completes once the peer acknowledged our end
  * of stream (all data delivered): PseudoTCP state FIN_WAIT_2 or later. */
@@ -913,17 +922,37 @@ complete_close_waiters (NatkitSession *self,
     }
 }
 
+static guint64
+close_progress (NatkitSession *self)
+{
+  guint64 progress = 0;
+
+  if (self->path != NULL)
+    progress += natkit_path_get_bytes_received (self->path);
+  return progress;
+}
+
 static gboolean
 close_timeout_cb (gpointer user_data)
 {
   NatkitSession *self = user_data;
-  g_autoptr(GPtrArray) waiters = g_steal_pointer (&self->close_waiters);
+  g_autoptr(GPtrArray) waiters = NULL;
+  guint64 progress = close_progress (self);
 
-  /* libnice's PseudoTCP does not always retransmit a lost FIN or its
-   * ACK: after the linger time the close completes anyway, as a TCP
-   * socket's does */
+  if (progress != self->close_progress)
+    {
+      self->close_progress = progress;
+      self->close_idle_s = 0;
+      return G_SOURCE_CONTINUE;
+    }
+  self->close_idle_s += CLOSE_TICK_S;
+  if (self->close_idle_s < CLOSE_LINGER_S)
+    return G_SOURCE_CONTINUE;
+
+  waiters = g_steal_pointer (&self->close_waiters);
   g_debug ("session with %s: the end of our stream was not acknowledged "
-           "within %d s; closing anyway", self->short_peer_id, CLOSE_LINGER_S);
+           "and nothing happened for %u s; closing anyway", self->short_peer_id,
+           self->close_idle_s);
   g_clear_pointer (&self->close_timeout, g_source_unref);
   self->close_waiters = g_ptr_array_new_with_free_func (g_object_unref);
   for (guint i = 0; i < waiters->len; i++)
@@ -2866,7 +2895,9 @@ natkit_session_output_stream_close_async (GOutputStream       *stream,
   g_ptr_array_add (session->close_waiters, g_steal_pointer (&task));
   if (!session->close_timeout)
     {
-      session->close_timeout = g_timeout_source_new_seconds (CLOSE_LINGER_S);
+      session->close_progress = close_progress (session);
+      session->close_idle_s = 0;
+      session->close_timeout = g_timeout_source_new_seconds (CLOSE_TICK_S);
       g_source_set_callback (session->close_timeout, close_timeout_cb, session, NULL);
       g_source_attach (session->close_timeout, session->context);
     }
