@@ -303,6 +303,31 @@ make_request (NatkitConnector  *self,
     natkit_traversal_request_set_rendezvous (request, NATKIT_RENDEZVOUS (e->signaling));
   natkit_traversal_request_set_identity (request, identity);
   natkit_traversal_request_set_timeout (request, METHOD_TIMEOUT_MS);
+
+  /* STUN: natkit-server answers on its UDP port, then the configured ones */
+  {
+    g_autoptr(GStrvBuilder) stun = g_strv_builder_new ();
+    g_auto(GStrv) servers = NULL;
+    const char * const *configured =
+      natkit_config_get_stun_servers (natkit_manager_get_config (self->manager));
+
+    if (NATKIT_IS_RENDEZVOUS (e->signaling) &&
+        natkit_rendezvous_get_udp_port (NATKIT_RENDEZVOUS (e->signaling)) != 0)
+      {
+        NatkitRendezvous *r = NATKIT_RENDEZVOUS (e->signaling);
+        const char *host = natkit_rendezvous_get_host (r);
+
+        g_autofree char *server = strchr (host, ':') ?
+          g_strdup_printf ("[%s]:%u", host, natkit_rendezvous_get_udp_port (r)) :
+          g_strdup_printf ("%s:%u", host, natkit_rendezvous_get_udp_port (r));
+
+        g_strv_builder_add (stun, server);
+      }
+    if (configured)
+      g_strv_builder_addv (stun, (const char **) configured);
+    servers = g_strv_builder_end (stun);
+    natkit_traversal_request_set_stun_servers (request, (const char * const *) servers);
+  }
   return request;
 }
 

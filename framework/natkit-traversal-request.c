@@ -27,6 +27,7 @@ struct _NatkitTraversalRequest
   NatkitSignaling  *signaling;
   NatkitRendezvous *rendezvous;
   NatkitIdentity   *identity;
+  GStrv             stun_servers;
 };
 
 G_DEFINE_FINAL_TYPE (NatkitTraversalRequest, natkit_traversal_request, G_TYPE_OBJECT)
@@ -54,6 +55,7 @@ natkit_traversal_request_finalize (GObject *object)
   g_clear_object (&self->signaling);
   g_clear_object (&self->rendezvous);
   g_clear_object (&self->identity);
+  g_strfreev (self->stun_servers);
 
   G_OBJECT_CLASS (natkit_traversal_request_parent_class)->finalize (object);
 }
@@ -386,4 +388,37 @@ natkit_traversal_request_set_identity (NatkitTraversalRequest *self,
 {
   g_return_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self));
   g_set_object (&self->identity, identity);
+}
+
+/**
+ * natkit_traversal_request_get_stun_servers:
+ * @self: a #NatkitTraversalRequest
+ *
+ * The STUN servers a method may ask for this node's public address, as
+ * `HOST[:PORT]`: the configured ones, and the natkit-server of this
+ * connection (it answers STUN on its UDP port).
+ *
+ * Returns: (transfer none) (array zero-terminated=1) (nullable): the servers
+ */
+const char * const *
+natkit_traversal_request_get_stun_servers (NatkitTraversalRequest *self)
+{
+  g_return_val_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self), NULL);
+  return (const char * const *) self->stun_servers;
+}
+
+/**
+ * natkit_traversal_request_set_stun_servers:
+ * @self: a #NatkitTraversalRequest
+ * @servers: (nullable) (array zero-terminated=1): `HOST[:PORT]` of each
+ *
+ * Sets the STUN servers a method may ask.
+ */
+void
+natkit_traversal_request_set_stun_servers (NatkitTraversalRequest *self,
+                                           const char * const     *servers)
+{
+  g_return_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self));
+  g_strfreev (self->stun_servers);
+  self->stun_servers = g_strdupv ((char **) servers);
 }

@@ -58,5 +58,10 @@ NatkitIdentity   *natkit_traversal_request_get_identity   (NatkitTraversalReques
 NATKIT_AVAILABLE_IN_ALL
 void              natkit_traversal_request_set_identity   (NatkitTraversalRequest *self,
                                                            NatkitIdentity         *identity);
+NATKIT_AVAILABLE_IN_ALL
+const char * const *natkit_traversal_request_get_stun_servers (NatkitTraversalRequest *self);
+NATKIT_AVAILABLE_IN_ALL
+void              natkit_traversal_request_set_stun_servers (NatkitTraversalRequest *self,
+                                                             const char * const     *servers);
 
 G_END_DECLS
