@@ -173,19 +173,23 @@ datagram_cb (NatkitConnection *connection,
   *(GBytes **) user_data = g_bytes_ref (datagram);
 }
 
+/* Two managers registered at the server in this process; A connects to B
+ * with @methods (all when %NULL) and sends a datagram each way. */
 static void
-test_connect_through_relay (Fixture       *f,
-                            gconstpointer  data)
+connect_and_exchange (Fixture            *f,
+                      const char * const *methods,
+                      const char         *expect_method,
+                      guint               expect_circuits)
 {
-  static const char * const relay[] = { "relay", NULL };
   g_autoptr(GError) error = NULL;
   g_autoptr(NatkitConfig) config = natkit_config_new ();
   g_autoptr(NatkitManager) a = natkit_manager_new_with_config (config);
   g_autoptr(NatkitManager) b = natkit_manager_new_with_config (config);
   g_autoptr(NatkitIdentity) id_a = natkit_identity_new_ephemeral (&error);
   g_autoptr(NatkitIdentity) id_b = natkit_identity_new_ephemeral (&error);
-  g_autoptr(GBytes) hello = g_bytes_new_static ("over the relay", 14);
+  g_autoptr(GBytes) hello = g_bytes_new_static ("hello, peer", 11);
   g_autoptr(GBytes) got = NULL;
+  g_autoptr(GBytes) back = NULL;
   NatkitRendezvous *rb;
   Pair p = { NULL, NULL, NULL, FALSE };
 
@@ -199,27 +203,64 @@ test_connect_through_relay (Fixture       *f,
   g_signal_connect (b, "incoming", G_CALLBACK (incoming_cb), &p);
 
   natkit_manager_connect_async (a, natkit_signaling_get_local_address (NATKIT_SIGNALING (rb)),
-                                relay, NATKIT_CONNECT_DATAGRAM, NULL, connected_cb, &p);
+                                methods, NATKIT_CONNECT_DATAGRAM, NULL, connected_cb, &p);
   while (!p.done || (!p.error && !p.incoming))
     g_main_context_iteration (NULL, TRUE);
   g_assert_no_error (p.error);
-  g_assert_cmpstr (natkit_connection_get_method (p.outgoing), ==, "relay");
+  g_assert_cmpstr (natkit_connection_get_method (p.outgoing), ==, expect_method);
+  g_assert_cmpstr (natkit_connection_get_method (p.incoming), ==, expect_method);
   g_assert_cmpstr (natkit_connection_get_transport (p.outgoing), ==, "udp");
-  g_assert_cmpuint (natkit_server_get_n_circuits (f->server), ==, 1);
+  g_assert_cmpuint (natkit_server_get_n_circuits (f->server), ==, expect_circuits);
 
   g_signal_connect (p.incoming, "datagram-received", G_CALLBACK (datagram_cb), &got);
+  g_signal_connect (p.outgoing, "datagram-received", G_CALLBACK (datagram_cb), &back);
   g_assert_true (natkit_connection_send_datagram (p.outgoing, hello, &error));
   while (!got)
     g_main_context_iteration (NULL, TRUE);
   g_assert_true (g_bytes_equal (got, hello));
-  g_assert_cmpuint (natkit_server_get_bytes_relayed (f->server), >, 0);
+  g_assert_true (natkit_connection_send_datagram (p.incoming, hello, &error));
+  while (!back)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_true (g_bytes_equal (back, hello));
+  if (expect_circuits > 0)
+    g_assert_cmpuint (natkit_server_get_bytes_relayed (f->server), >, 0);
+  else
+    g_assert_cmpuint (natkit_server_get_bytes_relayed (f->server), ==, 0);
 
-  /* closing releases the circuit at the server */
+  /* closing releases what the path held (the circuit at the server) */
   natkit_connection_close (p.outgoing);
   while (natkit_server_get_n_circuits (f->server) > 0)
     g_main_context_iteration (NULL, TRUE);
   g_clear_object (&p.outgoing);
   g_clear_object (&p.incoming);
+}
+
+static void
+test_connect_through_relay (Fixture       *f,
+                            gconstpointer  data)
+{
+  static const char * const relay[] = { "relay", NULL };
+
+  connect_and_exchange (f, relay, "relay", 1);
+}
+
+/* Hole punching with the server's STUN answer (127.0.0.1:PORT): direct,
+ * nothing relayed */
+static void
+test_connect_holepunch (Fixture       *f,
+                        gconstpointer  data)
+{
+  static const char * const holepunch[] = { "holepunch", NULL };
+
+  connect_and_exchange (f, holepunch, "holepunch", 0);
+}
+
+/* Every method allowed: the direct one wins over the relay */
+static void
+test_connect_prefers_direct (Fixture       *f,
+                             gconstpointer  data)
+{
+  connect_and_exchange (f, NULL, "holepunch", 0);
 }
 
 int
@@ -235,6 +276,10 @@ main (int    argc,
               fixture_set_up, test_unreachable, fixture_tear_down);
   g_test_add ("/natkit/rendezvous/connect-through-relay", Fixture, NULL,
               fixture_set_up, test_connect_through_relay, fixture_tear_down);
+  g_test_add ("/natkit/rendezvous/connect-holepunch", Fixture, NULL,
+              fixture_set_up, test_connect_holepunch, fixture_tear_down);
+  g_test_add ("/natkit/rendezvous/connect-prefers-direct", Fixture, NULL,
+              fixture_set_up, test_connect_prefers_direct, fixture_tear_down);
 
   return g_test_run ();
 }

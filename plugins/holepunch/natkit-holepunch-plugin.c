@@ -1,0 +1,1186 @@
+/* natkit-holepunch-plugin.c: direct UDP paths through NATs by hole punching
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Both peers open one UDP socket, learn its addresses (the local
+ * interfaces' and what the STUN servers see), and send them with a random
+ * token over the signaling channel ("holepunch", docs/protocol.md 7.1).
+ * Then both send authenticated PUNCH packets to every address of the
+ * other's at once; the first packets open the sender's own NAT, later
+ * ones get through the peer's. A PUNCH that arrives is answered with an
+ * ACK (to where it came from, which may be a port the peer's NAT chose
+ * for us alone); an ACK proves the pair works both ways, and the
+ * initiator fixes it with a CONFIRM. The secure session then runs on that
+ * pair. Packets are keyed from both tokens and the session ID, so a host
+ * that is not one of the two peers can neither forge nor answer a punch
+ * (docs/protocol.md 7.2).
+ *
+ * What works where is RFC 4787's arithmetic: the pair works unless one
+ * side's NAT maps per destination (symmetric) while the other's filters by
+ * address and port, or both map per destination; a UDP-blocked network
+ * gets nothing. Rank PRIMARY, cost DIRECT.
+ */
+#include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <natkit/natkit.h>
+#include <stun/stunagent.h>
+#include <stun/usages/bind.h>
+
+#include "natkit-holepunch-proto.h"
+
+#define NATKIT_TYPE_HOLEPUNCH (natkit_holepunch_get_type ())
+G_DECLARE_FINAL_TYPE (NatkitHolepunch, natkit_holepunch, NATKIT, HOLEPUNCH, GObject)
+
+#define NATKIT_TYPE_HOLEPUNCH_PATH (natkit_holepunch_path_get_type ())
+G_DECLARE_FINAL_TYPE (NatkitHolepunchPath, natkit_holepunch_path,
+                      NATKIT, HOLEPUNCH_PATH, NatkitPath)
+
+/* Limits (docs/protocol.md 7.3) */
+#define GATHER_MS          600     /* wait this long at most for STUN */
+#define STUN_RESEND_MS     150
+#define PUNCH_BUDGET_MS    4000    /* punching, after both offers are known */
+#define PUNCH_FAST_MS      20      /* the first rounds */
+#define PUNCH_FAST_ROUNDS  10
+#define PUNCH_SLOW_MS      100
+#define MAX_EARLY          16      /* packets kept before the peer's offer */
+#define MAX_TARGETS        24      /* candidates + peer-reflexive ones */
+#define MAX_STUN_SERVERS   4
+#define PATH_MTU           1400
+#define SOCKET_BUFFER      (4 * 1024 * 1024)
+
+static GSource *
+add_source (GSource     *source,
+            GSourceFunc  func,
+            gpointer     data,
+            const char  *name)
+{
+  g_source_set_callback (source, func, data, NULL);
+  g_source_set_static_name (source, name);
+  g_source_attach (source, g_main_context_get_thread_default ());
+  return source;
+}
+
+static void
+drop_source (GSource **source)
+{
+  if (*source != NULL)
+    {
+      g_source_destroy (*source);
+      g_clear_pointer (source, g_source_unref);
+    }
+}
+
+static char *
+describe (GSocketAddress *address)
+{
+  GInetSocketAddress *inet = G_INET_SOCKET_ADDRESS (address);
+  g_autofree char *ip = g_inet_address_to_string (g_inet_socket_address_get_address (inet));
+
+  if (g_socket_address_get_family (address) == G_SOCKET_FAMILY_IPV6)
+    return g_strdup_printf ("[%s]:%u", ip, g_inet_socket_address_get_port (inet));
+  return g_strdup_printf ("%s:%u", ip, g_inet_socket_address_get_port (inet));
+}
+
+static gboolean
+same_address (GSocketAddress *a,
+              GSocketAddress *b)
+{
+  GInetSocketAddress *x = G_INET_SOCKET_ADDRESS (a);
+  GInetSocketAddress *y = G_INET_SOCKET_ADDRESS (b);
+
+  return g_inet_socket_address_get_port (x) == g_inet_socket_address_get_port (y) &&
+         g_inet_address_equal (g_inet_socket_address_get_address (x),
+                               g_inet_socket_address_get_address (y));
+}
+
+/* ---- the path ----------------------------------------------------------- */
+
+struct _NatkitHolepunchPath
+{
+  NatkitPath      parent_instance;
+
+  GSocket        *socket;
+  GSocketAddress *remote;
+  GSource        *io;
+  NatkitPunchKey  key;
+  guint8          role;                   /* ours: 0 initiator, 1 responder */
+  guint8          nonce[NATKIT_PUNCH_NONCE_SIZE];
+  guint8         *buffer;
+  guint           stray;                  /* packets from elsewhere, dropped */
+};
+
+G_DEFINE_FINAL_TYPE (NatkitHolepunchPath, natkit_holepunch_path, NATKIT_TYPE_PATH)
+
+static void
+send_punch (GSocket              *socket,
+            GSocketAddress       *to,
+            const NatkitPunchKey *key,
+            NatkitPunchType       type,
+            guint8                role,
+            const guint8         *nonce,
+            const guint8         *echo)
+{
+  NatkitPunch punch = { type, role, { 0 }, { 0 } };
+  guint8 packet[NATKIT_PUNCH_SIZE];
+
+  memcpy (punch.nonce, nonce, NATKIT_PUNCH_NONCE_SIZE);
+  if (echo != NULL)
+    memcpy (punch.echo, echo, NATKIT_PUNCH_NONCE_SIZE);
+  natkit_punch_build (key, &punch, packet);
+  /* like any UDP send: a full buffer or an unreachable port loses it */
+  g_socket_send_to (socket, to, (const char *) packet, sizeof packet, NULL, NULL);
+}
+
+static gboolean
+path_receive_cb (GSocket      *socket,
+                 GIOCondition  condition,
+                 gpointer      user_data)
+{
+  NatkitHolepunchPath *self = user_data;
+
+  for (guint n = 0; n < 64; n++)
+    {
+      g_autoptr(GSocketAddress) from = NULL;
+      g_autoptr(GError) error = NULL;
+      gssize len = g_socket_receive_from (socket, &from, (char *) self->buffer,
+                                          65536, NULL, &error);
+
+      if (len < 0)
+        {
+          if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+            break;
+          /* ICMP errors surface here on Linux: not a reason to give up a
+           * path the peer may still answer on */
+          continue;
+        }
+      if (from == NULL || !same_address (from, self->remote))
+        {
+          self->stray++;
+          continue;
+        }
+      if (natkit_punch_looks_like (self->buffer, len))
+        {
+          NatkitPunch punch;
+
+          /* the peer still punching: our CONFIRM was lost, say it again */
+          if (natkit_punch_parse (&self->key, self->buffer, len, &punch, NULL) &&
+              punch.sender_role != self->role && self->role == 0 &&
+              punch.type != NATKIT_PUNCH_CONFIRM)
+            send_punch (socket, self->remote, &self->key, NATKIT_PUNCH_CONFIRM,
+                        self->role, self->nonce, punch.nonce);
+          continue;
+        }
+      if (len == 0)
+        continue;
+      {
+        g_autoptr(GBytes) datagram = g_bytes_new (self->buffer, len);
+
+        g_object_ref (self);
+        natkit_path_deliver (NATKIT_PATH (self), datagram);
+        if (natkit_path_is_closed (NATKIT_PATH (self)))
+          {
+            g_object_unref (self);
+            return G_SOURCE_REMOVE;
+          }
+        g_object_unref (self);
+      }
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+natkit_holepunch_path_send (NatkitPath  *path,
+                            GBytes      *datagram,
+                            GError     **error)
+{
+  NatkitHolepunchPath *self = NATKIT_HOLEPUNCH_PATH (path);
+  g_autoptr(GError) local_error = NULL;
+  gsize size;
+  const char *data = g_bytes_get_data (datagram, &size);
+
+  if (g_socket_send_to (self->socket, self->remote, data, size, NULL, &local_error) >= 0)
+    return TRUE;
+  /* UDP semantics: a full buffer or an ICMP error loses this one datagram;
+   * the keepalive notices a path that stays dead */
+  if (g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK) ||
+      g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED) ||
+      g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_HOST_UNREACHABLE) ||
+      g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_NETWORK_UNREACHABLE))
+    return TRUE;
+  {
+    g_autofree char *to = describe (self->remote);
+
+    g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_FAILED,
+                 "Could not send to %s over the punched path: %s", to,
+                 local_error->message);
+  }
+  return FALSE;
+}
+
+static void
+natkit_holepunch_path_close (NatkitPath *path)
+{
+  NatkitHolepunchPath *self = NATKIT_HOLEPUNCH_PATH (path);
+
+  drop_source (&self->io);
+  if (self->socket != NULL)
+    g_socket_close (self->socket, NULL);
+}
+
+static void
+natkit_holepunch_path_finalize (GObject *object)
+{
+  NatkitHolepunchPath *self = NATKIT_HOLEPUNCH_PATH (object);
+
+  drop_source (&self->io);
+  g_clear_object (&self->socket);
+  g_clear_object (&self->remote);
+  g_free (self->buffer);
+  G_OBJECT_CLASS (natkit_holepunch_path_parent_class)->finalize (object);
+}
+
+static void
+natkit_holepunch_path_class_init (NatkitHolepunchPathClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = natkit_holepunch_path_finalize;
+  NATKIT_PATH_CLASS (klass)->send = natkit_holepunch_path_send;
+  NATKIT_PATH_CLASS (klass)->close = natkit_holepunch_path_close;
+}
+
+static void
+natkit_holepunch_path_init (NatkitHolepunchPath *self)
+{
+}
+
+/* ---- one attempt -------------------------------------------------------- */
+
+typedef struct
+{
+  guint8          *data;
+  gsize            len;
+  GSocketAddress  *from;
+} Early;
+
+static void
+early_free (gpointer data)
+{
+  Early *e = data;
+
+  g_free (e->data);
+  g_clear_object (&e->from);
+  g_free (e);
+}
+
+typedef struct
+{
+  GSocketAddress *address;
+  char           *origin;   /* "host", "srflx", "mapped", "peer-reflexive" */
+  gboolean        heard;    /* a valid packet came from there */
+} Target;
+
+static void
+target_free (gpointer data)
+{
+  Target *t = data;
+
+  g_clear_object (&t->address);
+  g_free (t->origin);
+  g_free (t);
+}
+
+typedef struct
+{
+  GSocketAddress *address;
+  StunAgent       agent;
+  StunMessage     message;
+  guint8          request[STUN_MAX_MESSAGE_SIZE_IPV4];
+  gsize           request_len;
+  char           *name;
+} StunServer;
+
+static void
+stun_server_free (gpointer data)
+{
+  StunServer *s = data;
+
+  g_clear_object (&s->address);
+  g_free (s->name);
+  g_free (s);
+}
+
+typedef struct
+{
+  GTask            *task;         /* not a reference: the task owns us */
+  NatkitSignaling  *signaling;
+  gulong            message_id;
+  char             *session_id;
+  char             *peer_id;
+  guint8            role;         /* 0 initiator, 1 responder */
+
+  GSocket          *socket;
+  GSource          *io;
+  guint8           *buffer;
+  guint16           port;
+
+  /* gathering */
+  GArray           *local;        /* NatkitPunchCandidate */
+  GPtrArray        *stun;         /* StunServer */
+  guint             stun_pending; /* resolutions and answers still awaited */
+  GSource          *gather_timer;
+  GSource          *stun_resend;
+  gboolean          gathered;
+  gboolean          offer_sent;
+
+  /* punching */
+  guint8            token[NATKIT_PUNCH_TOKEN_SIZE];
+  guint8            nonce[NATKIT_PUNCH_NONCE_SIZE];
+  gboolean          have_peer;
+  NatkitPunchKey    key;
+  GPtrArray        *targets;      /* Target */
+  char             *peer_nat;
+  GQueue            early;        /* Early, until the peer's offer */
+  GSource          *punch_timer;
+  GSource          *budget;
+  guint             rounds;
+  guint             punches_sent;
+  guint             rejected;     /* packets that did not authenticate */
+  GSocketAddress   *validated;    /* the responder: a pair that answered */
+  GSource          *cancel;
+} Attempt;
+
+static void
+attempt_stop (Attempt *a)
+{
+  drop_source (&a->io);
+  drop_source (&a->gather_timer);
+  drop_source (&a->stun_resend);
+  drop_source (&a->punch_timer);
+  drop_source (&a->budget);
+  drop_source (&a->cancel);
+  if (a->message_id != 0)
+    {
+      g_signal_handler_disconnect (a->signaling, a->message_id);
+      a->message_id = 0;
+    }
+}
+
+static void
+attempt_free (gpointer data)
+{
+  Attempt *a = data;
+
+  attempt_stop (a);
+  if (a->socket != NULL)
+    {
+      g_socket_close (a->socket, NULL);
+      g_object_unref (a->socket);
+    }
+  g_clear_object (&a->signaling);
+  g_free (a->session_id);
+  g_free (a->peer_id);
+  g_free (a->buffer);
+  g_clear_pointer (&a->local, g_array_unref);
+  g_clear_pointer (&a->stun, g_ptr_array_unref);
+  g_clear_pointer (&a->targets, g_ptr_array_unref);
+  g_free (a->peer_nat);
+  g_queue_clear_full (&a->early, early_free);
+  g_clear_object (&a->validated);
+  g_free (a);
+}
+
+static gboolean
+attempt_done (Attempt *a)
+{
+  return a->task == NULL || g_task_get_completed (a->task) || a->socket == NULL;
+}
+
+/* Ends the attempt with @error (taken). */
+static void
+attempt_fail (Attempt *a,
+              GError  *error)
+{
+  GTask *task = a->task;
+
+  attempt_stop (a);
+  a->task = NULL;
+  g_task_return_error (task, error);
+  g_object_unref (task);
+}
+
+static void
+attempt_succeed (Attempt        *a,
+                 GSocketAddress *remote)
+{
+  GTask *task = a->task;
+  NatkitHolepunchPath *path;
+  g_autofree char *local_text = NULL;
+  g_autofree char *remote_text = describe (remote);
+  g_autoptr(GSocketAddress) bound = g_socket_get_local_address (a->socket, NULL);
+  const char *origin = "candidate";
+
+  for (guint i = 0; i < a->targets->len; i++)
+    {
+      Target *t = g_ptr_array_index (a->targets, i);
+
+      if (same_address (t->address, remote))
+        origin = t->origin;
+    }
+  if (bound != NULL)
+    {
+      g_autofree char *text = describe (bound);
+
+      local_text = g_strdup_printf ("%s/udp", text);
+    }
+  else
+    local_text = g_strdup ("?");
+  {
+    g_autofree char *r = g_strdup_printf ("%s/udp (%s)", remote_text, origin);
+
+    path = g_object_new (NATKIT_TYPE_HOLEPUNCH_PATH,
+                         "method", "holepunch",
+                         "transport", "udp",
+                         "local-address", local_text,
+                         "remote-address", r,
+                         "mtu", PATH_MTU,
+                         NULL);
+  }
+  attempt_stop (a);
+  path->socket = g_steal_pointer (&a->socket);
+  path->remote = g_object_ref (remote);
+  path->key = a->key;
+  path->role = a->role;
+  memcpy (path->nonce, a->nonce, NATKIT_PUNCH_NONCE_SIZE);
+  path->buffer = g_steal_pointer (&a->buffer);
+  path->io = g_socket_create_source (path->socket, G_IO_IN, NULL);
+  add_source (path->io, G_SOURCE_FUNC (path_receive_cb), path, "[natkit-holepunch] receive");
+
+  g_debug ("punched a path to %s: %s → %s after %u punch packets",
+           a->peer_id, local_text, remote_text, a->punches_sent);
+  a->task = NULL;
+  g_task_return_pointer (task, path, g_object_unref);
+  g_object_unref (task);
+}
+
+static void
+add_target (Attempt        *a,
+            GSocketAddress *address,
+            const char     *origin)
+{
+  Target *t;
+
+  for (guint i = 0; i < a->targets->len; i++)
+    if (same_address (((Target *) g_ptr_array_index (a->targets, i))->address, address))
+      return;
+  if (a->targets->len >= MAX_TARGETS)
+    return;
+  /* one address family: our socket's */
+  if (g_socket_address_get_family (address) != G_SOCKET_FAMILY_IPV4)
+    return;
+  t = g_new0 (Target, 1);
+  t->address = g_object_ref (address);
+  t->origin = g_strdup (origin);
+  g_ptr_array_add (a->targets, t);
+}
+
+static void
+punch_all (Attempt *a)
+{
+  for (guint i = 0; i < a->targets->len; i++)
+    {
+      Target *t = g_ptr_array_index (a->targets, i);
+
+      send_punch (a->socket, t->address, &a->key, NATKIT_PUNCH_PUNCH, a->role,
+                  a->nonce, NULL);
+      a->punches_sent++;
+    }
+}
+
+static gboolean
+punch_timer_cb (gpointer user_data)
+{
+  Attempt *a = user_data;
+
+  punch_all (a);
+  if (++a->rounds == PUNCH_FAST_ROUNDS)
+    {
+      drop_source (&a->punch_timer);
+      a->punch_timer = add_source (g_timeout_source_new (PUNCH_SLOW_MS), punch_timer_cb,
+                                   a, "[natkit-holepunch] punch");
+      return G_SOURCE_REMOVE;
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+static char *
+list_targets (Attempt *a)
+{
+  GString *s = g_string_new (NULL);
+
+  for (guint i = 0; i < a->targets->len; i++)
+    {
+      Target *t = g_ptr_array_index (a->targets, i);
+      g_autofree char *text = describe (t->address);
+
+      g_string_append_printf (s, "%s%s (%s)", i ? ", " : "", text, t->origin);
+    }
+  return g_string_free (s, FALSE);
+}
+
+static gboolean
+budget_cb (gpointer user_data)
+{
+  Attempt *a = user_data;
+  g_autofree char *tried = list_targets (a);
+  gboolean heard = FALSE;
+
+  for (guint i = 0; i < a->targets->len; i++)
+    heard |= ((Target *) g_ptr_array_index (a->targets, i))->heard;
+
+  g_clear_pointer (&a->budget, g_source_unref);
+  if (a->targets->len == 0)
+    attempt_fail (a, g_error_new (NATKIT_ERROR, NATKIT_ERROR_NOT_APPLICABLE,
+                                  "the peer %s offered no address this side can "
+                                  "send to", a->peer_id));
+  else if (!heard)
+    attempt_fail (a, g_error_new (NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
+                                  "no punch packet from the peer got through in %.1f s "
+                                  "(%u sent to %s%s%s): the NATs on the way do not "
+                                  "let an unsolicited packet in%s",
+                                  PUNCH_BUDGET_MS / 1000.0, a->punches_sent, tried,
+                                  a->peer_nat ? "; the peer is behind a NAT of type " : "",
+                                  a->peer_nat ? a->peer_nat : "",
+                                  a->rejected ? ", and packets that did not "
+                                  "authenticate were dropped" : ""));
+  else
+    attempt_fail (a, g_error_new (NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
+                                  "punch packets reached us from the peer but none of "
+                                  "ours reached it in %.1f s (%u sent to %s)",
+                                  PUNCH_BUDGET_MS / 1000.0, a->punches_sent, tried));
+  return G_SOURCE_REMOVE;
+}
+
+static void handle_packet (Attempt        *a,
+                           const guint8   *data,
+                           gsize           len,
+                           GSocketAddress *from);
+
+/* Both offers known: punch. */
+static void
+start_punching (Attempt *a)
+{
+  if (!a->gathered || !a->have_peer || a->punch_timer != NULL || attempt_done (a))
+    return;
+
+  {
+    g_autofree char *tried = list_targets (a);
+
+    g_debug ("punching towards %s: %s", a->peer_id, tried);
+  }
+  punch_all (a);
+  a->rounds = 1;
+  a->punch_timer = add_source (g_timeout_source_new (PUNCH_FAST_MS), punch_timer_cb, a,
+                               "[natkit-holepunch] punch");
+  a->budget = add_source (g_timeout_source_new (PUNCH_BUDGET_MS), budget_cb, a,
+                          "[natkit-holepunch] budget");
+
+  /* what came before the peer's offer could not be checked until now */
+  while (!g_queue_is_empty (&a->early) && !attempt_done (a))
+    {
+      Early *e = g_queue_pop_head (&a->early);
+
+      handle_packet (a, e->data, e->len, e->from);
+      early_free (e);
+    }
+}
+
+static void
+handle_packet (Attempt        *a,
+               const guint8   *data,
+               gsize           len,
+               GSocketAddress *from)
+{
+  NatkitPunch punch;
+  g_autoptr(GError) error = NULL;
+
+  if (!a->have_peer)
+    {
+      Early *e;
+
+      if (a->early.length >= MAX_EARLY || len > 64)
+        return;
+      e = g_new0 (Early, 1);
+      e->data = g_memdup2 (data, len);
+      e->len = len;
+      e->from = g_object_ref (from);
+      g_queue_push_tail (&a->early, e);
+      return;
+    }
+
+  if (!natkit_punch_looks_like (data, len))
+    {
+      /* the responder: the initiator's secure handshake on a pair that
+       * answered means our CONFIRM was lost; the pair is the path */
+      if (a->role == 1 && a->validated != NULL && same_address (from, a->validated) &&
+          len > 0 && data[0] >= 20 && data[0] <= 63)
+        {
+          g_autoptr(GSocketAddress) remote = g_object_ref (a->validated);
+
+          g_debug ("a DTLS record from %s before its CONFIRM: taking the pair", a->peer_id);
+          attempt_succeed (a, remote);
+          /* the record is lost; DTLS resends its first flight */
+        }
+      return;
+    }
+  if (!natkit_punch_parse (&a->key, data, len, &punch, &error))
+    {
+      g_autofree char *text = describe (from);
+
+      a->rejected++;
+      g_debug ("dropping a packet from %s: %s", text, error->message);
+      return;
+    }
+  if (punch.sender_role == a->role)
+    {
+      a->rejected++;   /* our own packet, reflected */
+      return;
+    }
+
+  for (guint i = 0; i < a->targets->len; i++)
+    {
+      Target *t = g_ptr_array_index (a->targets, i);
+
+      if (same_address (t->address, from))
+        t->heard = TRUE;
+    }
+
+  switch (punch.type)
+    {
+    case NATKIT_PUNCH_PUNCH:
+      /* answer where it came from: the peer's NAT may have given it a
+       * port for us alone (peer-reflexive), then punch there too */
+      send_punch (a->socket, from, &a->key, NATKIT_PUNCH_ACK, a->role, a->nonce,
+                  punch.nonce);
+      add_target (a, from, "peer-reflexive");
+      for (guint i = 0; i < a->targets->len; i++)
+        {
+          Target *t = g_ptr_array_index (a->targets, i);
+
+          if (same_address (t->address, from))
+            t->heard = TRUE;
+        }
+      break;
+
+    case NATKIT_PUNCH_ACK:
+      if (memcmp (punch.echo, a->nonce, NATKIT_PUNCH_NONCE_SIZE) != 0)
+        {
+          a->rejected++;
+          return;
+        }
+      if (a->role == 0)
+        {
+          /* the pair works both ways: it is the path */
+          send_punch (a->socket, from, &a->key, NATKIT_PUNCH_CONFIRM, a->role, a->nonce,
+                      punch.nonce);
+          attempt_succeed (a, from);
+        }
+      else if (a->validated == NULL)
+        a->validated = g_object_ref (from);
+      break;
+
+    case NATKIT_PUNCH_CONFIRM:
+      if (a->role == 1 && memcmp (punch.echo, a->nonce, NATKIT_PUNCH_NONCE_SIZE) == 0)
+        attempt_succeed (a, from);
+      else
+        a->rejected++;
+      break;
+    }
+}
+
+/* ---- STUN: what the world sees of our socket ---------------------------- */
+
+static void
+add_local (Attempt                  *a,
+           NatkitPunchCandidateType  type,
+           GInetSocketAddress       *address)
+{
+  NatkitPunchCandidate c;
+
+  for (guint i = 0; i < a->local->len; i++)
+    if (same_address (G_SOCKET_ADDRESS (g_array_index (a->local, NatkitPunchCandidate, i).address),
+                      G_SOCKET_ADDRESS (address)))
+      return;
+  if (a->local->len >= NATKIT_PUNCH_MAX_CANDIDATES)
+    return;
+  c.type = type;
+  c.address = g_object_ref (address);
+  g_array_append_val (a->local, c);
+}
+
+static void
+offer_sent_cb (GObject      *source,
+               GAsyncResult *result,
+               gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!natkit_signaling_send_finish (NATKIT_SIGNALING (source), result, &error))
+    g_debug ("could not send the hole punching offer: %s", error->message);
+}
+
+static void
+gather_done (Attempt *a)
+{
+  g_autofree char *offer = NULL;
+
+  if (a->gathered || attempt_done (a))
+    return;
+  a->gathered = TRUE;
+  drop_source (&a->gather_timer);
+  drop_source (&a->stun_resend);
+
+  offer = natkit_punch_offer_build (a->session_id, a->token,
+                                    (NatkitPunchCandidate *) a->local->data,
+                                    a->local->len, NULL);
+  g_debug ("sending %u candidates to %s", a->local->len, a->peer_id);
+  natkit_signaling_send_async (a->signaling, a->peer_id, offer, NULL, offer_sent_cb, NULL);
+  a->offer_sent = TRUE;
+  start_punching (a);
+}
+
+static void
+handle_stun (Attempt        *a,
+             const guint8   *data,
+             gsize           len,
+             GSocketAddress *from)
+{
+  for (guint i = 0; i < a->stun->len; i++)
+    {
+      StunServer *s = g_ptr_array_index (a->stun, i);
+      StunMessage response;
+      struct sockaddr_storage mapped, alternate;
+      socklen_t mapped_len = sizeof mapped, alternate_len = sizeof alternate;
+      g_autoptr(GSocketAddress) address = NULL;
+
+      if (s->address == NULL || s->request_len == 0 || !same_address (from, s->address))
+        continue;
+      if (stun_agent_validate (&s->agent, &response, data, len, NULL, NULL) !=
+          STUN_VALIDATION_SUCCESS)
+        return;
+      if (stun_usage_bind_process (&response, (struct sockaddr *) &mapped, &mapped_len,
+                                   (struct sockaddr *) &alternate, &alternate_len) !=
+          STUN_USAGE_BIND_RETURN_SUCCESS)
+        return;
+      address = g_socket_address_new_from_native (&mapped, mapped_len);
+      if (address == NULL || !G_IS_INET_SOCKET_ADDRESS (address))
+        return;
+      s->request_len = 0;   /* answered */
+      {
+        g_autofree char *text = describe (address);
+
+        g_debug ("STUN server %s sees us as %s", s->name, text);
+      }
+      add_local (a, NATKIT_PUNCH_CANDIDATE_SRFLX, G_INET_SOCKET_ADDRESS (address));
+      /* one answer is what we need; a second server could only add a
+       * port a symmetric NAT would not reuse for the peer anyway */
+      gather_done (a);
+      return;
+    }
+}
+
+static gboolean
+attempt_receive_cb (GSocket      *socket,
+                    GIOCondition  condition,
+                    gpointer      user_data)
+{
+  Attempt *a = user_data;
+  g_autoptr(GTask) guard = g_object_ref (a->task);   /* keeps @a alive */
+
+  for (guint n = 0; n < 32 && !attempt_done (a); n++)
+    {
+      g_autoptr(GSocketAddress) from = NULL;
+      g_autoptr(GError) error = NULL;
+      gssize len = g_socket_receive_from (socket, &from, (char *) a->buffer, 65536,
+                                          NULL, &error);
+
+      if (len < 0)
+        {
+          if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+            break;
+          continue;   /* ICMP errors from punches to dead candidates */
+        }
+      if (from == NULL || !G_IS_INET_SOCKET_ADDRESS (from))
+        continue;
+      if (len >= 20 && a->buffer[0] < 2 && !a->gathered)
+        handle_stun (a, a->buffer, len, from);
+      else
+        handle_packet (a, a->buffer, len, from);
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+send_stun (Attempt *a)
+{
+  for (guint i = 0; i < a->stun->len; i++)
+    {
+      StunServer *s = g_ptr_array_index (a->stun, i);
+
+      if (s->address != NULL && s->request_len > 0)
+        g_socket_send_to (a->socket, s->address, (const char *) s->request,
+                          s->request_len, NULL, NULL);
+    }
+}
+
+static gboolean
+stun_resend_cb (gpointer user_data)
+{
+  send_stun (user_data);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+gather_timer_cb (gpointer user_data)
+{
+  Attempt *a = user_data;
+  g_autoptr(GTask) guard = g_object_ref (a->task);   /* keeps @a alive */
+
+  g_clear_pointer (&a->gather_timer, g_source_unref);
+  g_debug ("no STUN answer within %d ms: offering what we have", GATHER_MS);
+  gather_done (a);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+stun_prepare (Attempt        *a,
+              StunServer     *s,
+              GSocketAddress *address)
+{
+  static const uint16_t known[] = {
+    STUN_ATTRIBUTE_MAPPED_ADDRESS, STUN_ATTRIBUTE_XOR_MAPPED_ADDRESS,
+    STUN_ATTRIBUTE_FINGERPRINT, STUN_ATTRIBUTE_SOFTWARE, 0
+  };
+
+  s->address = g_object_ref (address);
+  stun_agent_init (&s->agent, known, STUN_COMPATIBILITY_RFC5389,
+                   STUN_AGENT_USAGE_USE_FINGERPRINT);
+  s->request_len = stun_usage_bind_create (&s->agent, &s->message, s->request,
+                                           sizeof s->request);
+}
+
+/* ---- the traversal ------------------------------------------------------ */
+
+struct _NatkitHolepunch
+{
+  GObject parent_instance;
+};
+
+static void natkit_holepunch_traversal_init (NatkitTraversalInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (NatkitHolepunch, natkit_holepunch, G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (NATKIT_TYPE_TRAVERSAL,
+                                                      natkit_holepunch_traversal_init))
+
+static NatkitCost
+natkit_holepunch_get_cost (NatkitTraversal *traversal)
+{
+  return NATKIT_COST_DIRECT;
+}
+
+static gboolean
+natkit_holepunch_applies (NatkitTraversal         *traversal,
+                          NatkitTraversalRequest  *request,
+                          GError                 **error)
+{
+  if (natkit_traversal_request_get_signaling (request) == NULL ||
+      natkit_traversal_request_get_session_id (request) == NULL)
+    {
+      g_set_error_literal (error, NATKIT_ERROR, NATKIT_ERROR_NOT_APPLICABLE,
+                           "hole punching needs a signaling channel to the peer "
+                           "to exchange addresses over");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+message_cb (NatkitSignaling *signaling,
+            const char      *from,
+            const char      *text,
+            gpointer         user_data)
+{
+  Attempt *a = user_data;
+  g_autoptr(GTask) guard = g_object_ref (a->task);   /* keeps @a alive */
+  g_autofree char *session = NULL;
+  g_autoptr(GArray) candidates = NULL;
+  g_autoptr(GError) error = NULL;
+  guint8 token[NATKIT_PUNCH_TOKEN_SIZE];
+
+  if (g_strcmp0 (from, a->peer_id) != 0 || strstr (text, "\"holepunch\"") == NULL)
+    return;
+  if (!natkit_punch_offer_parse (text, &session, token, &candidates, NULL, &error))
+    {
+      g_debug ("ignoring a hole punching offer from %s: %s", from, error->message);
+      return;
+    }
+  if (g_strcmp0 (session, a->session_id) != 0)
+    return;
+  if (a->have_peer)
+    {
+      g_debug ("ignoring a second hole punching offer from %s", from);
+      return;
+    }
+
+  a->have_peer = TRUE;
+  if (a->role == 0)
+    natkit_punch_key_derive (&a->key, a->session_id, a->token, token);
+  else
+    natkit_punch_key_derive (&a->key, a->session_id, token, a->token);
+  for (guint i = 0; i < candidates->len; i++)
+    {
+      NatkitPunchCandidate *c = &g_array_index (candidates, NatkitPunchCandidate, i);
+
+      add_target (a, G_SOCKET_ADDRESS (c->address),
+                  natkit_punch_candidate_type_to_string (c->type));
+    }
+  g_debug ("%s offered %u candidates", from, candidates->len);
+  start_punching (a);
+}
+
+static void
+host_candidates (Attempt *a)
+{
+  struct ifaddrs *list = NULL;
+
+  if (getifaddrs (&list) != 0)
+    return;
+  for (struct ifaddrs *i = list; i != NULL; i = i->ifa_next)
+    {
+      g_autoptr(GInetAddress) ip = NULL;
+      g_autoptr(GSocketAddress) address = NULL;
+
+      if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET ||
+          !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK))
+        continue;
+      ip = g_inet_address_new_from_bytes ((const guint8 *) &((struct sockaddr_in *) i->ifa_addr)->sin_addr,
+                                          G_SOCKET_FAMILY_IPV4);
+      if (g_inet_address_get_is_link_local (ip))
+        continue;
+      address = g_inet_socket_address_new (ip, a->port);
+      add_local (a, NATKIT_PUNCH_CANDIDATE_HOST, G_INET_SOCKET_ADDRESS (address));
+    }
+  freeifaddrs (list);
+}
+
+static gboolean
+cancelled_cb (GCancellable *cancellable,
+              gpointer      user_data)
+{
+  Attempt *a = user_data;
+
+  g_clear_pointer (&a->cancel, g_source_unref);
+  if (!attempt_done (a))
+    attempt_fail (a, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                          "hole punching was cancelled"));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+stun_resolved_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data);
+
+static void
+natkit_holepunch_open_path_async (NatkitTraversal        *traversal,
+                                  NatkitTraversalRequest *request,
+                                  GCancellable           *cancellable,
+                                  GAsyncReadyCallback     callback,
+                                  gpointer                user_data)
+{
+  GTask *task = g_task_new (traversal, cancellable, callback, user_data);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GInetAddress) any = g_inet_address_new_any (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) bind_to = g_inet_socket_address_new (any, 0);
+  g_autoptr(GSocketAddress) bound = NULL;
+  const char * const *servers = natkit_traversal_request_get_stun_servers (request);
+  Attempt *a;
+
+  g_task_set_source_tag (task, natkit_holepunch_open_path_async);
+  a = g_new0 (Attempt, 1);
+  a->task = task;
+  g_task_set_task_data (task, a, attempt_free);
+  a->signaling = g_object_ref (natkit_traversal_request_get_signaling (request));
+  a->session_id = g_strdup (natkit_traversal_request_get_session_id (request));
+  a->peer_id = g_strdup (natkit_traversal_request_get_remote_peer_id (request));
+  a->role = natkit_traversal_request_get_role (request) == NATKIT_ROLE_INITIATOR ? 0 : 1;
+  a->buffer = g_malloc (65536);
+  a->local = g_array_new (FALSE, TRUE, sizeof (NatkitPunchCandidate));
+  g_array_set_clear_func (a->local, (GDestroyNotify) natkit_punch_candidate_clear);
+  a->stun = g_ptr_array_new_with_free_func (stun_server_free);
+  a->targets = g_ptr_array_new_with_free_func (target_free);
+  g_queue_init (&a->early);
+  g_random_set_seed (g_random_int ());
+  for (guint i = 0; i < NATKIT_PUNCH_TOKEN_SIZE; i += 4)
+    {
+      guint32 r = g_random_int ();
+      memcpy (a->token + i, &r, 4);
+    }
+  for (guint i = 0; i < NATKIT_PUNCH_NONCE_SIZE; i += 4)
+    {
+      guint32 r = g_random_int ();
+      memcpy (a->nonce + i, &r, 4);
+    }
+
+  a->socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_DATAGRAM,
+                            G_SOCKET_PROTOCOL_UDP, &error);
+  if (a->socket == NULL || !g_socket_bind (a->socket, bind_to, FALSE, &error) ||
+      (bound = g_socket_get_local_address (a->socket, &error)) == NULL)
+    {
+      attempt_fail (a, g_error_new (NATKIT_ERROR, NATKIT_ERROR_FAILED,
+                                    "Could not open a UDP socket for hole punching: %s",
+                                    error->message));
+      return;
+    }
+  g_socket_set_blocking (a->socket, FALSE);
+  g_socket_set_option (a->socket, SOL_SOCKET, SO_RCVBUF, SOCKET_BUFFER, NULL);
+  g_socket_set_option (a->socket, SOL_SOCKET, SO_SNDBUF, SOCKET_BUFFER, NULL);
+  a->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  a->io = g_socket_create_source (a->socket, G_IO_IN, NULL);
+  add_source (a->io, G_SOURCE_FUNC (attempt_receive_cb), a, "[natkit-holepunch] receive");
+  if (cancellable != NULL)
+    a->cancel = add_source (g_cancellable_source_new (cancellable),
+                            G_SOURCE_FUNC (cancelled_cb), a, "[natkit-holepunch] cancel");
+
+  /* listen before anything goes out: the peer's offer may come quickly */
+  a->message_id = g_signal_connect (a->signaling, "message-received",
+                                    G_CALLBACK (message_cb), a);
+
+  host_candidates (a);
+  for (guint i = 0; servers != NULL && servers[i] != NULL && a->stun->len < MAX_STUN_SERVERS; i++)
+    {
+      g_autoptr(GSocketConnectable) connectable =
+        g_network_address_parse (servers[i], 3478, NULL);
+      StunServer *s;
+      const char *host;
+      g_autoptr(GInetAddress) ip = NULL;
+
+      if (connectable == NULL)
+        continue;
+      s = g_new0 (StunServer, 1);
+      s->name = g_strdup (servers[i]);
+      g_ptr_array_add (a->stun, s);
+      host = g_network_address_get_hostname (G_NETWORK_ADDRESS (connectable));
+      ip = g_inet_address_new_from_string (host);
+      if (ip != NULL)
+        {
+          g_autoptr(GSocketAddress) address =
+            g_inet_socket_address_new (ip, g_network_address_get_port (G_NETWORK_ADDRESS (connectable)));
+
+          if (g_inet_address_get_family (ip) == G_SOCKET_FAMILY_IPV4)
+            stun_prepare (a, s, address);
+        }
+      else
+        {
+          GResolver *resolver = g_resolver_get_default ();
+
+          g_resolver_lookup_by_name_with_flags_async (resolver, host,
+                                                      G_RESOLVER_NAME_LOOKUP_FLAGS_IPV4_ONLY,
+                                                      cancellable, stun_resolved_cb,
+                                                      g_object_ref (task));
+          g_object_unref (resolver);
+        }
+    }
+
+  if (a->stun->len == 0)
+    {
+      gather_done (a);
+      return;
+    }
+  send_stun (a);
+  a->stun_resend = add_source (g_timeout_source_new (STUN_RESEND_MS), stun_resend_cb, a,
+                               "[natkit-holepunch] STUN resend");
+  a->gather_timer = add_source (g_timeout_source_new (GATHER_MS), gather_timer_cb, a,
+                                "[natkit-holepunch] gather");
+}
+
+static void
+stun_resolved_cb (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  Attempt *a = g_task_get_task_data (task);
+  GList *addresses = g_resolver_lookup_by_name_with_flags_finish (G_RESOLVER (source),
+                                                                  result, NULL);
+
+  if (addresses != NULL && !attempt_done (a) && !a->gathered)
+    {
+      for (guint i = 0; i < a->stun->len; i++)
+        {
+          StunServer *s = g_ptr_array_index (a->stun, i);
+          g_autoptr(GSocketConnectable) c = NULL;
+
+          if (s->address != NULL)
+            continue;
+          c = g_network_address_parse (s->name, 3478, NULL);
+          if (c == NULL)
+            continue;
+          {
+            g_autoptr(GSocketAddress) address =
+              g_inet_socket_address_new (addresses->data,
+                                         g_network_address_get_port (G_NETWORK_ADDRESS (c)));
+
+            stun_prepare (a, s, address);
+            send_stun (a);
+          }
+          break;
+        }
+    }
+  g_resolver_free_addresses (addresses);
+}
+
+static NatkitPath *
+natkit_holepunch_open_path_finish (NatkitTraversal  *traversal,
+                                   GAsyncResult     *result,
+                                   GError          **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, traversal), NULL);
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+static void
+natkit_holepunch_traversal_init (NatkitTraversalInterface *iface)
+{
+  iface->get_cost = natkit_holepunch_get_cost;
+  iface->applies = natkit_holepunch_applies;
+  iface->open_path_async = natkit_holepunch_open_path_async;
+  iface->open_path_finish = natkit_holepunch_open_path_finish;
+}
+
+static void
+natkit_holepunch_class_init (NatkitHolepunchClass *klass)
+{
+}
+
+static void
+natkit_holepunch_init (NatkitHolepunch *self)
+{
+}
+
+static gboolean
+holepunch_plugin_init (NatkitPlugin  *plugin,
+                       GError       **error)
+{
+  natkit_plugin_register_type (plugin, NATKIT_PLUGIN_KIND_TRAVERSAL,
+                               NATKIT_TYPE_HOLEPUNCH, NATKIT_RANK_PRIMARY);
+  return TRUE;
+}
+
+NATKIT_PLUGIN_DEFINE ("holepunch",
+                      "Direct UDP paths through NATs by simultaneous hole punching",
+                      PACKAGE_VERSION, "LGPL-2.1-or-later",
+                      holepunch_plugin_init)

@@ -1,0 +1,416 @@
+/* natkit-holepunch-proto.c: hole punching's packets and signaling payload
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * A punch packet (docs/protocol.md 7.2), 36 bytes:
+ *
+ *    0   'N' 'H' version(1) type
+ *    4   nonce (8): the sender's, fixed for one attempt
+ *   12   echo (8): the nonce being answered (zero in a PUNCH)
+ *   20   MAC (16): HMAC-SHA-256 over bytes 0..19 and the sender's role,
+ *        keyed from the session ID and both sides' tokens, truncated
+ *
+ * Only the two peers know the tokens (they travelled over the signaling
+ * channel, which authenticates both ends), so a third host can neither
+ * forge a punch nor answer one; the role in the MAC stops a packet from
+ * being reflected back at its sender as if the peer had sent it.
+ */
+#include <string.h>
+
+#include <json-glib/json-glib.h>
+
+#include "natkit-holepunch-proto.h"
+
+#define MAGIC0   'N'
+#define MAGIC1   'H'
+#define VERSION  1
+
+static void
+mac (const NatkitPunchKey *key,
+     const guint8         *header,
+     guint8                role,
+     guint8                out[NATKIT_PUNCH_MAC_SIZE])
+{
+  g_autoptr(GHmac) hmac = g_hmac_new (G_CHECKSUM_SHA256, key->key, sizeof key->key);
+  guint8 digest[32];
+  gsize len = sizeof digest;
+
+  g_hmac_update (hmac, header, 20);
+  g_hmac_update (hmac, &role, 1);
+  g_hmac_get_digest (hmac, digest, &len);
+  memcpy (out, digest, NATKIT_PUNCH_MAC_SIZE);
+}
+
+void
+natkit_punch_key_derive (NatkitPunchKey *key,
+                         const char     *session_id,
+                         const guint8    initiator_token[NATKIT_PUNCH_TOKEN_SIZE],
+                         const guint8    responder_token[NATKIT_PUNCH_TOKEN_SIZE])
+{
+  g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  static const char label[] = "natkit-holepunch-v1";
+  gsize len = sizeof key->key;
+
+  g_checksum_update (sum, (const guchar *) label, sizeof label);  /* with its NUL */
+  g_checksum_update (sum, (const guchar *) session_id, strlen (session_id) + 1);
+  g_checksum_update (sum, initiator_token, NATKIT_PUNCH_TOKEN_SIZE);
+  g_checksum_update (sum, responder_token, NATKIT_PUNCH_TOKEN_SIZE);
+  g_checksum_get_digest (sum, key->key, &len);
+}
+
+void
+natkit_punch_build (const NatkitPunchKey *key,
+                    const NatkitPunch    *punch,
+                    guint8                out[NATKIT_PUNCH_SIZE])
+{
+  out[0] = MAGIC0;
+  out[1] = MAGIC1;
+  out[2] = VERSION;
+  out[3] = punch->type;
+  memcpy (out + 4, punch->nonce, NATKIT_PUNCH_NONCE_SIZE);
+  memcpy (out + 12, punch->echo, NATKIT_PUNCH_NONCE_SIZE);
+  mac (key, out, punch->sender_role, out + 20);
+}
+
+/* Whether @data is meant to be a punch packet at all (DTLS records start
+ * with 20..63, STUN with 0 or 1). */
+gboolean
+natkit_punch_looks_like (const guint8 *data,
+                         gsize         len)
+{
+  return len >= 2 && data[0] == MAGIC0 && data[1] == MAGIC1;
+}
+
+gboolean
+natkit_punch_parse (const NatkitPunchKey *key,
+                    const guint8         *data,
+                    gsize                 len,
+                    NatkitPunch          *out,
+                    GError              **error)
+{
+  guint8 expected[NATKIT_PUNCH_MAC_SIZE];
+  guint8 role;
+  gboolean ok = FALSE;
+
+  if (!natkit_punch_looks_like (data, len))
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                           "not a punch packet");
+      return FALSE;
+    }
+  if (len != NATKIT_PUNCH_SIZE)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                   "a punch packet of %" G_GSIZE_FORMAT " bytes (expected %d)",
+                   len, NATKIT_PUNCH_SIZE);
+      return FALSE;
+    }
+  if (data[2] != VERSION)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                   "a punch packet of version %u (this side speaks %d)",
+                   data[2], VERSION);
+      return FALSE;
+    }
+  if (data[3] < NATKIT_PUNCH_PUNCH || data[3] > NATKIT_PUNCH_CONFIRM)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                   "a punch packet of unknown type %u", data[3]);
+      return FALSE;
+    }
+
+  /* which role sent it is part of what the MAC proves */
+  for (role = 0; role <= 1 && !ok; role++)
+    {
+      guint8 diff = 0;
+
+      mac (key, data, role, expected);
+      for (guint i = 0; i < NATKIT_PUNCH_MAC_SIZE; i++)
+        diff |= expected[i] ^ data[20 + i];
+      if (diff == 0)
+        {
+          ok = TRUE;
+          out->sender_role = role;
+        }
+    }
+  if (!ok)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                           "a punch packet that does not authenticate "
+                           "(forged, or from another session)");
+      return FALSE;
+    }
+  out->type = data[3];
+  memcpy (out->nonce, data + 4, NATKIT_PUNCH_NONCE_SIZE);
+  memcpy (out->echo, data + 12, NATKIT_PUNCH_NONCE_SIZE);
+  return TRUE;
+}
+
+/* ---- candidates --------------------------------------------------------- */
+
+void
+natkit_punch_candidate_clear (NatkitPunchCandidate *candidate)
+{
+  g_clear_object (&candidate->address);
+}
+
+const char *
+natkit_punch_candidate_type_to_string (NatkitPunchCandidateType type)
+{
+  switch (type)
+    {
+    case NATKIT_PUNCH_CANDIDATE_HOST:
+      return "host";
+    case NATKIT_PUNCH_CANDIDATE_SRFLX:
+      return "srflx";
+    case NATKIT_PUNCH_CANDIDATE_MAPPED:
+      return "mapped";
+    default:
+      return "unknown";
+    }
+}
+
+static gboolean
+candidate_type_from_string (const char               *text,
+                            NatkitPunchCandidateType *out)
+{
+  for (int t = NATKIT_PUNCH_CANDIDATE_HOST; t <= NATKIT_PUNCH_CANDIDATE_MAPPED; t++)
+    if (g_strcmp0 (text, natkit_punch_candidate_type_to_string (t)) == 0)
+      {
+        *out = t;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+/* Addresses a candidate may never name: nothing to punch there, or a way
+ * to make us send to many hosts (multicast, broadcast). */
+gboolean
+natkit_punch_address_is_sendable (GInetSocketAddress *address)
+{
+  GInetAddress *ip = g_inet_socket_address_get_address (address);
+
+  if (g_inet_socket_address_get_port (address) == 0)
+    return FALSE;
+  if (g_inet_address_get_is_any (ip) || g_inet_address_get_is_multicast (ip))
+    return FALSE;
+  if (g_inet_address_get_family (ip) == G_SOCKET_FAMILY_IPV4)
+    {
+      const guint8 *b = g_inet_address_to_bytes (ip);
+
+      if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255)
+        return FALSE;
+      if (b[0] == 0 || b[0] >= 240)   /* "this network", reserved, broadcast */
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* json-glib keeps the partial tree of a document with bytes after its
+ * root (a leak a peer could repeat): accept exactly one JSON object with
+ * nothing but white space around it. */
+static gboolean
+is_one_object (const char *text)
+{
+  int depth = 0;
+  gboolean in_string = FALSE;
+  const char *p = text;
+
+  while (g_ascii_isspace (*p))
+    p++;
+  if (*p != '{')
+    return FALSE;
+  for (; *p; p++)
+    {
+      if (in_string)
+        {
+          if (*p == '\\' && p[1] != '\0')
+            p++;
+          else if (*p == '"')
+            in_string = FALSE;
+          continue;
+        }
+      if (*p == '"')
+        in_string = TRUE;
+      else if (*p == '{' || *p == '[')
+        {
+          if (++depth > 8)
+            return FALSE;
+        }
+      else if (*p == '}' || *p == ']')
+        {
+          if (--depth == 0)
+            {
+              p++;
+              break;
+            }
+        }
+    }
+  if (depth != 0)
+    return FALSE;
+  while (g_ascii_isspace (*p))
+    p++;
+  return *p == '\0';
+}
+
+char *
+natkit_punch_offer_build (const char                 *session_id,
+                          const guint8                token[NATKIT_PUNCH_TOKEN_SIZE],
+                          const NatkitPunchCandidate *candidates,
+                          guint                       n_candidates,
+                          const char                 *nat_type)
+{
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  g_autoptr(JsonNode) root = NULL;
+  g_autofree char *token64 = g_base64_encode (token, NATKIT_PUNCH_TOKEN_SIZE);
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "natkit");
+  json_builder_add_int_value (b, 1);
+  json_builder_set_member_name (b, "op");
+  json_builder_add_string_value (b, "holepunch");
+  json_builder_set_member_name (b, "session");
+  json_builder_add_string_value (b, session_id);
+  json_builder_set_member_name (b, "token");
+  json_builder_add_string_value (b, token64);
+  if (nat_type != NULL)
+    {
+      json_builder_set_member_name (b, "nat");
+      json_builder_add_string_value (b, nat_type);
+    }
+  json_builder_set_member_name (b, "candidates");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < n_candidates && i < NATKIT_PUNCH_MAX_CANDIDATES; i++)
+    {
+      GInetSocketAddress *a = candidates[i].address;
+      g_autofree char *ip = g_inet_address_to_string (g_inet_socket_address_get_address (a));
+
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "type");
+      json_builder_add_string_value (b, natkit_punch_candidate_type_to_string (candidates[i].type));
+      json_builder_set_member_name (b, "ip");
+      json_builder_add_string_value (b, ip);
+      json_builder_set_member_name (b, "port");
+      json_builder_add_int_value (b, g_inet_socket_address_get_port (a));
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  return json_to_string (root, FALSE);
+}
+
+static void
+clear_candidate (gpointer data)
+{
+  natkit_punch_candidate_clear (data);
+}
+
+gboolean
+natkit_punch_offer_parse (const char  *text,
+                          char       **out_session_id,
+                          guint8       out_token[NATKIT_PUNCH_TOKEN_SIZE],
+                          GArray     **out_candidates,
+                          char       **out_nat_type,
+                          GError     **error)
+{
+  g_autoptr(JsonNode) node = NULL;
+  g_autoptr(GArray) candidates = NULL;
+  g_autofree guint8 *token = NULL;
+  JsonObject *body;
+  JsonNode *list;
+  JsonArray *array;
+  const char *session, *token64, *nat;
+  gsize token_len = 0;
+
+  if (text == NULL || strlen (text) > 8192 || !is_one_object (text))
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                           "the hole punching offer is not one JSON object "
+                           "of at most 8 KiB");
+      return FALSE;
+    }
+  node = json_from_string (text, NULL);
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                           "the hole punching offer is not valid JSON");
+      return FALSE;
+    }
+  body = json_node_get_object (node);
+  if (json_object_get_int_member_with_default (body, "natkit", 0) != 1 ||
+      g_strcmp0 (json_object_get_string_member_with_default (body, "op", NULL),
+                 "holepunch") != 0)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                           "not a natkit hole punching offer");
+      return FALSE;
+    }
+  session = json_object_get_string_member_with_default (body, "session", NULL);
+  token64 = json_object_get_string_member_with_default (body, "token", NULL);
+  nat = json_object_get_string_member_with_default (body, "nat", NULL);
+  if (session == NULL || *session == '\0' || strlen (session) > 64 ||
+      token64 == NULL || strlen (token64) != 24)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                           "the hole punching offer lacks its session or token");
+      return FALSE;
+    }
+  token = g_base64_decode (token64, &token_len);
+  if (token_len != NATKIT_PUNCH_TOKEN_SIZE)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                           "the hole punching offer's token is not 16 bytes");
+      return FALSE;
+    }
+  if (nat != NULL && strlen (nat) > 32)
+    nat = NULL;
+
+  list = json_object_get_member (body, "candidates");
+  if (list == NULL || !JSON_NODE_HOLDS_ARRAY (list))
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                           "the hole punching offer has no list of candidates");
+      return FALSE;
+    }
+  array = json_node_get_array (list);
+  candidates = g_array_new (FALSE, TRUE, sizeof (NatkitPunchCandidate));
+  g_array_set_clear_func (candidates, clear_candidate);
+  for (guint i = 0; i < json_array_get_length (array); i++)
+    {
+      JsonNode *item = json_array_get_element (array, i);
+      JsonObject *c;
+      NatkitPunchCandidate candidate = { 0, NULL };
+      g_autoptr(GInetAddress) ip = NULL;
+      gint64 port;
+
+      if (candidates->len >= NATKIT_PUNCH_MAX_CANDIDATES)
+        break;   /* the rest are ignored, not an error */
+      if (!JSON_NODE_HOLDS_OBJECT (item))
+        continue;
+      c = json_node_get_object (item);
+      if (!candidate_type_from_string (json_object_get_string_member_with_default (c, "type", NULL),
+                                       &candidate.type))
+        continue;
+      ip = g_inet_address_new_from_string (json_object_get_string_member_with_default (c, "ip", ""));
+      port = json_object_get_int_member_with_default (c, "port", 0);
+      if (ip == NULL || port <= 0 || port > 65535)
+        continue;
+      candidate.address = G_INET_SOCKET_ADDRESS (g_inet_socket_address_new (ip, (guint16) port));
+      if (!natkit_punch_address_is_sendable (candidate.address))
+        {
+          natkit_punch_candidate_clear (&candidate);
+          continue;
+        }
+      g_array_append_val (candidates, candidate);
+    }
+
+  if (out_session_id)
+    *out_session_id = g_strdup (session);
+  memcpy (out_token, token, NATKIT_PUNCH_TOKEN_SIZE);
+  if (out_nat_type)
+    *out_nat_type = g_strdup (nat);
+  if (out_candidates)
+    *out_candidates = g_steal_pointer (&candidates);
+  return TRUE;
+}

@@ -1,0 +1,85 @@
+/* natkit-holepunch-proto.h: hole punching's packets and signaling payload
+ * (docs/protocol.md section 7)
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Pure code, no sockets: the unit tests and the fuzz targets use it as is.
+ */
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+#define NATKIT_PUNCH_SIZE           36
+#define NATKIT_PUNCH_NONCE_SIZE     8
+#define NATKIT_PUNCH_MAC_SIZE       16
+#define NATKIT_PUNCH_TOKEN_SIZE     16
+#define NATKIT_PUNCH_MAX_CANDIDATES 16
+
+typedef enum {
+  NATKIT_PUNCH_PUNCH   = 1,  /* "here I am", sent to every candidate */
+  NATKIT_PUNCH_ACK     = 2,  /* "I heard your punch" (echoes its nonce) */
+  NATKIT_PUNCH_CONFIRM = 3,  /* the initiator: "this pair is the path" */
+} NatkitPunchType;
+
+typedef enum {
+  NATKIT_PUNCH_CANDIDATE_HOST,     /* an address of a local interface */
+  NATKIT_PUNCH_CANDIDATE_SRFLX,    /* what a STUN server saw */
+  NATKIT_PUNCH_CANDIDATE_MAPPED,   /* a gateway's port mapping */
+} NatkitPunchCandidateType;
+
+typedef struct
+{
+  NatkitPunchCandidateType  type;
+  GInetSocketAddress       *address;
+} NatkitPunchCandidate;
+
+/* The keys both sides derive from the session ID and the two tokens that
+ * travelled over the authenticated signaling channel. */
+typedef struct
+{
+  guint8 key[32];
+} NatkitPunchKey;
+
+typedef struct
+{
+  NatkitPunchType type;
+  guint8          sender_role;                     /* 0 initiator, 1 responder */
+  guint8          nonce[NATKIT_PUNCH_NONCE_SIZE];
+  guint8          echo[NATKIT_PUNCH_NONCE_SIZE];   /* zero in a PUNCH */
+} NatkitPunch;
+
+void      natkit_punch_key_derive  (NatkitPunchKey       *key,
+                                    const char           *session_id,
+                                    const guint8          initiator_token[NATKIT_PUNCH_TOKEN_SIZE],
+                                    const guint8          responder_token[NATKIT_PUNCH_TOKEN_SIZE]);
+void      natkit_punch_build       (const NatkitPunchKey *key,
+                                    const NatkitPunch    *punch,
+                                    guint8                out[NATKIT_PUNCH_SIZE]);
+gboolean  natkit_punch_looks_like  (const guint8         *data,
+                                    gsize                 len);
+gboolean  natkit_punch_parse       (const NatkitPunchKey *key,
+                                    const guint8         *data,
+                                    gsize                 len,
+                                    NatkitPunch          *out,
+                                    GError              **error);
+
+void      natkit_punch_candidate_clear (NatkitPunchCandidate *candidate);
+const char *natkit_punch_candidate_type_to_string (NatkitPunchCandidateType type);
+gboolean  natkit_punch_address_is_sendable (GInetSocketAddress *address);
+
+/* The "holepunch" signaling body. */
+char     *natkit_punch_offer_build (const char           *session_id,
+                                    const guint8          token[NATKIT_PUNCH_TOKEN_SIZE],
+                                    const NatkitPunchCandidate *candidates,
+                                    guint                 n_candidates,
+                                    const char           *nat_type);
+gboolean  natkit_punch_offer_parse (const char           *text,
+                                    char                **out_session_id,
+                                    guint8                out_token[NATKIT_PUNCH_TOKEN_SIZE],
+                                    GArray              **out_candidates,
+                                    char                **out_nat_type,
+                                    GError              **error);
+
+G_END_DECLS
