@@ -51,6 +51,7 @@ struct _NatkitConnection
   NatkitConnectionState  state;
   gint64                 rtt;
   gint64                 connect_time;
+  GStrv                  failures;
 
   guint                  keepalive_ms;
   guint                  reconnect_ms;
@@ -173,6 +174,7 @@ natkit_connection_finalize (GObject *object)
 {
   NatkitConnection *self = NATKIT_CONNECTION (object);
 
+  g_strfreev (self->failures);
   g_clear_object (&self->session);
   g_clear_object (&self->signaling);
   g_clear_object (&self->connector);
@@ -683,6 +685,34 @@ natkit_connection_get_rtt (NatkitConnection *self)
 {
   g_return_val_if_fail (NATKIT_IS_CONNECTION (self), -1);
   return self->rtt;
+}
+
+/**
+ * natkit_connection_get_failures:
+ * @self: a #NatkitConnection
+ *
+ * Why the methods tried before the one that carries the connection did
+ * not work, one entry per method, as `METHOD: REASON` (for example
+ * `holepunch: no punch packet from the peer got through in 4.0 s …`). Empty
+ * when the first method worked, and for incoming connections.
+ *
+ * Returns: (transfer none) (array zero-terminated=1): the reasons
+ */
+const char * const *
+natkit_connection_get_failures (NatkitConnection *self)
+{
+  static const char * const none[] = { NULL };
+
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NULL);
+  return self->failures ? (const char * const *) self->failures : none;
+}
+
+void
+_natkit_connection_set_failures (NatkitConnection   *self,
+                                 const char * const *failures)
+{
+  g_strfreev (self->failures);
+  self->failures = g_strdupv ((char **) failures);
 }
 
 /**

@@ -42,6 +42,8 @@ gint64                 natkit_connection_get_rtt          (NatkitConnection  *se
 NATKIT_AVAILABLE_IN_ALL
 gint64                 natkit_connection_get_connect_time (NatkitConnection  *self);
 NATKIT_AVAILABLE_IN_ALL
+const char * const    *natkit_connection_get_failures     (NatkitConnection  *self);
+NATKIT_AVAILABLE_IN_ALL
 NatkitPath            *natkit_connection_get_path         (NatkitConnection  *self);
 NATKIT_AVAILABLE_IN_ALL
 GIOStream             *natkit_connection_get_stream       (NatkitConnection  *self);

@@ -68,6 +68,8 @@ NatkitConnection *_natkit_connection_new              (NatkitConnector     *conn
                                                        guint                keepalive_ms,
                                                        guint                reconnect_ms,
                                                        gint64               connect_time);
+void              _natkit_connection_set_failures     (NatkitConnection    *self,
+                                                       const char * const *failures);
 void              _natkit_connection_replace_path     (NatkitConnection    *self,
                                                        NatkitPath          *path);
 void              _natkit_connection_peer_closed      (NatkitConnection    *self,

@@ -338,7 +338,7 @@ usable_methods (NatkitConnector     *self,
                 Entry               *e,
                 const char * const  *methods,
                 NatkitRole           role,
-                GString             *failures,
+                GPtrArray           *failures,
                 GError             **error)
 {
   g_autoptr(GPtrArray) infos = NULL;
@@ -382,10 +382,9 @@ usable_methods (NatkitConnector     *self,
           g_debug ("%s does not apply: %s", natkit_plugin_info_get_name (info),
                    local_error->message);
           if (failures)
-            g_string_append_printf (failures, "%s%s: %s",
-                                    failures->len ? "; " : "",
-                                    natkit_plugin_info_get_name (info),
-                                    local_error->message);
+            g_ptr_array_add (failures, g_strdup_printf ("%s: %s",
+                                                        natkit_plugin_info_get_name (info),
+                                                        local_error->message));
         }
     }
   g_ptr_array_add (names, NULL);
@@ -602,7 +601,8 @@ typedef struct
   char             *session_id;  /* to look the entry up again */
   char             *peer_address;
   GStrv             requested;
-  GString          *failures;
+  GPtrArray        *failures;    /* "METHOD: REASON" */
+  char             *joined;
   gint64            started;
   guint             next;
   NatkitSession    *session;
@@ -623,9 +623,21 @@ connect_data_free (gpointer data)
   g_free (d->session_id);
   g_free (d->peer_address);
   g_strfreev (d->requested);
-  g_string_free (d->failures, TRUE);
+  g_ptr_array_unref (d->failures);
+  g_free (d->joined);
   g_clear_object (&d->session);
   g_free (d);
+}
+
+/* "a: why; b: why", for messages; lives as long as @d */
+static const char *
+join_failures (ConnectData *d)
+{
+  g_free (d->joined);
+  g_ptr_array_add (d->failures, NULL);
+  d->joined = g_strjoinv ("; ", (char **) d->failures->pdata);
+  g_ptr_array_remove_index (d->failures, d->failures->len - 1);
+  return d->joined;
 }
 
 static Entry *
@@ -685,8 +697,7 @@ method_done_cb (GObject      *source,
           return;
         }
       g_debug ("%s to %s failed: %s", method, e->peer_id, error->message);
-      g_string_append_printf (d->failures, "%s%s: %s", d->failures->len ? "; " : "",
-                              method, error->message);
+      g_ptr_array_add (d->failures, g_strdup_printf ("%s: %s", method, error->message));
       g_clear_object (&d->session);
       try_next_method (g_steal_pointer (&task));
       return;
@@ -706,6 +717,9 @@ method_done_cb (GObject      *source,
                                        natkit_config_get_connect_timeout (config) * 2,
                                        g_get_monotonic_time () - d->started);
   g_set_weak_pointer (&e->connection, connection);
+  g_ptr_array_add (d->failures, NULL);
+  _natkit_connection_set_failures (connection, (const char * const *) d->failures->pdata);
+  g_ptr_array_remove_index (d->failures, d->failures->len - 1);
   g_debug ("connected to %s via %s in %" G_GINT64_FORMAT " ms", e->peer_id, method,
            (g_get_monotonic_time () - d->started) / 1000);
   g_task_return_pointer (task, connection, g_object_unref);
@@ -735,7 +749,7 @@ try_next_method (GTask *task)
                     g_error_new (NATKIT_ERROR, NATKIT_ERROR_NO_METHOD,
                                  "could not reach %s by any method: %s",
                                  e->peer_id,
-                                 d->failures->len ? d->failures->str :
+                                 d->failures->len ? join_failures (d) :
                                    "no method both peers can run"));
       g_object_unref (task);
       return;
@@ -769,8 +783,8 @@ accepted (GTask      *task,
     if (g_strv_contains ((const char * const *) theirs, e->methods[i]))
       g_strv_builder_add (agreed, e->methods[i]);
     else
-      g_string_append_printf (d->failures, "%s%s: the peer cannot run it",
-                              d->failures->len ? "; " : "", e->methods[i]);
+      g_ptr_array_add (d->failures, g_strdup_printf ("%s: the peer cannot run it",
+                                                     e->methods[i]));
   g_strfreev (e->methods);
   e->methods = g_strv_builder_end (agreed);
   g_debug ("%s accepted; methods to try: %s", e->peer_id,
@@ -884,7 +898,7 @@ start_connect (GTask           *task,
       connect_fail (task,
                     g_error_new (NATKIT_ERROR, NATKIT_ERROR_NO_METHOD,
                                  "no traversal method can reach %s: %s", peer_id,
-                                 d->failures->len ? d->failures->str :
+                                 d->failures->len ? join_failures (d) :
                                    "no traversal plugin is loaded (run "
                                    "“nat-tool plugins” to see why)"));
       return;
@@ -964,7 +978,7 @@ _natkit_connector_connect_async (NatkitConnector     *self,
   g_task_set_name (task, "[natkit] connect");
   d = g_new0 (ConnectData, 1);
   d->connector = self;
-  d->failures = g_string_new (NULL);
+  d->failures = g_ptr_array_new_with_free_func (g_free);
   d->started = g_get_monotonic_time ();
   d->requested = g_strdupv ((char **) methods);
   d->peer_address = g_strdup (peer_address);
@@ -1034,7 +1048,7 @@ _natkit_connector_reopen_async (NatkitConnector     *self,
   g_task_set_source_tag (task, _natkit_connector_reopen_async);
   d = g_new0 (ConnectData, 1);
   d->connector = self;
-  d->failures = g_string_new (NULL);
+  d->failures = g_ptr_array_new_with_free_func (g_free);
   d->started = g_get_monotonic_time ();
   d->reopen = TRUE;
   d->session_id = g_strdup (natkit_connection_get_session_id (connection));

@@ -12,6 +12,8 @@
 #include <gio/gunixoutputstream.h>
 #include <glib-unix.h>
 
+#include <string.h>
+
 #include "nat-tool.h"
 
 /* ---- shared ------------------------------------------------------------- */
@@ -41,8 +43,35 @@ connection_event (CommonOptions    *common,
           add_string (builder, "method", natkit_connection_get_method (connection));
           add_string (builder, "transport", natkit_connection_get_transport (connection));
         }
+      if (natkit_connection_get_path (connection))
+        {
+          NatkitPath *path = natkit_connection_get_path (connection);
+
+          add_string (builder, "local_address", natkit_path_get_local_address (path));
+          add_string (builder, "remote_address", natkit_path_get_remote_address (path));
+        }
       if (elapsed_us >= 0)
         add_int (builder, "elapsed_ms", elapsed_us / 1000);
+      if (g_str_equal (event, "connected") && natkit_connection_get_failures (connection)[0])
+        {
+          const char * const *failures = natkit_connection_get_failures (connection);
+
+          /* why the methods tried first did not work */
+          json_builder_set_member_name (builder, "failed");
+          json_builder_begin_array (builder);
+          for (guint i = 0; failures[i]; i++)
+            {
+              const char *colon = strstr (failures[i], ": ");
+              g_autofree char *method = colon ? g_strndup (failures[i], colon - failures[i])
+                                              : g_strdup (failures[i]);
+
+              json_builder_begin_object (builder);
+              add_string (builder, "method", method);
+              add_string (builder, "reason", colon ? colon + 2 : "");
+              json_builder_end_object (builder);
+            }
+          json_builder_end_array (builder);
+        }
       if (rtt >= 0)
         add_int (builder, "rtt_ms", (rtt + 500) / 1000);
       add_string (builder, "session", natkit_connection_get_session_id (connection));
@@ -54,9 +83,15 @@ connection_event (CommonOptions    *common,
     }
 
   if (g_str_equal (event, "connected") && elapsed_us >= 0)
-    g_printerr ("connected to %s via %s (%s) in %" G_GINT64_FORMAT " ms\n", peer,
-                natkit_connection_get_method (connection),
-                natkit_connection_get_transport (connection), elapsed_us / 1000);
+    {
+      const char * const *failures = natkit_connection_get_failures (connection);
+
+      g_printerr ("connected to %s via %s (%s) in %" G_GINT64_FORMAT " ms\n", peer,
+                  natkit_connection_get_method (connection),
+                  natkit_connection_get_transport (connection), elapsed_us / 1000);
+      for (guint i = 0; failures[i]; i++)
+        g_printerr ("  tried first: %s\n", failures[i]);
+    }
   else if (g_str_equal (event, "connected"))
     g_printerr ("connection from %s via %s (%s)\n", peer,
                 natkit_connection_get_method (connection),

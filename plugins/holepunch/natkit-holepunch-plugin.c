@@ -109,7 +109,7 @@ struct _NatkitHolepunchPath
   GSource        *io;
   NatkitPunchKey  key;
   guint8          role;                   /* ours: 0 initiator, 1 responder */
-  guint8          nonce[NATKIT_PUNCH_NONCE_SIZE];
+  guint8          secret[NATKIT_PUNCH_SECRET_SIZE];
   guint8         *buffer;
   guint           stray;                  /* packets from elsewhere, dropped */
 };
@@ -122,13 +122,13 @@ send_punch (GSocket              *socket,
             const NatkitPunchKey *key,
             NatkitPunchType       type,
             guint8                role,
-            const guint8         *nonce,
+            const guint8         *secret,
             const guint8         *echo)
 {
   NatkitPunch punch = { type, role, { 0 }, { 0 } };
   guint8 packet[NATKIT_PUNCH_SIZE];
 
-  memcpy (punch.nonce, nonce, NATKIT_PUNCH_NONCE_SIZE);
+  natkit_punch_nonce_for (secret, G_INET_SOCKET_ADDRESS (to), punch.nonce);
   if (echo != NULL)
     memcpy (punch.echo, echo, NATKIT_PUNCH_NONCE_SIZE);
   natkit_punch_build (key, &punch, packet);
@@ -172,7 +172,7 @@ path_receive_cb (GSocket      *socket,
               punch.sender_role != self->role && self->role == 0 &&
               punch.type != NATKIT_PUNCH_CONFIRM)
             send_punch (socket, self->remote, &self->key, NATKIT_PUNCH_CONFIRM,
-                        self->role, self->nonce, punch.nonce);
+                        self->role, self->secret, punch.nonce);
           continue;
         }
       if (len == 0)
@@ -338,7 +338,7 @@ typedef struct
 
   /* punching */
   guint8            token[NATKIT_PUNCH_TOKEN_SIZE];
-  guint8            nonce[NATKIT_PUNCH_NONCE_SIZE];
+  guint8            secret[NATKIT_PUNCH_SECRET_SIZE];
   gboolean          have_peer;
   NatkitPunchKey    key;
   GPtrArray        *targets;      /* Target */
@@ -454,7 +454,7 @@ attempt_succeed (Attempt        *a,
   path->remote = g_object_ref (remote);
   path->key = a->key;
   path->role = a->role;
-  memcpy (path->nonce, a->nonce, NATKIT_PUNCH_NONCE_SIZE);
+  memcpy (path->secret, a->secret, NATKIT_PUNCH_SECRET_SIZE);
   path->buffer = g_steal_pointer (&a->buffer);
   path->io = g_socket_create_source (path->socket, G_IO_IN, NULL);
   add_source (path->io, G_SOURCE_FUNC (path_receive_cb), path, "[natkit-holepunch] receive");
@@ -495,7 +495,7 @@ punch_all (Attempt *a)
       Target *t = g_ptr_array_index (a->targets, i);
 
       send_punch (a->socket, t->address, &a->key, NATKIT_PUNCH_PUNCH, a->role,
-                  a->nonce, NULL);
+                  a->secret, NULL);
       a->punches_sent++;
     }
 }
@@ -536,10 +536,15 @@ budget_cb (gpointer user_data)
 {
   Attempt *a = user_data;
   g_autofree char *tried = list_targets (a);
+  g_autofree char *dropped = NULL;
   gboolean heard = FALSE;
 
   for (guint i = 0; i < a->targets->len; i++)
     heard |= ((Target *) g_ptr_array_index (a->targets, i))->heard;
+  if (a->rejected > 0)
+    dropped = g_strdup_printf ("; %u packets that did not authenticate, or that "
+                               "answered a punch sent to another address, were "
+                               "dropped", a->rejected);
 
   g_clear_pointer (&a->budget, g_source_unref);
   if (a->targets->len == 0)
@@ -549,18 +554,16 @@ budget_cb (gpointer user_data)
   else if (!heard)
     attempt_fail (a, g_error_new (NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
                                   "no punch packet from the peer got through in %.1f s "
-                                  "(%u sent to %s%s%s): the NATs on the way do not "
-                                  "let an unsolicited packet in%s",
+                                  "(%u sent to %s): the NATs on the way do not let "
+                                  "the peer's packets in%s",
                                   PUNCH_BUDGET_MS / 1000.0, a->punches_sent, tried,
-                                  a->peer_nat ? "; the peer is behind a NAT of type " : "",
-                                  a->peer_nat ? a->peer_nat : "",
-                                  a->rejected ? ", and packets that did not "
-                                  "authenticate were dropped" : ""));
+                                  dropped ? dropped : ""));
   else
     attempt_fail (a, g_error_new (NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
                                   "punch packets reached us from the peer but none of "
-                                  "ours reached it in %.1f s (%u sent to %s)",
-                                  PUNCH_BUDGET_MS / 1000.0, a->punches_sent, tried));
+                                  "ours reached it in %.1f s (%u sent to %s)%s",
+                                  PUNCH_BUDGET_MS / 1000.0, a->punches_sent, tried,
+                                  dropped ? dropped : ""));
   return G_SOURCE_REMOVE;
 }
 
@@ -596,6 +599,19 @@ start_punching (Attempt *a)
       handle_packet (a, e->data, e->len, e->from);
       early_free (e);
     }
+}
+
+/* Whether @punch answers what we sent to @from (not a copy of an answer
+ * to another address, replayed from there). */
+static gboolean
+echoes_ours (Attempt           *a,
+             const NatkitPunch *punch,
+             GSocketAddress    *from)
+{
+  guint8 expected[NATKIT_PUNCH_NONCE_SIZE];
+
+  natkit_punch_nonce_for (a->secret, G_INET_SOCKET_ADDRESS (from), expected);
+  return memcmp (punch->echo, expected, NATKIT_PUNCH_NONCE_SIZE) == 0;
 }
 
 static void
@@ -663,7 +679,7 @@ handle_packet (Attempt        *a,
     case NATKIT_PUNCH_PUNCH:
       /* answer where it came from: the peer's NAT may have given it a
        * port for us alone (peer-reflexive), then punch there too */
-      send_punch (a->socket, from, &a->key, NATKIT_PUNCH_ACK, a->role, a->nonce,
+      send_punch (a->socket, from, &a->key, NATKIT_PUNCH_ACK, a->role, a->secret,
                   punch.nonce);
       add_target (a, from, "peer-reflexive");
       for (guint i = 0; i < a->targets->len; i++)
@@ -676,7 +692,7 @@ handle_packet (Attempt        *a,
       break;
 
     case NATKIT_PUNCH_ACK:
-      if (memcmp (punch.echo, a->nonce, NATKIT_PUNCH_NONCE_SIZE) != 0)
+      if (!echoes_ours (a, &punch, from))
         {
           a->rejected++;
           return;
@@ -684,7 +700,7 @@ handle_packet (Attempt        *a,
       if (a->role == 0)
         {
           /* the pair works both ways: it is the path */
-          send_punch (a->socket, from, &a->key, NATKIT_PUNCH_CONFIRM, a->role, a->nonce,
+          send_punch (a->socket, from, &a->key, NATKIT_PUNCH_CONFIRM, a->role, a->secret,
                       punch.nonce);
           attempt_succeed (a, from);
         }
@@ -693,7 +709,7 @@ handle_packet (Attempt        *a,
       break;
 
     case NATKIT_PUNCH_CONFIRM:
-      if (a->role == 1 && memcmp (punch.echo, a->nonce, NATKIT_PUNCH_NONCE_SIZE) == 0)
+      if (a->role == 1 && echoes_ours (a, &punch, from))
         attempt_succeed (a, from);
       else
         a->rejected++;
@@ -1029,10 +1045,10 @@ natkit_holepunch_open_path_async (NatkitTraversal        *traversal,
       guint32 r = g_random_int ();
       memcpy (a->token + i, &r, 4);
     }
-  for (guint i = 0; i < NATKIT_PUNCH_NONCE_SIZE; i += 4)
+  for (guint i = 0; i < NATKIT_PUNCH_SECRET_SIZE; i += 4)
     {
       guint32 r = g_random_int ();
-      memcpy (a->nonce + i, &r, 4);
+      memcpy (a->secret + i, &r, 4);
     }
 
   a->socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_DATAGRAM,

@@ -5,7 +5,7 @@
  * A punch packet (docs/protocol.md 7.2), 36 bytes:
  *
  *    0   'N' 'H' version(1) type
- *    4   nonce (8): the sender's, fixed for one attempt
+ *    4   nonce (8): the sender's, one per destination address
  *   12   echo (8): the nonce being answered (zero in a PUNCH)
  *   20   MAC (16): HMAC-SHA-256 over bytes 0..19 and the sender's role,
  *        keyed from the session ID and both sides' tokens, truncated
@@ -13,7 +13,10 @@
  * Only the two peers know the tokens (they travelled over the signaling
  * channel, which authenticates both ends), so a third host can neither
  * forge a punch nor answer one; the role in the MAC stops a packet from
- * being reflected back at its sender as if the peer had sent it.
+ * being reflected back at its sender as if the peer had sent it. The
+ * nonce differs per destination and an answer must echo the one sent to
+ * the address it comes from: a third host that captures a valid ACK and
+ * replays it from its own address does not become the path.
  */
 #include <string.h>
 
@@ -56,6 +59,23 @@ natkit_punch_key_derive (NatkitPunchKey *key,
   g_checksum_update (sum, initiator_token, NATKIT_PUNCH_TOKEN_SIZE);
   g_checksum_update (sum, responder_token, NATKIT_PUNCH_TOKEN_SIZE);
   g_checksum_get_digest (sum, key->key, &len);
+}
+
+void
+natkit_punch_nonce_for (const guint8        secret[NATKIT_PUNCH_SECRET_SIZE],
+                        GInetSocketAddress *to,
+                        guint8              out[NATKIT_PUNCH_NONCE_SIZE])
+{
+  g_autoptr(GHmac) hmac = g_hmac_new (G_CHECKSUM_SHA256, secret, NATKIT_PUNCH_SECRET_SIZE);
+  GInetAddress *ip = g_inet_socket_address_get_address (to);
+  guint16 port = GUINT16_TO_BE (g_inet_socket_address_get_port (to));
+  guint8 digest[32];
+  gsize len = sizeof digest;
+
+  g_hmac_update (hmac, g_inet_address_to_bytes (ip), g_inet_address_get_native_size (ip));
+  g_hmac_update (hmac, (const guint8 *) &port, sizeof port);
+  g_hmac_get_digest (hmac, digest, &len);
+  memcpy (out, digest, NATKIT_PUNCH_NONCE_SIZE);
 }
 
 void

@@ -54,6 +54,13 @@ void      natkit_punch_key_derive  (NatkitPunchKey       *key,
                                     const char           *session_id,
                                     const guint8          initiator_token[NATKIT_PUNCH_TOKEN_SIZE],
                                     const guint8          responder_token[NATKIT_PUNCH_TOKEN_SIZE]);
+#define NATKIT_PUNCH_SECRET_SIZE    16
+
+/* The nonce a packet to @to carries: a different one per destination, so
+ * that an answer replayed from another address does not match. */
+void      natkit_punch_nonce_for   (const guint8          secret[NATKIT_PUNCH_SECRET_SIZE],
+                                    GInetSocketAddress   *to,
+                                    guint8                out[NATKIT_PUNCH_NONCE_SIZE]);
 void      natkit_punch_build       (const NatkitPunchKey *key,
                                     const NatkitPunch    *punch,
                                     guint8                out[NATKIT_PUNCH_SIZE]);

@@ -137,11 +137,13 @@ def start_listener(lab, tmp, ns, name, cmd="cat", once=True):
     return proc, ev, (listening or {}).get("peer_address")
 
 
-def connect(lab, tmp, ns, name, address, infile, outfile, extra="", timeout=120):
+def connect(lab, tmp, ns, name, address, infile, outfile, extra="", timeout=120,
+            method="relay"):
     env = peer_env(tmp, name)
-    # this test is about the relay: the direct methods have their own
-    cmd = "exec env %s %s connect --json --method relay %s %s < %s > %s" % (
-        env, NAT_TOOL, extra, address, infile, outfile)
+    # this test is about the relay (test_lab_direct about the race)
+    cmd = "exec env %s %s connect --json %s %s %s < %s > %s" % (
+        env, NAT_TOOL, "--method " + method if method else "", extra, address,
+        infile, outfile)
     proc = lab.popen(ns, cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ev = Events(proc)
     deadline = time.monotonic() + timeout

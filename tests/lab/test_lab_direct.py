@@ -1,0 +1,236 @@
+#!/usr/bin/python3
+# natkit lab test: direct connections by hole punching, the relay where
+# they cannot work.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""natkit-server runs in the lab's internet (rendezvous, STUN and relay).
+For every pair of NAT behaviors host B runs `nat-tool listen --exec cat`
+and host A `nat-tool connect` with every method allowed: the connection is
+direct (holepunch) exactly where RFC 4787's behaviors let a hole punch
+through, relayed otherwise, and a 256 KiB echo arrives byte-identical.
+
+The expected table, in RFC 4787 terms (the lab's NATs: none = no NAT and
+no filter; full-cone = endpoint-independent mapping (EIM) and filtering
+(EIF); restricted = EIM + address-dependent filtering (ADF);
+port-restricted = EIM + address-and-port-dependent filtering (APDF);
+symmetric = address-and-port-dependent mapping (APDM) + APDF; udp-blocked
+= no UDP at all):
+
+- a UDP-blocked side: no direct UDP path, whatever the other does;
+- EIM on both sides: each side's STUN address is the one the peer's
+  packets reach, and its own outgoing punch opened its filter: direct;
+- APDM on one side: its packets to the peer leave from a port nobody
+  announced. The other side accepts them only if its filter does not
+  care about the source port (none, EIF, ADF), then answers to that
+  port: direct. With APDF there (port-restricted, symmetric) the punch
+  never gets in: relay.
+
+Then: a third host in the lab's internet captures every punch packet it
+sees and replays it from its own address, and sprays forged ones; the
+connection is still direct, between A's and B's public addresses. With
+B's own packets to A dropped on A's router, the only answers A gets are
+the third host's replays: they are refused (an answer must echo the
+nonce sent to the address it comes from), hole punching fails with that
+reason, and the relay carries the connection.
+
+Needs root; skips (exit 77, or NATLAB_SKIP_EXIT) otherwise."""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from natlab import NAT_TYPES, Lab, LabSkip, check_requirements  # noqa: E402
+from labtap import Tap, skip_all  # noqa: E402
+from test_lab_relay import (NAT_TOOL, SERVER, connect, file_sha,  # noqa: E402
+                            start_listener, start_server, stop, write_random)
+
+FILTER_IGNORES_PORT = ("none", "full-cone", "restricted")
+
+
+def direct_expected(a, b):
+    """Whether hole punching can connect A and B (see the module text)."""
+    if "udp-blocked" in (a, b):
+        return False
+    if a == "symmetric" and b == "symmetric":
+        return False
+    if a == "symmetric":
+        return b in FILTER_IGNORES_PORT
+    if b == "symmetric":
+        return a in FILTER_IGNORES_PORT
+    return True
+
+
+ATTACKER = r"""
+import os, random, socket, struct, sys, time
+# Captures UDP packets that look like natkit punch packets ('N' 'H' 1)
+# and sends a copy of each from this host to the same destination; also
+# sprays forged ones (random MACs) at every endpoint it saw.
+# ETH_P_ALL: the routers' WANs share a bridge here, and bridged frames
+# only reach the taps of every protocol
+cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(3))
+cap.settimeout(0.05)
+out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+out.bind((sys.argv[1], 0))
+end = time.monotonic() + float(sys.argv[2])
+seen = set()
+replayed = forged = 0
+next_forge = 0
+while time.monotonic() < end:
+    try:
+        frame, where = cap.recvfrom(65536)
+        if where[2] == socket.PACKET_OUTGOING or frame[12:14] != b"\x08\x00":
+            frame = None
+    except socket.timeout:
+        frame = None
+    if frame and len(frame) > 14 + 20 + 8:
+        ip = frame[14:]
+        ihl = (ip[0] & 15) * 4
+        if ip[9] == 17:
+            udp = ip[ihl:]
+            payload = udp[8:]
+            dst = socket.inet_ntoa(ip[16:20])
+            dport = struct.unpack("!H", udp[2:4])[0]
+            src = socket.inet_ntoa(ip[12:16])
+            if payload[:3] == b"NH\x01" and len(payload) == 36 and src != sys.argv[1]:
+                try:
+                    out.sendto(payload, (dst, dport))
+                    seen.add((dst, dport))
+                    replayed += 1
+                except OSError:
+                    pass  # a LAN address the lab's internet has no route to
+    if time.monotonic() < next_forge:
+        continue
+    next_forge = time.monotonic() + 0.01
+    for target in list(seen):
+        for t in (1, 2, 3):
+            pkt = b"NH\x01" + bytes([t]) + os.urandom(32)
+            try:
+                out.sendto(pkt, target)
+                forged += 1
+            except OSError:
+                pass
+open(sys.argv[3], "w").write("%d %d %d\n" % (replayed, forged, len(seen)))
+"""
+
+
+def block_direct(lab, site, source_ip):
+    """Router of @site drops UDP from @source_ip before NAT sees it."""
+    router = lab.site(site).router
+    for cmd in (["nft", "add", "table", "ip", "nklab_block"],
+                ["nft", "add", "chain", "ip", "nklab_block", "pre",
+                 "{ type filter hook prerouting priority -300 ; }"],
+                ["nft", "add", "rule", "ip", "nklab_block", "pre", "ip", "saddr",
+                 source_ip, "meta", "l4proto", "udp", "drop"]):
+        lab.run(router, cmd, check=True)
+
+
+def check_pair(tap, tmp, nat_a, nat_b, attacker=False, replay_only=False):
+    label = "%s <-> %s" % (nat_a, nat_b)
+    if attacker:
+        label += " with a third host replaying and forging punches"
+    if replay_only:
+        label += ", B's own packets to A dropped"
+    direct = direct_expected(nat_a, nat_b) and not replay_only
+    with Lab(site_a=nat_a, site_b=nat_b, turn=False) as lab:
+        server, ready = start_server(lab, tmp)
+        if not tap.ok(ready and ready.get("event") == "ready",
+                      "%s: natkit-server is ready" % label,
+                      diag=open(os.path.join(tmp, "server.log"), "rb").read()[-2000:]):
+            stop(server)
+            return
+        listener, lev, address = start_listener(lab, tmp, "host_b", "b-" + nat_b)
+        if not address:
+            tap.ok(False, "%s: B listens" % label, diag=lev.text[-2000:])
+            stop(listener)
+            stop(server)
+            return
+        if replay_only:
+            # only the third host's copies of B's punch packets reach A
+            block_direct(lab, "a", lab.site("b").public_ip)
+        spy = None
+        if attacker:
+            script = os.path.join(tmp, "attacker.py")
+            with open(script, "w") as f:
+                f.write(ATTACKER)
+            report = os.path.join(tmp, "attacker.out")
+            spy = lab.popen("inet", "exec python3 %s %s 20 %s" % (
+                script, lab.server_ips[1], report))
+            time.sleep(0.5)
+        infile = os.path.join(tmp, "in")
+        outfile = os.path.join(tmp, "out")
+        digest = write_random(infile, 256 * 1024, label)
+        rc, cev = connect(lab, tmp, "host_a", "a-" + nat_a, address, infile, outfile,
+                          timeout=60, method=None)
+        got = cev.wait("connected", 0) or {}
+        want = "holepunch" if direct else "relay"
+        tap.ok(rc == 0 and got.get("method") == want,
+               "%s: connected via %s, as RFC 4787 says (%s ms, to %s)" % (
+                   label, got.get("method"), got.get("elapsed_ms"),
+                   got.get("remote_address")),
+               diag="expected %s; rc %s, stderr %r" % (want, rc, cev.text[-3000:]))
+        if direct:
+            remote = got.get("remote_address") or ""
+            tap.ok(remote.startswith(lab.site("b").public_ip + ":"),
+                   "%s: the path leads to B's public address %s" % (
+                       label, lab.site("b").public_ip),
+                   diag="remote address %r" % remote)
+        same = os.path.exists(outfile) and file_sha(outfile) == digest
+        tap.ok(same, "%s: 256 KiB echoed back byte-identical" % label,
+               diag="out %d bytes" % (os.path.getsize(outfile)
+                                      if os.path.exists(outfile) else -1))
+        if replay_only:
+            reasons = {f.get("method"): f.get("reason", "") for f in got.get("failed", [])}
+            why = reasons.get("holepunch", "")
+            tap.ok("were dropped" in why and "did not authenticate" in why,
+                   "%s: hole punching failed, the replayed answers dropped: %s" % (
+                       label, why[:200]),
+                   diag="failed: %r" % got.get("failed"))
+        if spy:
+            spy.wait(30)
+            text = open(report).read().split() if os.path.exists(report) else []
+            tap.ok(len(text) == 3 and int(text[0]) > 0 and int(text[1]) > 0,
+                   "%s: the third host replayed %s and forged %s punch packets" % (
+                       label, text[0] if text else "?", text[1] if text else "?"))
+        stop(listener)
+        stop(server)
+
+
+def main():
+    try:
+        check_requirements(turn=False)
+    except LabSkip as e:
+        skip_all(str(e))
+    for prog in (NAT_TOOL, SERVER):
+        if not os.access(prog, os.X_OK):
+            skip_all("%s is not built" % prog)
+    tap = Tap()
+    tmp = tempfile.mkdtemp(prefix="nklab-direct-")
+    try:
+        only = os.environ.get("NATKIT_LAB_PAIRS")
+        pairs = [(a, b) for i, a in enumerate(NAT_TYPES) for b in NAT_TYPES[i:]]
+        if only:
+            pairs = [tuple(p.split(":")) for p in only.split(",")]
+        for a, b in pairs:
+            check_pair(tap, tmp, a, b)
+        if not only:
+            # both orders where the roles matter for the mapping arithmetic
+            check_pair(tap, tmp, "restricted", "symmetric")
+            check_pair(tap, tmp, "full-cone", "full-cone", attacker=True)
+            # the only answers that reach A are the third host's replays of
+            # B's: A must not take the third host's address for B's
+            check_pair(tap, tmp, "full-cone", "full-cone", attacker=True, replay_only=True)
+    except Exception:
+        tap.ok(False, "unexpected exception", diag=traceback.format_exc())
+    finally:
+        subprocess.run(["rm", "-rf", tmp])
+    tap.done()
+
+
+if __name__ == "__main__":
+    main()
