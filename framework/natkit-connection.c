@@ -61,6 +61,9 @@ struct _NatkitConnection
   gulong                 pong_id;
   gulong                 datagram_id;
   gulong                 session_closed_id;
+  gulong                 session_path_id;
+  GPtrArray             *retired;          /* paths left, closed a moment later */
+  guint                  retire_id;
 
   GCancellable          *recover;
   guint                  retry_id;
@@ -86,6 +89,7 @@ static GParamSpec *properties[N_PROPS];
 
 enum {
   SIGNAL_DATAGRAM_RECEIVED,
+  SIGNAL_PATH_CHANGED,
   N_SIGNALS
 };
 static guint signals[N_SIGNALS];
@@ -112,6 +116,47 @@ detach_path (NatkitConnection *self)
   g_clear_signal_handler (&self->path_closed_id, self->path);
   natkit_path_close (self->path);
   g_clear_object (&self->path);
+}
+
+/* Paths the connection moved away from stay open a moment: the peer
+ * keeps sending there until it follows. */
+#define RETIRE_MS 3000
+
+static void
+retire_now (NatkitConnection *self)
+{
+  g_clear_handle_id (&self->retire_id, g_source_remove);
+  for (guint i = 0; self->retired && i < self->retired->len; i++)
+    natkit_path_close (g_ptr_array_index (self->retired, i));
+  if (self->retired)
+    g_ptr_array_set_size (self->retired, 0);
+}
+
+static gboolean
+retire_cb (gpointer user_data)
+{
+  NatkitConnection *self = user_data;
+
+  self->retire_id = 0;
+  retire_now (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* Leaves the current path open (closed in RETIRE_MS) instead of closing
+ * it; returns its method (owned by the caller). */
+static char *
+retire_path (NatkitConnection *self)
+{
+  char *method;
+
+  if (!self->path)
+    return NULL;
+  method = g_strdup (natkit_path_get_method (self->path));
+  g_clear_signal_handler (&self->path_closed_id, self->path);
+  g_ptr_array_add (self->retired, g_steal_pointer (&self->path));
+  g_clear_handle_id (&self->retire_id, g_source_remove);
+  self->retire_id = g_timeout_add (RETIRE_MS, retire_cb, self);
+  return method;
 }
 
 static void
@@ -144,6 +189,7 @@ finish (NatkitConnection      *self,
       _natkit_session_close (self->session, reason);
     }
   detach_path (self);
+  retire_now (self);
   if (self->connector)
     _natkit_connector_forget (self->connector, self->session_id);
   set_state (self, state);
@@ -163,8 +209,10 @@ natkit_connection_dispose (GObject *object)
       g_clear_signal_handler (&self->pong_id, self->session);
       g_clear_signal_handler (&self->datagram_id, self->session);
       g_clear_signal_handler (&self->session_closed_id, self->session);
+      g_clear_signal_handler (&self->session_path_id, self->session);
     }
   detach_path (self);
+  retire_now (self);
 
   G_OBJECT_CLASS (natkit_connection_parent_class)->dispose (object);
 }
@@ -175,6 +223,7 @@ natkit_connection_finalize (GObject *object)
   NatkitConnection *self = NATKIT_CONNECTION (object);
 
   g_strfreev (self->failures);
+  g_clear_pointer (&self->retired, g_ptr_array_unref);
   g_clear_object (&self->session);
   g_clear_object (&self->signaling);
   g_clear_object (&self->connector);
@@ -317,12 +366,29 @@ natkit_connection_class_init (NatkitConnectionClass *klass)
     g_signal_new ("datagram-received", G_TYPE_FROM_CLASS (klass),
                   G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
                   G_TYPE_NONE, 1, G_TYPE_BYTES);
+
+  /**
+   * NatkitConnection::path-changed:
+   * @self: the connection
+   * @from: (nullable): the method of the path the connection left
+   * @reason: why, in words
+   *
+   * Emitted when the live connection moved to another path without
+   * breaking: a direct path replaced the relay (upgrade), or the peer
+   * moved it. [property@Natkit.Connection:path] and
+   * [property@Natkit.Connection:method] tell where it runs now.
+   */
+  signals[SIGNAL_PATH_CHANGED] =
+    g_signal_new ("path-changed", G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_STRING);
 }
 
 static void
 natkit_connection_init (NatkitConnection *self)
 {
   self->rtt = -1;
+  self->retired = g_ptr_array_new_with_free_func (g_object_unref);
 }
 
 /* keepalive */
@@ -508,6 +574,51 @@ _natkit_connection_replace_path (NatkitConnection *self,
   set_state (self, NATKIT_CONNECTION_STATE_CONNECTED);
 }
 
+/* Moves the live connection onto @path (a better one: direct instead of
+ * relayed); the old path stays open a moment for the peer to follow. */
+void
+_natkit_connection_upgrade_path (NatkitConnection *self,
+                                 NatkitPath       *path,
+                                 const char       *reason)
+{
+  g_autofree char *from = NULL;
+
+  if (self->state != NATKIT_CONNECTION_STATE_CONNECTED || self->path == path)
+    {
+      if (self->path != path)
+        natkit_path_close (path);
+      return;
+    }
+  g_debug ("connection to %s moves from %s to %s: %s", self->peer_id,
+           natkit_path_get_method (self->path), natkit_path_get_method (path), reason);
+  from = retire_path (self);
+  attach_path (self, path);
+  _natkit_session_set_path (self->session, path);
+  self->missed = 0;
+  /* an authenticated record on the new path: the peer follows it */
+  _natkit_session_ping (self->session);
+  g_signal_emit (self, signals[SIGNAL_PATH_CHANGED], 0, from, reason);
+}
+
+static void
+session_path_changed_cb (NatkitSession *session,
+                         NatkitPath    *path,
+                         gpointer       user_data)
+{
+  NatkitConnection *self = user_data;
+  g_autofree char *from = NULL;
+  g_autofree char *reason = NULL;
+
+  if (self->path == path || self->state != NATKIT_CONNECTION_STATE_CONNECTED)
+    return;
+  reason = g_strdup_printf ("%s moved the connection to %s",
+                            self->peer_id, natkit_path_get_method (path));
+  from = retire_path (self);
+  attach_path (self, path);
+  self->missed = 0;
+  g_signal_emit (self, signals[SIGNAL_PATH_CHANGED], 0, from, reason);
+}
+
 void
 _natkit_connection_peer_closed (NatkitConnection *self,
                                 const char       *reason)
@@ -548,6 +659,8 @@ _natkit_connection_new (NatkitConnector    *connector,
                                         G_CALLBACK (datagram_cb), self);
   self->session_closed_id = g_signal_connect (session, "closed",
                                               G_CALLBACK (session_closed_cb), self);
+  self->session_path_id = g_signal_connect (session, "path-changed",
+                                            G_CALLBACK (session_path_changed_cb), self);
   attach_path (self, path);
   self->rtt = natkit_path_get_rtt (path);
   self->state = NATKIT_CONNECTION_STATE_CONNECTED;

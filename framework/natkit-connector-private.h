@@ -70,6 +70,9 @@ NatkitConnection *_natkit_connection_new              (NatkitConnector     *conn
                                                        gint64               connect_time);
 void              _natkit_connection_set_failures     (NatkitConnection    *self,
                                                        const char * const *failures);
+void              _natkit_connection_upgrade_path     (NatkitConnection    *self,
+                                                       NatkitPath          *path,
+                                                       const char          *reason);
 void              _natkit_connection_replace_path     (NatkitConnection    *self,
                                                        NatkitPath          *path);
 void              _natkit_connection_peer_closed      (NatkitConnection    *self,

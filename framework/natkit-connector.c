@@ -56,7 +56,11 @@ typedef struct
   NatkitConnection *connection;  /* weak */
   GTask            *accept_task; /* initiator, waiting for accept */
   GSource          *expiry;      /* responder: forget when nothing happens */
-  GCancellable     *attempt;     /* responder: the running attempt */
+  GCancellable     *attempt;     /* responder: the running attempts */
+  GCancellable     *race_cancel; /* initiator: the connect race */
+  NatkitSession    *session;     /* responder: the one secure session */
+  gboolean          handshaking; /* responder */
+  GPtrArray        *paths;       /* responder: the paths opened, NatkitPath */
 } Entry;
 
 static void
@@ -84,6 +88,15 @@ entry_free (gpointer data)
       g_cancellable_cancel (e->attempt);
       g_object_unref (e->attempt);
     }
+  if (e->race_cancel)
+    {
+      g_cancellable_cancel (e->race_cancel);
+      g_object_unref (e->race_cancel);
+    }
+  for (guint i = 0; e->paths && i < e->paths->len; i++)
+    natkit_path_close (g_ptr_array_index (e->paths, i));
+  g_clear_pointer (&e->paths, g_ptr_array_unref);
+  g_clear_object (&e->session);
   g_clear_weak_pointer (&e->connection);
   g_clear_object (&e->accept_task);
   g_clear_object (&e->signaling);
@@ -768,6 +781,479 @@ try_next_method (GTask *task)
                g_task_get_cancellable (task), method_done_cb, task);
 }
 
+
+/* ---- the race ----------------------------------------------------------- */
+
+/* A connect runs the agreed methods at once, Happy Eyeballs style (RFC
+ * 8305): the first at once, the next ones STAGGER_MS apart, a relay no
+ * later than the second slot (the safety net). Every method only opens a
+ * path; the one secure session runs its handshake on the first path that
+ * opens (others that open meanwhile wait). Once connected, the attempts
+ * that could only give a path as costly as the winner's are cancelled;
+ * cheaper ones (direct while the relay won) go on, and the first that
+ * opens takes over the live connection (an upgrade), the session
+ * unbroken. docs/connections.md. */
+
+#define STAGGER_MS 250
+
+typedef struct _Race Race;
+
+typedef struct
+{
+  Race         *race;
+  char         *method;
+  NatkitCost    cost;
+  GCancellable *cancellable;
+} RaceAttempt;
+
+struct _Race
+{
+  gint              refs;
+  NatkitConnector  *connector;
+  char             *session_id;
+  GTask            *task;            /* until connected or failed */
+  NatkitSession    *session;
+  GStrv             methods;         /* in launch order */
+  guint             next;
+  GSource          *stagger;
+  GPtrArray        *attempts;        /* RaceAttempt, running */
+  GPtrArray        *standby;         /* NatkitPath, opened during the handshake */
+  NatkitPath       *handshake_path;
+  char             *handshake_method;
+  GCancellable     *cancellable;     /* everything of this race */
+  NatkitConnection *connection;      /* weak, once connected */
+  NatkitCost        winner_cost;
+};
+
+static Race *
+race_ref (Race *race)
+{
+  race->refs++;
+  return race;
+}
+
+static void
+race_unref (Race *race)
+{
+  if (--race->refs > 0)
+    return;
+  if (race->stagger)
+    {
+      g_source_destroy (race->stagger);
+      g_source_unref (race->stagger);
+    }
+  for (guint i = 0; race->standby && i < race->standby->len; i++)
+    natkit_path_close (g_ptr_array_index (race->standby, i));
+  g_clear_pointer (&race->standby, g_ptr_array_unref);
+  g_clear_pointer (&race->attempts, g_ptr_array_unref);
+  g_clear_object (&race->handshake_path);
+  g_free (race->handshake_method);
+  g_clear_object (&race->session);
+  g_clear_object (&race->cancellable);
+  g_clear_object (&race->task);
+  g_clear_weak_pointer (&race->connection);
+  g_strfreev (race->methods);
+  g_free (race->session_id);
+  g_object_unref (race->connector);
+  g_free (race);
+}
+
+static NatkitCost
+method_cost (NatkitConnector *self,
+             const char      *method)
+{
+  NatkitPluginInfo *info = natkit_manager_get_plugin (self->manager, method);
+  g_autoptr(NatkitTraversal) traversal = NULL;
+
+  if (!info || natkit_plugin_info_get_state (info) != NATKIT_PLUGIN_STATE_LOADED)
+    return NATKIT_COST_RELAYED;
+  traversal = g_object_new (natkit_plugin_info_get_gtype (info), NULL);
+  return natkit_traversal_get_cost (traversal);
+}
+
+static const char *
+cost_words (NatkitCost cost)
+{
+  switch (cost)
+    {
+    case NATKIT_COST_DIRECT:
+      return "direct";
+    case NATKIT_COST_MAPPED:
+      return "direct through a mapped port";
+    default:
+      return "relayed";
+    }
+}
+
+static void race_launch_next (Race *race);
+static void race_handshake (Race *race, NatkitPath *path);
+
+/* Fails the connect if nothing is left that could still succeed. */
+static void
+race_check_exhausted (Race *race)
+{
+  ConnectData *d;
+  GTask *task;
+
+  if (!race->task || race->attempts->len > 0 || race->handshake_path ||
+      race->standby->len > 0 || race->methods[race->next] != NULL)
+    return;
+  task = g_steal_pointer (&race->task);
+  d = g_task_get_task_data (task);
+  g_cancellable_cancel (race->cancellable);
+  connect_fail (task, g_error_new (NATKIT_ERROR, NATKIT_ERROR_NO_METHOD,
+                                   "could not reach %s by any method: %s",
+                                   _natkit_session_get_peer_id (race->session),
+                                   d->failures->len ? join_failures (d) :
+                                     "no method both peers can run"));
+  g_object_unref (task);
+}
+
+static void
+race_add_failure (Race       *race,
+                  const char *method,
+                  const char *why)
+{
+  ConnectData *d;
+
+  if (!race->task)
+    {
+      g_debug ("%s (a possible upgrade) did not work: %s", method, why);
+      return;
+    }
+  d = g_task_get_task_data (race->task);
+  g_ptr_array_add (d->failures, g_strdup_printf ("%s: %s", method, why));
+}
+
+/* Cancels the attempts that cannot beat @cost. */
+static void
+race_prune (Race       *race,
+            NatkitCost  cost)
+{
+  for (guint i = 0; i < race->attempts->len; i++)
+    {
+      RaceAttempt *ra = g_ptr_array_index (race->attempts, i);
+
+      if (ra->cost >= cost)
+        g_cancellable_cancel (ra->cancellable);
+    }
+}
+
+static void
+race_connected (Race       *race,
+                NatkitPath *path,
+                const char *method)
+{
+  NatkitConnector *self = race->connector;
+  g_autoptr(GTask) task = g_steal_pointer (&race->task);
+  ConnectData *d = g_task_get_task_data (task);
+  Entry *e = lookup_entry (self, race->session_id);
+  NatkitConfig *config = natkit_manager_get_config (self->manager);
+  NatkitConnection *connection;
+  NatkitPath *better = NULL;
+  NatkitCost better_cost;
+
+  race->winner_cost = natkit_path_get_method (path) ?
+    method_cost (self, natkit_path_get_method (path)) : NATKIT_COST_RELAYED;
+  race_prune (race, race->winner_cost);
+
+  if (!e)
+    {
+      natkit_path_close (path);
+      connect_fail (task, g_error_new (NATKIT_ERROR, NATKIT_ERROR_CLOSED,
+                                       "the connection attempt was abandoned"));
+      return;
+    }
+  connection = _natkit_connection_new (self, e->signaling, race->session, path,
+                                       e->peer_id, d->peer_address, e->session_id,
+                                       NATKIT_ROLE_INITIATOR, e->flags,
+                                       natkit_config_get_keepalive_interval (config),
+                                       natkit_config_get_connect_timeout (config) * 2,
+                                       g_get_monotonic_time () - d->started);
+  g_set_weak_pointer (&e->connection, connection);
+  g_set_weak_pointer (&race->connection, connection);
+  g_ptr_array_add (d->failures, NULL);
+  _natkit_connection_set_failures (connection, (const char * const *) d->failures->pdata);
+  g_ptr_array_remove_index (d->failures, d->failures->len - 1);
+  g_debug ("connected to %s via %s in %" G_GINT64_FORMAT " ms", e->peer_id, method,
+           (g_get_monotonic_time () - d->started) / 1000);
+
+  /* a cheaper path that opened during the handshake takes over at once */
+  better_cost = race->winner_cost;
+  for (guint i = 0; i < race->standby->len; i++)
+    {
+      NatkitPath *p = g_ptr_array_index (race->standby, i);
+      NatkitCost c = method_cost (self, natkit_path_get_method (p));
+
+      if (c < better_cost)
+        {
+          better = p;
+          better_cost = c;
+        }
+    }
+  if (better)
+    g_object_ref (better);
+  for (guint i = 0; i < race->standby->len; i++)
+    if (g_ptr_array_index (race->standby, i) != better)
+      natkit_path_close (g_ptr_array_index (race->standby, i));
+  g_ptr_array_set_size (race->standby, 0);
+
+  g_task_return_pointer (task, connection, g_object_unref);
+
+  if (better)
+    {
+      g_autofree char *reason = g_strdup_printf ("a %s path (%s) works",
+                                                 cost_words (better_cost),
+                                                 natkit_path_get_method (better));
+
+      race->winner_cost = better_cost;
+      race_prune (race, better_cost);
+      if (race->connection)
+        _natkit_connection_upgrade_path (race->connection, better, reason);
+      else
+        natkit_path_close (better);
+      g_object_unref (better);
+    }
+}
+
+static void
+race_handshake_cb (GObject      *source,
+                   GAsyncResult *res,
+                   gpointer      user_data)
+{
+  Race *race = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitPath) path = g_steal_pointer (&race->handshake_path);
+  g_autofree char *method = g_steal_pointer (&race->handshake_method);
+
+  if (!race->task)
+    {
+      if (path)
+        natkit_path_close (path);
+      race_unref (race);
+      return;
+    }
+  if (!_natkit_session_handshake_finish (NATKIT_SESSION (source), res, &error))
+    {
+      GTask *task;
+
+      if (path)
+        natkit_path_close (path);
+      /* a peer that is not who it claims ends the connect: no other
+       * method can make it the right peer */
+      task = g_steal_pointer (&race->task);
+      g_cancellable_cancel (race->cancellable);
+      if (g_error_matches (error, NATKIT_ERROR, NATKIT_ERROR_IDENTITY) ||
+          g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        connect_fail (task, g_steal_pointer (&error));
+      else
+        {
+          ConnectData *d = g_task_get_task_data (task);
+
+          g_ptr_array_add (d->failures, g_strdup_printf ("%s: %s", method, error->message));
+          connect_fail (task, g_error_new (NATKIT_ERROR, NATKIT_ERROR_NO_METHOD,
+                                           "could not reach %s: %s",
+                                           _natkit_session_get_peer_id (race->session),
+                                           join_failures (d)));
+        }
+      g_object_unref (task);
+      race_unref (race);
+      return;
+    }
+  race_connected (race, path, method);
+  race_unref (race);
+}
+
+static void
+race_handshake (Race       *race,
+                NatkitPath *path)
+{
+  race->handshake_path = g_object_ref (path);
+  race->handshake_method = g_strdup (natkit_path_get_method (path));
+  _natkit_session_handshake_async (race->session, path, HANDSHAKE_TIMEOUT_MS,
+                                   race->cancellable, race_handshake_cb,
+                                   race_ref (race));
+}
+
+static void
+race_attempt_cb (GObject      *source,
+                 GAsyncResult *res,
+                 gpointer      user_data)
+{
+  RaceAttempt *ra = user_data;
+  Race *race = ra->race;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitPath) path = run_attempt_finish (race->connector, res, &error);
+
+  g_ptr_array_remove (race->attempts, ra);   /* frees @ra's cancellable */
+
+  if (!path)
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        {
+          g_debug ("%s to %s failed: %s", ra->method, race->session_id, error->message);
+          race_add_failure (race, ra->method, error->message);
+        }
+      race_check_exhausted (race);
+    }
+  else if (race->task)
+    {
+      /* not connected yet */
+      if (!race->handshake_path && !_natkit_session_is_established (race->session))
+        race_handshake (race, path);
+      else
+        g_ptr_array_add (race->standby, g_object_ref (path));
+    }
+  else if (race->connection && ra->cost < race->winner_cost)
+    {
+      g_autofree char *reason = g_strdup_printf ("a %s path (%s) works",
+                                                 cost_words (ra->cost), ra->method);
+
+      race->winner_cost = ra->cost;
+      race_prune (race, ra->cost);
+      _natkit_connection_upgrade_path (race->connection, path, reason);
+    }
+  else
+    natkit_path_close (path);
+
+  g_free (ra->method);
+  g_free (ra);
+  race_unref (race);
+}
+
+static void
+race_attempt_free_cancellable (gpointer data)
+{
+  RaceAttempt *ra = data;
+
+  g_clear_object (&ra->cancellable);
+}
+
+static void
+race_launch (Race       *race,
+             const char *method)
+{
+  NatkitConnector *self = race->connector;
+  Entry *e = lookup_entry (self, race->session_id);
+  g_autoptr(NatkitTraversalRequest) request = NULL;
+  RaceAttempt *ra;
+
+  if (!e)
+    return;
+  ra = g_new0 (RaceAttempt, 1);
+  ra->race = race_ref (race);
+  ra->method = g_strdup (method);
+  ra->cost = method_cost (self, method);
+  ra->cancellable = g_cancellable_new ();
+  g_ptr_array_add (race->attempts, ra);
+  g_signal_connect_object (race->cancellable, "cancelled",
+                           G_CALLBACK (g_cancellable_cancel), ra->cancellable,
+                           G_CONNECT_SWAPPED);
+  _natkit_connector_send_op (self, e->signaling, e->peer_id, e->session_id,
+                             "attempt", "method", method);
+  request = make_request (self, e, NATKIT_ROLE_INITIATOR);
+  g_debug ("racing %s to %s", method, e->peer_id);
+  run_attempt (self, request, method, NULL, ra->cancellable, race_attempt_cb, ra);
+}
+
+static gboolean
+race_stagger_cb (gpointer user_data)
+{
+  Race *race = user_data;
+
+  race_launch_next (race);
+  if (race->methods[race->next] == NULL)
+    {
+      g_clear_pointer (&race->stagger, g_source_unref);
+      return G_SOURCE_REMOVE;
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+race_launch_next (Race *race)
+{
+  const char *method;
+
+  while ((method = race->methods[race->next]) != NULL)
+    {
+      race->next++;
+      /* once connected, only what could beat the winner is worth it */
+      if (!race->task && method_cost (race->connector, method) >= race->winner_cost)
+        continue;
+      race_launch (race, method);
+      return;
+    }
+  race_check_exhausted (race);
+}
+
+static void
+race_start (GTask *task)
+{
+  NatkitConnector *self = g_task_get_source_object (task);
+  ConnectData *d = g_task_get_task_data (task);
+  Entry *e = lookup_entry (self, d->session_id);
+  g_autoptr(GPtrArray) order = g_ptr_array_new ();
+  Race *race;
+  gint relay = -1;
+
+  if (!e->methods || !e->methods[0])
+    {
+      connect_fail (task,
+                    g_error_new (NATKIT_ERROR, NATKIT_ERROR_NO_METHOD,
+                                 "could not reach %s by any method: %s",
+                                 e->peer_id,
+                                 d->failures->len ? join_failures (d) :
+                                   "no method both peers can run"));
+      g_object_unref (task);
+      return;
+    }
+
+  /* rank order, but the first relayed method no later than second */
+  for (guint i = 0; e->methods[i]; i++)
+    {
+      if (relay < 0 && i > 1 && method_cost (self, e->methods[i]) == NATKIT_COST_RELAYED)
+        {
+          relay = i;
+          g_ptr_array_insert (order, 1, e->methods[i]);
+        }
+      else
+        g_ptr_array_add (order, e->methods[i]);
+    }
+  g_ptr_array_add (order, NULL);
+
+  race = g_new0 (Race, 1);
+  race->refs = 1;
+  race->connector = g_object_ref (self);
+  race->session_id = g_strdup (d->session_id);
+  race->task = task;   /* takes the caller's reference */
+  race->methods = g_strdupv ((char **) order->pdata);
+  race->attempts = g_ptr_array_new_with_free_func (race_attempt_free_cancellable);
+  race->standby = g_ptr_array_new_with_free_func (g_object_unref);
+  race->cancellable = g_cancellable_new ();
+  race->winner_cost = NATKIT_COST_RELAYED + 1;
+  race->session = _natkit_session_new (natkit_manager_get_identity (self->manager, NULL),
+                                       e->peer_id, NATKIT_ROLE_INITIATOR);
+  if (g_task_get_cancellable (task))
+    g_signal_connect_object (g_task_get_cancellable (task), "cancelled",
+                             G_CALLBACK (g_cancellable_cancel), race->cancellable,
+                             G_CONNECT_SWAPPED);
+  /* the entry ends the race when the connection goes */
+  g_set_object (&e->race_cancel, race->cancellable);
+
+  race_launch_next (race);
+  if (race->methods[race->next] != NULL)
+    {
+      race->stagger = g_timeout_source_new (STAGGER_MS);
+      g_source_set_callback (race->stagger, race_stagger_cb, race,
+                             (GDestroyNotify) race_unref);
+      race_ref (race);
+      g_source_set_static_name (race->stagger, "[natkit] connect race");
+      g_source_attach (race->stagger, g_main_context_get_thread_default ());
+    }
+  race_unref (race);
+}
+
 static void
 accepted (GTask      *task,
           JsonObject *body)
@@ -789,7 +1275,7 @@ accepted (GTask      *task,
   e->methods = g_strv_builder_end (agreed);
   g_debug ("%s accepted; methods to try: %s", e->peer_id,
            e->methods[0] ? e->methods[0] : "(none)");
-  try_next_method (task);
+  race_start (task);
 }
 
 static void
@@ -876,6 +1362,7 @@ start_connect (GTask           *task,
   d->session_id = g_string_free (sid, FALSE);
 
   e = g_new0 (Entry, 1);
+  e->paths = g_ptr_array_new_with_free_func (g_object_unref);
   e->connector = self;
   e->session_id = g_strdup (d->session_id);
   e->peer_id = g_strdup (peer_id);
@@ -1108,17 +1595,66 @@ typedef struct
   NatkitConnector *connector;
   char            *session_id;
   char            *method;
-  NatkitSession   *session;
 } ResponderData;
 
 static void
 responder_data_free (ResponderData *r)
 {
   g_clear_object (&r->connector);
-  g_clear_object (&r->session);
   g_free (r->session_id);
   g_free (r->method);
   g_free (r);
+}
+
+static void
+responder_handshake_cb (GObject      *source,
+                        GAsyncResult *res,
+                        gpointer      user_data)
+{
+  ResponderData *r = user_data;
+  NatkitConnector *self = r->connector;
+  g_autoptr(GError) error = NULL;
+  Entry *e = lookup_entry (self, r->session_id);
+  NatkitConfig *config;
+  NatkitConnection *connection;
+  NatkitSession *session = NATKIT_SESSION (source);
+
+  if (!_natkit_session_handshake_finish (session, res, &error))
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        g_debug ("the secure handshake with %s failed: %s",
+                 e ? e->peer_id : "?", error->message);
+      if (e && !e->connection)
+        forget_entry (self, e);
+      responder_data_free (r);
+      return;
+    }
+  if (!e || self->shut_down || e->session != session)
+    {
+      responder_data_free (r);
+      return;
+    }
+
+  /* the path the initiator's handshake came over (the session followed) */
+  config = natkit_manager_get_config (self->manager);
+  connection = _natkit_connection_new (self, e->signaling, session,
+                                       _natkit_session_get_path (session),
+                                       e->peer_id, NULL, e->session_id,
+                                       NATKIT_ROLE_RESPONDER, e->flags,
+                                       natkit_config_get_keepalive_interval (config),
+                                       natkit_config_get_connect_timeout (config) * 2,
+                                       0);
+  g_set_weak_pointer (&e->connection, connection);
+  if (e->expiry)
+    {
+      g_source_destroy (e->expiry);
+      g_clear_pointer (&e->expiry, g_source_unref);
+    }
+  g_debug ("incoming connection from %s via %s", e->peer_id,
+           natkit_connection_get_method (connection));
+  responder_data_free (r);
+  _natkit_manager_emit_incoming (self->manager, connection);
+  g_object_unref (connection);
 }
 
 static void
@@ -1131,8 +1667,6 @@ responder_done_cb (GObject      *source,
   g_autoptr(GError) error = NULL;
   g_autoptr(NatkitPath) path = run_attempt_finish (self, res, &error);
   Entry *e = lookup_entry (self, r->session_id);
-  NatkitConfig *config;
-  NatkitConnection *connection;
 
   if (!path)
     {
@@ -1149,8 +1683,10 @@ responder_done_cb (GObject      *source,
       return;
     }
 
-  if (e->connection)
+  if (e->connection &&
+      natkit_connection_get_state (e->connection) != NATKIT_CONNECTION_STATE_CONNECTED)
     {
+      /* the initiator found a path for a connection that lost its own */
       g_debug ("session %s with %s continues over %s", e->session_id,
                e->peer_id, r->method);
       _natkit_connection_replace_path (e->connection, path);
@@ -1158,23 +1694,19 @@ responder_done_cb (GObject      *source,
       return;
     }
 
-  config = natkit_manager_get_config (self->manager);
-  connection = _natkit_connection_new (self, e->signaling, r->session, path,
-                                       e->peer_id, NULL, e->session_id,
-                                       NATKIT_ROLE_RESPONDER, e->flags,
-                                       natkit_config_get_keepalive_interval (config),
-                                       natkit_config_get_connect_timeout (config) * 2,
-                                       0);
-  g_set_weak_pointer (&e->connection, connection);
-  if (e->expiry)
+  /* every path the initiator may use: the session answers on the one
+   * it speaks on (during the handshake, and when it moves later) */
+  g_ptr_array_add (e->paths, g_object_ref (path));
+  if (e->connection || e->handshaking)
     {
-      g_source_destroy (e->expiry);
-      g_clear_pointer (&e->expiry, g_source_unref);
+      g_debug ("%s also reaches %s (session %s)", r->method, e->peer_id, e->session_id);
+      _natkit_session_add_path (e->session, path);
+      responder_data_free (r);
+      return;
     }
-  g_debug ("incoming connection from %s via %s", e->peer_id, r->method);
-  responder_data_free (r);
-  _natkit_manager_emit_incoming (self->manager, connection);
-  g_object_unref (connection);
+  e->handshaking = TRUE;
+  _natkit_session_handshake_async (e->session, path, HANDSHAKE_TIMEOUT_MS, e->attempt,
+                                   responder_handshake_cb, r);
 }
 
 static void
@@ -1193,12 +1725,13 @@ handle_attempt (NatkitConnector *self,
       return;
     }
 
-  if (e->attempt)
-    {
-      g_cancellable_cancel (e->attempt);
-      g_object_unref (e->attempt);
-    }
-  e->attempt = g_cancellable_new ();
+  /* the initiator races its methods: they all run, under one cancellable
+   * that ends with the entry */
+  if (!e->attempt)
+    e->attempt = g_cancellable_new ();
+  if (!e->session)
+    e->session = _natkit_session_new (natkit_manager_get_identity (self->manager, NULL),
+                                      e->peer_id, NATKIT_ROLE_RESPONDER);
   if (!e->connection)
     arm_expiry (e, ACCEPT_TIMEOUT_MS + METHOD_TIMEOUT_MS + HANDSHAKE_TIMEOUT_MS);
 
@@ -1206,12 +1739,8 @@ handle_attempt (NatkitConnector *self,
   r->connector = g_object_ref (self);
   r->session_id = g_strdup (e->session_id);
   r->method = g_strdup (method);
-  if (!e->connection)
-    r->session = _natkit_session_new (natkit_manager_get_identity (self->manager, NULL),
-                                      e->peer_id, NATKIT_ROLE_RESPONDER);
   request = make_request (self, e, NATKIT_ROLE_RESPONDER);
-  run_attempt (self, request, method, r->session, e->attempt,
-               responder_done_cb, r);
+  run_attempt (self, request, method, NULL, e->attempt, responder_done_cb, r);
 }
 
 static void
@@ -1242,6 +1771,7 @@ handle_connect (NatkitConnector *self,
     return;
 
   e = g_new0 (Entry, 1);
+  e->paths = g_ptr_array_new_with_free_func (g_object_unref);
   e->connector = self;
   e->session_id = g_strdup (session_id);
   e->peer_id = g_strdup (from);

@@ -39,6 +39,8 @@ gboolean       _natkit_session_handshake_finish  (NatkitSession       *self,
 NatkitPath    *_natkit_session_get_path          (NatkitSession       *self);
 void           _natkit_session_set_path          (NatkitSession       *self,
                                                   NatkitPath          *path);
+void           _natkit_session_add_path          (NatkitSession       *self,
+                                                  NatkitPath          *path);
 const char    *_natkit_session_get_peer_id       (NatkitSession       *self);
 gboolean       _natkit_session_is_established    (NatkitSession       *self);
 gsize          _natkit_session_get_max_datagram  (NatkitSession       *self);

@@ -128,6 +128,7 @@ struct _NatkitSession
   GSource          *process_idle;
 
   NatkitPath       *path;           /* the current path */
+  guint64           records_in;     /* authenticated records received */
   GPtrArray        *links;          /* PathLink */
 
   /* the handshake */
@@ -165,6 +166,7 @@ enum {
   SIGNAL_PONG,
   SIGNAL_CLOSED,
   SIGNAL_PATH_LOST,
+  SIGNAL_PATH_CHANGED,
   N_SIGNALS
 };
 static guint signals[N_SIGNALS];
@@ -543,6 +545,18 @@ path_lost_cb (gpointer data)
 static void
 unlink_path (NatkitSession *self,
              PathLink      *link);
+static PathLink *link_path (NatkitSession *self,
+                            NatkitPath    *path);
+
+static void
+follow_path (NatkitSession *self,
+             NatkitPath    *path)
+{
+  g_object_ref (path);
+  _natkit_session_set_path (self, path);
+  g_signal_emit (self, signals[SIGNAL_PATH_CHANGED], 0, path);
+  g_object_unref (path);
+}
 
 static void
 path_received_cb (NatkitPath *path,
@@ -572,6 +586,31 @@ path_received_cb (NatkitPath *path,
 
   self->heard_peer = TRUE;
   g_queue_push_tail (&self->incoming, g_bytes_ref (datagram));
+
+  /* The responder answers where the initiator speaks: during the
+   * handshake, on the path its flight came over; afterwards, once a
+   * record from there authenticates (the initiator moved the session,
+   * say from a relay to a direct path). */
+  if (self->role == NATKIT_ROLE_RESPONDER && link->path != self->path &&
+      !natkit_path_is_closed (link->path))
+    {
+      NatkitPath *from = link->path;
+      guint64 before = self->records_in;
+
+      if (self->state == STATE_HANDSHAKING)
+        {
+          follow_path (self, from);
+          process_incoming (self);
+          return;
+        }
+      g_object_ref (from);
+      process_incoming (self);
+      if (self->records_in > before && self->state == STATE_ESTABLISHED &&
+          self->path != from && !natkit_path_is_closed (from))
+        follow_path (self, from);
+      g_object_unref (from);
+      return;
+    }
   process_incoming (self);
 }
 
@@ -763,6 +802,26 @@ _natkit_session_set_path (NatkitSession *self,
     }
 
   update_mtu (self);
+}
+
+/*
+ * _natkit_session_add_path:
+ * @self: a session
+ * @path: another path to the same peer
+ *
+ * Receives on @path too, without sending there (the caller keeps it
+ * open). A responder moves to it when the initiator does.
+ */
+void
+_natkit_session_add_path (NatkitSession *self,
+                          NatkitPath    *path)
+{
+  g_return_if_fail (NATKIT_IS_SESSION (self));
+  g_return_if_fail (NATKIT_IS_PATH (path));
+
+  if (natkit_path_is_closed (path))
+    return;
+  link_path (self, path);
 }
 
 /*
@@ -1229,7 +1288,10 @@ read_records (NatkitSession *self)
       self->busy--;
 
       if (ret > 0)
-        handle_inner (self, self->record, ret);
+        {
+          self->records_in++;
+          handle_inner (self, self->record, ret);
+        }
       else if (ret == 0)
         {
           GError *closed = g_error_new (NATKIT_ERROR, NATKIT_ERROR_CLOSED,
@@ -2259,6 +2321,21 @@ _natkit_session_class_init (NatkitSessionClass *klass)
     g_signal_new ("path-lost", G_TYPE_FROM_CLASS (klass),
                   G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
                   G_TYPE_NONE, 2, NATKIT_TYPE_PATH, G_TYPE_ERROR);
+
+  /*
+   * NatkitSession::path-changed:
+   * @session: the session
+   * @path: the new current path
+   *
+   * Emitted when the responder follows the initiator onto another of its
+   * paths: an authenticated record arrived there (or, during the
+   * handshake, the initiator's flight did). Not emitted for
+   * _natkit_session_set_path().
+   */
+  signals[SIGNAL_PATH_CHANGED] =
+    g_signal_new ("path-changed", G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 1, NATKIT_TYPE_PATH);
 }
 
 static void

@@ -291,7 +291,7 @@ test_connect_impostor (Fixture       *f,
   natkit_manager_set_identity (f->b, mallory);
 
   connect_pair (f, NATKIT_CONNECT_NONE);
-  g_assert_error (f->error, NATKIT_ERROR, NATKIT_ERROR_NO_METHOD);
+  g_assert_error (f->error, NATKIT_ERROR, NATKIT_ERROR_IDENTITY);
   g_assert_nonnull (strstr (f->error->message, "key"));
   g_assert_null (f->outgoing);
   g_assert_null (f->incoming);
