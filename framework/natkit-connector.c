@@ -823,7 +823,13 @@ struct _Race
   GCancellable     *cancellable;     /* everything of this race */
   NatkitConnection *connection;      /* weak, once connected */
   NatkitCost        winner_cost;
+  GSource          *upgrade_timer;   /* retries the cheaper methods */
+  guint             upgrade_ms;
 };
+
+/* a relayed connection retries the direct methods this often, doubling */
+#define UPGRADE_FIRST_MS  1000
+#define UPGRADE_MAX_MS    60000
 
 static Race *
 race_ref (Race *race)
@@ -841,6 +847,11 @@ race_unref (Race *race)
     {
       g_source_destroy (race->stagger);
       g_source_unref (race->stagger);
+    }
+  if (race->upgrade_timer)
+    {
+      g_source_destroy (race->upgrade_timer);
+      g_source_unref (race->upgrade_timer);
     }
   for (guint i = 0; race->standby && i < race->standby->len; i++)
     natkit_path_close (g_ptr_array_index (race->standby, i));
@@ -887,6 +898,7 @@ cost_words (NatkitCost cost)
 
 static void race_launch_next (Race *race);
 static void race_handshake (Race *race, NatkitPath *path);
+static void race_schedule_upgrade (Race *race);
 
 /* Fails the connect if nothing is left that could still succeed. */
 static void
@@ -999,6 +1011,8 @@ race_connected (Race       *race,
   g_ptr_array_set_size (race->standby, 0);
 
   g_task_return_pointer (task, connection, g_object_unref);
+  if (!better)
+    race_schedule_upgrade (race);
 
   if (better)
     {
@@ -1075,6 +1089,52 @@ race_handshake (Race       *race,
                                    race_ref (race));
 }
 
+static void race_launch (Race *race, const char *method);
+
+static gboolean
+race_upgrade_cb (gpointer user_data)
+{
+  Race *race = user_data;
+
+  g_clear_pointer (&race->upgrade_timer, g_source_unref);
+  if (!race->connection ||
+      natkit_connection_get_state (race->connection) == NATKIT_CONNECTION_STATE_CLOSED ||
+      natkit_connection_get_state (race->connection) == NATKIT_CONNECTION_STATE_FAILED ||
+      g_cancellable_is_cancelled (race->cancellable))
+    return G_SOURCE_REMOVE;
+  for (guint i = 0; race->methods[i]; i++)
+    if (method_cost (race->connector, race->methods[i]) < race->winner_cost)
+      race_launch (race, race->methods[i]);
+  return G_SOURCE_REMOVE;
+}
+
+/* Connected over a costlier path and every cheaper attempt failed: try
+ * them again later, backing off, for as long as the connection lives. */
+static void
+race_schedule_upgrade (Race *race)
+{
+  if (!race->connection || race->upgrade_timer ||
+      g_cancellable_is_cancelled (race->cancellable))
+    return;
+  for (guint i = 0; i < race->attempts->len; i++)
+    if (((RaceAttempt *) g_ptr_array_index (race->attempts, i))->cost < race->winner_cost)
+      return;   /* one is still running */
+  for (guint i = 0; race->methods[i]; i++)
+    if (method_cost (race->connector, race->methods[i]) < race->winner_cost)
+      {
+        race->upgrade_ms = race->upgrade_ms ? MIN (race->upgrade_ms * 2, UPGRADE_MAX_MS)
+                                            : UPGRADE_FIRST_MS;
+        g_debug ("trying the direct methods to %s again in %u ms",
+                 _natkit_session_get_peer_id (race->session), race->upgrade_ms);
+        race->upgrade_timer = g_timeout_source_new (race->upgrade_ms);
+        g_source_set_callback (race->upgrade_timer, race_upgrade_cb, race_ref (race),
+                               (GDestroyNotify) race_unref);
+        g_source_set_static_name (race->upgrade_timer, "[natkit] upgrade retry");
+        g_source_attach (race->upgrade_timer, g_main_context_get_thread_default ());
+        return;
+      }
+}
+
 static void
 race_attempt_cb (GObject      *source,
                  GAsyncResult *res,
@@ -1095,6 +1155,9 @@ race_attempt_cb (GObject      *source,
           race_add_failure (race, ra->method, error->message);
         }
       race_check_exhausted (race);
+      if (!race->task && ra->cost < race->winner_cost &&
+          !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        race_schedule_upgrade (race);
     }
   else if (race->task)
     {

@@ -140,6 +140,7 @@ typedef struct
   int               pending;
   gboolean          failed;
   gulong            state_id;
+  gulong            path_id;
   gulong            datagram_id;
   GSourceFunc       done;
   gpointer          done_data;
@@ -151,6 +152,7 @@ static void
 pipe_free (Pipe *p)
 {
   g_clear_signal_handler (&p->state_id, p->connection);
+  g_clear_signal_handler (&p->path_id, p->connection);
   g_clear_signal_handler (&p->datagram_id, p->connection);
   g_clear_object (&p->connection);
   g_clear_object (&p->in);
@@ -211,6 +213,36 @@ splice_cb (GObject      *source,
       g_cancellable_cancel (p->cancellable);
     }
   pipe_step_done (p);
+}
+
+static void
+pipe_path_changed_cb (NatkitConnection *connection,
+                      const char       *from,
+                      const char       *reason,
+                      gpointer          user_data)
+{
+  Pipe *p = user_data;
+  const char *to = natkit_connection_get_method (connection);
+
+  if (p->common->json)
+    {
+      g_autoptr(JsonBuilder) builder = json_builder_new ();
+      NatkitPath *path = natkit_connection_get_path (connection);
+
+      json_builder_begin_object (builder);
+      add_string (builder, "event", "path-changed");
+      add_string (builder, "from", from);
+      add_string (builder, "to", to);
+      add_string (builder, "transport", natkit_connection_get_transport (connection));
+      if (path)
+        add_string (builder, "remote_address", natkit_path_get_remote_address (path));
+      add_string (builder, "reason", reason);
+      add_string (builder, "session", natkit_connection_get_session_id (connection));
+      json_builder_end_object (builder);
+      print_event (builder);
+      return;
+    }
+  g_printerr ("moved from %s to %s: %s\n", from ? from : "no path", to, reason);
 }
 
 static void
@@ -314,6 +346,8 @@ pipe_start (CommonOptions    *common,
   p->done_data = done_data;
   p->state_id = g_signal_connect (connection, "notify::state",
                                   G_CALLBACK (pipe_state_cb), p);
+  p->path_id = g_signal_connect (connection, "path-changed",
+                                 G_CALLBACK (pipe_path_changed_cb), p);
 
   if (natkit_connection_get_flags (connection) & NATKIT_CONNECT_DATAGRAM)
     {

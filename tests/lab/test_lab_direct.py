@@ -47,8 +47,9 @@ sys.path.insert(0, HERE)
 
 from natlab import NAT_TYPES, Lab, LabSkip, check_requirements  # noqa: E402
 from labtap import Tap, skip_all  # noqa: E402
-from test_lab_relay import (NAT_TOOL, SERVER, connect, file_sha,  # noqa: E402
-                            start_listener, start_server, stop, write_random)
+from test_lab_relay import (NAT_TOOL, SERVER, Events, connect,  # noqa: E402
+                            file_sha, peer_env, start_listener, start_server,
+                            stop, write_random)
 
 FILTER_IGNORES_PORT = ("none", "full-cone", "restricted")
 
@@ -205,6 +206,85 @@ def check_pair(tap, tmp, nat_a, nat_b, attacker=False, replay_only=False):
         stop(server)
 
 
+FEEDER = r"""
+import hashlib, os, sys, time
+# writes SIZE bytes to stdout in 64 KiB chunks over about SECONDS
+size, seconds, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+h = hashlib.sha256()
+chunk = 65536
+n = (size + chunk - 1) // chunk
+for i in range(n):
+    data = hashlib.sha256(b"%d" % i).digest() * (chunk // 32)
+    os.write(1, data)
+    h.update(data)
+    time.sleep(seconds / n)
+open(out, "w").write(h.hexdigest())
+"""
+
+
+def unblock(lab, site):
+    lab.run(lab.site(site).router, ["nft", "delete", "table", "ip", "nklab_block"],
+            check=True)
+
+
+def check_upgrade(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
+    """Direct UDP between the sites blocked at the start: the connection
+    lands on the relay. The block lifted: it moves to a direct path within
+    10 s, and the stream that runs all along arrives byte-identical."""
+    label = "upgrade %s <-> %s" % (nat_a, nat_b)
+    with Lab(site_a=nat_a, site_b=nat_b, turn=False) as lab:
+        server, ready = start_server(lab, tmp)
+        listener, lev, address = start_listener(lab, tmp, "host_b", "b-up")
+        if not (ready and address):
+            tap.ok(False, "%s: server and listener are up" % label, diag=lev.text[-2000:])
+            stop(listener)
+            stop(server)
+            return
+        block_direct(lab, "a", lab.site("b").public_ip)
+        block_direct(lab, "b", lab.site("a").public_ip)
+        feeder = os.path.join(tmp, "feeder.py")
+        with open(feeder, "w") as f:
+            f.write(FEEDER)
+        digest_file = os.path.join(tmp, "feed.sha")
+        outfile = os.path.join(tmp, "up-out")
+        env = peer_env(tmp, "a-up")
+        proc = lab.popen("host_a", "exec python3 %s %d 25 %s | env %s %s connect --json %s > %s"
+                         % (feeder, 12 << 20, digest_file, env, NAT_TOOL, address, outfile),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        ev = Events(proc)
+        got = ev.wait("connected", 30) or {}
+        tap.ok(got.get("method") == "relay",
+               "%s: direct UDP blocked: connected via %s" % (label, got.get("method")),
+               diag=ev.text[-2000:])
+        time.sleep(6)
+        unblock(lab, "a")
+        unblock(lab, "b")
+        lifted = time.monotonic()
+        changed = ev.wait("path-changed", 20)
+        delay = time.monotonic() - lifted
+        tap.ok(changed is not None and changed.get("to") == "holepunch" and
+               changed.get("from") == "relay" and delay <= 10,
+               "%s: the block lifted, the connection moved to %s within %.1f s (%s)" % (
+                   label, (changed or {}).get("to"), delay, (changed or {}).get("reason")),
+               diag=ev.text[-2000:])
+        deadline = time.monotonic() + 90
+        while proc.poll() is None and time.monotonic() < deadline:
+            ev.poll(0.5)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        want = open(digest_file).read().strip() if os.path.exists(digest_file) else "?"
+        same = os.path.exists(outfile) and file_sha(outfile) == want
+        tap.ok(proc.returncode == 0 and same,
+               "%s: the 12 MB stream that ran across the move arrived byte-identical" % label,
+               diag="rc %s, out %d bytes; %r" % (
+                   proc.returncode,
+                   os.path.getsize(outfile) if os.path.exists(outfile) else -1,
+                   ev.text[-1500:]))
+        stop(listener)
+        stop(server)
+
+
 def main():
     try:
         check_requirements(turn=False)
@@ -229,6 +309,8 @@ def main():
             # the only answers that reach A are the third host's replays of
             # B's: A must not take the third host's address for B's
             check_pair(tap, tmp, "full-cone", "full-cone", attacker=True, replay_only=True)
+        if not only or os.environ.get("NATKIT_LAB_UPGRADE"):
+            check_upgrade(tap, tmp)
     except Exception:
         tap.ok(False, "unexpected exception", diag=traceback.format_exc())
     finally:
