@@ -18,6 +18,7 @@
 #include "natkit.h"
 #include "natkit-connector-private.h"
 #include "natkit-session-private.h"
+#include "natkit-wire-private.h"
 
 #define ACCEPT_TIMEOUT_MS     10000
 #define HANDSHAKE_TIMEOUT_MS  10000
@@ -294,6 +295,34 @@ _natkit_connector_forget (NatkitConnector *self,
                           const char      *session_id)
 {
   g_hash_table_remove (self->entries, session_id);
+}
+
+/* Members of a peer's message, of the expected type or the default:
+ * json-glib's getters fail an assertion on a member of another type. */
+static const char *
+member_string (JsonObject *body,
+               const char *name,
+               const char *fallback)
+{
+  JsonNode *node = json_object_get_member (body, name);
+
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) ||
+      json_node_get_value_type (node) != G_TYPE_STRING)
+    return fallback;
+  return json_node_get_string (node);
+}
+
+static gint64
+member_int (JsonObject *body,
+            const char *name,
+            gint64      fallback)
+{
+  JsonNode *node = json_object_get_member (body, name);
+
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) ||
+      json_node_get_value_type (node) != G_TYPE_INT64)
+    return fallback;
+  return json_node_get_int (node);
 }
 
 /* ---- the methods -------------------------------------------------------- */
@@ -1777,7 +1806,7 @@ handle_attempt (NatkitConnector *self,
                 Entry           *e,
                 JsonObject      *body)
 {
-  const char *method = json_object_get_string_member_with_default (body, "method", NULL);
+  const char *method = member_string (body, "method", NULL);
   g_autoptr(NatkitTraversalRequest) request = NULL;
   ResponderData *r;
 
@@ -1817,7 +1846,7 @@ handle_connect (NatkitConnector *self,
   g_autoptr(GPtrArray) names = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(JsonObject) reply = NULL;
-  const char *mode = json_object_get_string_member_with_default (body, "mode", "stream");
+  const char *mode = member_string (body, "mode", "stream");
   Entry *e;
 
   if (lookup_entry (self, session_id))
@@ -1874,22 +1903,20 @@ message_received_cb (NatkitSignaling *signaling,
 {
   NatkitConnector *self = user_data;
   Channel *channel = g_hash_table_lookup (self->channels, signaling);
-  g_autoptr(JsonNode) node = NULL;
-  JsonObject *body;
+  g_autoptr(JsonObject) body = NULL;
   const char *op, *session_id;
   Entry *e;
 
-  if (!channel || self->shut_down)
+  if (!channel || self->shut_down || !text || strlen (text) > 65536)
     return;
 
-  node = json_from_string (text, NULL);
-  if (!node || !JSON_NODE_HOLDS_OBJECT (node))
+  body = _natkit_wire_json_object (text, strlen (text), NULL);
+  if (!body)
     return;
-  body = json_node_get_object (node);
-  if (json_object_get_int_member_with_default (body, "natkit", 0) != 1)
+  if (member_int (body, "natkit", 0) != 1)
     return;
-  op = json_object_get_string_member_with_default (body, "op", NULL);
-  session_id = json_object_get_string_member_with_default (body, "session", NULL);
+  op = member_string (body, "op", NULL);
+  session_id = member_string (body, "session", NULL);
   if (!op || !session_id || strlen (session_id) == 0 || strlen (session_id) > 64)
     {
       g_debug ("ignoring a malformed signaling message from %s", from);
@@ -1919,7 +1946,7 @@ message_received_cb (NatkitSignaling *signaling,
            e->accept_task)
     {
       g_autoptr(GTask) task = g_steal_pointer (&e->accept_task);
-      const char *reason = json_object_get_string_member_with_default (body, "reason",
+      const char *reason = member_string (body, "reason",
                                                                        "no reason given");
       ConnectData *d = g_task_get_task_data (task);
 
@@ -1932,7 +1959,7 @@ message_received_cb (NatkitSignaling *signaling,
     handle_attempt (self, e, body);
   else if (g_str_equal (op, "close"))
     {
-      const char *reason = json_object_get_string_member_with_default (body, "reason",
+      const char *reason = member_string (body, "reason",
                                                                        "closed by the peer");
       if (e->connection)
         _natkit_connection_peer_closed (e->connection, reason);

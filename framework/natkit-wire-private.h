@@ -23,6 +23,7 @@ void     _natkit_wire_reader_push (NatkitWireReader *reader, const guint8 *data,
 gboolean _natkit_wire_reader_next (NatkitWireReader *reader, GBytes **out_body, GError **error);
 GBytes     *_natkit_wire_frame (const guint8 *body, gsize len);
 GBytes     *_natkit_wire_control_frame (JsonObject *message);
+JsonObject *_natkit_wire_json_object (const char *text, gsize len, GError **error);
 JsonObject *_natkit_wire_control_parse (const guint8 *body, gsize len, const char **out_type, GError **error);
 gboolean    _natkit_wire_udp_parse (const guint8 *data, gsize len, NatkitWireUdpType *out_type, guint32 *out_circuit, const guint8 **out_payload, gsize *out_payload_len);
 void        _natkit_wire_udp_header (guint8 out[NATKIT_WIRE_UDP_HEADER], NatkitWireUdpType type, guint32 circuit);

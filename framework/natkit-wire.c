@@ -336,6 +336,40 @@ json_syntax_ok (const char *p,
     }
 }
 
+/* One JSON object from a peer's text, checked before json-glib sees it
+ * (see json_syntax_ok ()); %NULL with @error otherwise. */
+JsonObject *
+_natkit_wire_json_object (const char  *text,
+                          gsize        len,
+                          GError     **error)
+{
+  g_autoptr(JsonParser) parser = NULL;
+  g_autoptr(GError) local_error = NULL;
+  JsonNode *root;
+
+  if (!g_utf8_validate (text, len, NULL) || memchr (text, '\0', len) != NULL ||
+      !json_syntax_ok (text, len))
+    {
+      g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_FAILED,
+                   "not one well-formed JSON value in UTF-8");
+      return NULL;
+    }
+  parser = json_parser_new_immutable ();
+  if (!json_parser_load_from_data (parser, text, len, &local_error))
+    {
+      g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_FAILED,
+                   "not JSON: %s", local_error->message);
+      return NULL;
+    }
+  root = json_parser_get_root (parser);
+  if (!root || !JSON_NODE_HOLDS_OBJECT (root))
+    {
+      g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_FAILED, "not a JSON object");
+      return NULL;
+    }
+  return json_object_ref (json_node_get_object (root));
+}
+
 JsonObject *
 _natkit_wire_control_parse (const guint8  *body,
                             gsize          len,

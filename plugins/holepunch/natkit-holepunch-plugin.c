@@ -814,7 +814,7 @@ attempt_receive_cb (GSocket      *socket,
                     gpointer      user_data)
 {
   Attempt *a = user_data;
-  g_autoptr(GTask) guard = g_object_ref (a->task);   /* keeps @a alive */
+  G_GNUC_UNUSED g_autoptr(GTask) guard = g_object_ref (a->task);   /* keeps @a alive */
 
   for (guint n = 0; n < 32 && !attempt_done (a); n++)
     {
@@ -863,7 +863,7 @@ static gboolean
 gather_timer_cb (gpointer user_data)
 {
   Attempt *a = user_data;
-  g_autoptr(GTask) guard = g_object_ref (a->task);   /* keeps @a alive */
+  G_GNUC_UNUSED g_autoptr(GTask) guard = g_object_ref (a->task);   /* keeps @a alive */
 
   g_clear_pointer (&a->gather_timer, g_source_unref);
   g_debug ("no STUN answer within %d ms: offering what we have", GATHER_MS);
@@ -930,7 +930,7 @@ message_cb (NatkitSignaling *signaling,
             gpointer         user_data)
 {
   Attempt *a = user_data;
-  g_autoptr(GTask) guard = g_object_ref (a->task);   /* keeps @a alive */
+  G_GNUC_UNUSED g_autoptr(GTask) guard = g_object_ref (a->task);   /* keeps @a alive */
   g_autofree char *session = NULL;
   g_autoptr(GArray) candidates = NULL;
   g_autoptr(GError) error = NULL;

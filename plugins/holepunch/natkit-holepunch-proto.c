@@ -226,9 +226,21 @@ natkit_punch_address_is_sendable (GInetSocketAddress *address)
   return TRUE;
 }
 
+static gboolean
+is_json_space (char c)
+{
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
 /* json-glib keeps the partial tree of a document with bytes after its
  * root (a leak a peer could repeat): accept exactly one JSON object with
- * nothing but white space around it. */
+ * nothing but white space around it.
+ *
+ * Outside strings only what JSON allows there: json-glib's scanner also
+ * takes 'single-quoted' strings and # and C comments, inside which this
+ * count and the parser would disagree on where the object ends
+ * ({"k":'"'}{"z":'"'} is one object here and two to json-glib, which
+ * returns the first and ignores the rest). */
 static gboolean
 is_one_object (const char *text)
 {
@@ -236,7 +248,7 @@ is_one_object (const char *text)
   gboolean in_string = FALSE;
   const char *p = text;
 
-  while (g_ascii_isspace (*p))
+  while (is_json_space (*p))
     p++;
   if (*p != '{')
     return FALSE;
@@ -265,12 +277,44 @@ is_one_object (const char *text)
               break;
             }
         }
+      else if (!is_json_space (*p) && !g_ascii_isalnum (*p) &&
+               strchr (":,-+.", *p) == NULL)
+        return FALSE;   /* ' # / and anything else JSON has no use for */
     }
   if (depth != 0)
     return FALSE;
-  while (g_ascii_isspace (*p))
+  while (is_json_space (*p))
     p++;
   return *p == '\0';
+}
+
+/* A member of exactly the type asked for. json-glib's _with_default
+ * getters fail a g_return_val_if_fail() on an object or an array member
+ * and turn other mismatches into NULL (a string) or a number (an int from
+ * 9.5 or true): none of that for what a peer wrote. */
+static const char *
+member_string (JsonObject *object,
+               const char *name)
+{
+  JsonNode *node = json_object_get_member (object, name);
+
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) ||
+      json_node_get_value_type (node) != G_TYPE_STRING)
+    return NULL;
+  return json_node_get_string (node);
+}
+
+static gint64
+member_int (JsonObject *object,
+            const char *name,
+            gint64      default_value)
+{
+  JsonNode *node = json_object_get_member (object, name);
+
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node) ||
+      json_node_get_value_type (node) != G_TYPE_INT64)
+    return default_value;
+  return json_node_get_int (node);
 }
 
 char *
@@ -358,17 +402,16 @@ natkit_punch_offer_parse (const char  *text,
       return FALSE;
     }
   body = json_node_get_object (node);
-  if (json_object_get_int_member_with_default (body, "natkit", 0) != 1 ||
-      g_strcmp0 (json_object_get_string_member_with_default (body, "op", NULL),
-                 "holepunch") != 0)
+  if (member_int (body, "natkit", 0) != 1 ||
+      g_strcmp0 (member_string (body, "op"), "holepunch") != 0)
     {
       g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                            "not a natkit hole punching offer");
       return FALSE;
     }
-  session = json_object_get_string_member_with_default (body, "session", NULL);
-  token64 = json_object_get_string_member_with_default (body, "token", NULL);
-  nat = json_object_get_string_member_with_default (body, "nat", NULL);
+  session = member_string (body, "session");
+  token64 = member_string (body, "token");
+  nat = member_string (body, "nat");
   if (session == NULL || *session == '\0' || strlen (session) > 64 ||
       token64 == NULL || strlen (token64) != 24)
     {
@@ -402,6 +445,7 @@ natkit_punch_offer_parse (const char  *text,
       JsonObject *c;
       NatkitPunchCandidate candidate = { 0, NULL };
       g_autoptr(GInetAddress) ip = NULL;
+      const char *ip_text;
       gint64 port;
 
       if (candidates->len >= NATKIT_PUNCH_MAX_CANDIDATES)
@@ -409,12 +453,14 @@ natkit_punch_offer_parse (const char  *text,
       if (!JSON_NODE_HOLDS_OBJECT (item))
         continue;
       c = json_node_get_object (item);
-      if (!candidate_type_from_string (json_object_get_string_member_with_default (c, "type", NULL),
-                                       &candidate.type))
+      if (!candidate_type_from_string (member_string (c, "type"), &candidate.type))
         continue;
-      ip = g_inet_address_new_from_string (json_object_get_string_member_with_default (c, "ip", ""));
-      port = json_object_get_int_member_with_default (c, "port", 0);
-      if (ip == NULL || port <= 0 || port > 65535)
+      ip_text = member_string (c, "ip");
+      port = member_int (c, "port", 0);
+      if (ip_text == NULL || port <= 0 || port > 65535)
+        continue;
+      ip = g_inet_address_new_from_string (ip_text);
+      if (ip == NULL)
         continue;
       candidate.address = G_INET_SOCKET_ADDRESS (g_inet_socket_address_new (ip, (guint16) port));
       if (!natkit_punch_address_is_sendable (candidate.address))
