@@ -32,6 +32,10 @@
 
 #define MISSED_PONGS_DEGRADED 1
 #define MISSED_PONGS_LOST     3
+/* While data flows the path is probed this often, so that a path that
+ * stops answering is left within MISSED_PONGS_LOST probes; idle, every
+ * keepalive interval. */
+#define PROBE_ACTIVE_MS       500
 #define RETRY_MIN_MS          500
 #define RETRY_MAX_MS          8000
 
@@ -57,6 +61,12 @@ struct _NatkitConnection
   guint                  reconnect_ms;
   guint                  keepalive_id;
   guint                  missed;
+  gboolean               ping_outstanding;
+  gint64                 last_ping;
+  guint64                probe_sent;
+  guint64                probe_received;
+  char                  *lost;             /* the method of the path lost */
+  char                  *lost_why;
   gulong                 path_closed_id;
   gulong                 pong_id;
   gulong                 datagram_id;
@@ -224,6 +234,8 @@ natkit_connection_finalize (GObject *object)
 
   g_strfreev (self->failures);
   g_clear_pointer (&self->retired, g_ptr_array_unref);
+  g_free (self->lost);
+  g_free (self->lost_why);
   g_clear_object (&self->session);
   g_clear_object (&self->signaling);
   g_clear_object (&self->connector);
@@ -397,22 +409,56 @@ static gboolean
 keepalive_cb (gpointer user_data)
 {
   NatkitConnection *self = user_data;
+  gint64 now = g_get_monotonic_time ();
+  guint64 sent, received;
+  gboolean active;
+  guint interval;
 
-  if (self->state == NATKIT_CONNECTION_STATE_CONNECTED ||
-      self->state == NATKIT_CONNECTION_STATE_DEGRADED)
+  if (self->state != NATKIT_CONNECTION_STATE_CONNECTED &&
+      self->state != NATKIT_CONNECTION_STATE_DEGRADED)
+    return G_SOURCE_CONTINUE;
+  if (!self->path)
+    return G_SOURCE_CONTINUE;
+
+  /* data moving (or an answer overdue): probe fast; else keep alive */
+  sent = natkit_path_get_bytes_sent (self->path);
+  received = natkit_path_get_bytes_received (self->path);
+  active = sent != self->probe_sent || received != self->probe_received;
+  self->probe_sent = sent;
+  self->probe_received = received;
+  interval = active || self->missed > 0 ? PROBE_ACTIVE_MS : self->keepalive_ms;
+  if (now - self->last_ping < (gint64) interval * 1000)
+    return G_SOURCE_CONTINUE;
+
+  if (self->ping_outstanding)
+    self->missed++;
+  if (self->missed >= MISSED_PONGS_LOST)
     {
-      if (self->missed >= MISSED_PONGS_LOST && self->path)
-        {
-          g_autofree char *why =
-            g_strdup_printf ("%u keepalives unanswered", self->missed);
-          start_recovery (self, why);
-        }
-      else if (self->missed >= MISSED_PONGS_DEGRADED && self->path)
-        set_state (self, NATKIT_CONNECTION_STATE_DEGRADED);
-      self->missed++;
-      _natkit_session_ping (self->session);
+      g_autofree char *why =
+        g_strdup_printf ("%u probes unanswered (%u ms apart)", self->missed, interval);
+      start_recovery (self, why);
+      return G_SOURCE_CONTINUE;
     }
+  if (self->missed >= MISSED_PONGS_DEGRADED)
+    set_state (self, NATKIT_CONNECTION_STATE_DEGRADED);
+  self->last_ping = now;
+  self->ping_outstanding = TRUE;
+  _natkit_session_ping (self->session);
   return G_SOURCE_CONTINUE;
+}
+
+static void
+start_probing (NatkitConnection *self)
+{
+  g_clear_handle_id (&self->keepalive_id, g_source_remove);
+  self->missed = 0;
+  self->ping_outstanding = TRUE;
+  self->last_ping = g_get_monotonic_time ();
+  self->probe_sent = self->path ? natkit_path_get_bytes_sent (self->path) : 0;
+  self->probe_received = self->path ? natkit_path_get_bytes_received (self->path) : 0;
+  _natkit_session_ping (self->session);
+  self->keepalive_id = g_timeout_add (MIN (PROBE_ACTIVE_MS / 2, self->keepalive_ms),
+                                      keepalive_cb, self);
 }
 
 static void
@@ -423,6 +469,7 @@ pong_cb (NatkitSession *session,
   NatkitConnection *self = user_data;
 
   self->missed = 0;
+  self->ping_outstanding = FALSE;
   self->rtt = rtt_us;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_RTT]);
   if (self->path && !self->recover &&
@@ -541,15 +588,22 @@ start_recovery (NatkitConnection *self,
 
   g_debug ("connection to %s lost its path (%s); looking for another", self->peer_id,
            why);
+  if (self->path)
+    {
+      g_free (self->lost);
+      g_free (self->lost_why);
+      self->lost = g_strdup (natkit_path_get_method (self->path));
+      self->lost_why = g_strdup (why);
+    }
   detach_path (self);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PATH]);
   set_state (self, NATKIT_CONNECTION_STATE_DEGRADED);
   self->recover = g_cancellable_new ();
   self->retry_ms = RETRY_MIN_MS;
   self->recover_timeout_id = g_timeout_add (self->reconnect_ms, recover_timeout_cb, self);
-  /* the initiator drives; the responder waits for its attempts */
+  /* the initiator drives, at once; the responder waits for its attempts */
   if (self->role == NATKIT_ROLE_INITIATOR)
-    self->retry_id = g_timeout_add (RETRY_MIN_MS, retry_cb, self);
+    self->retry_id = g_idle_add (retry_cb, self);
 }
 
 void
@@ -568,10 +622,16 @@ _natkit_connection_replace_path (NatkitConnection *self,
   stop_everything (self);
   attach_path (self, path);
   _natkit_session_set_path (self->session, path);
-  self->missed = 0;
-  self->keepalive_id = g_timeout_add (self->keepalive_ms, keepalive_cb, self);
-  _natkit_session_ping (self->session);
+  start_probing (self);
   set_state (self, NATKIT_CONNECTION_STATE_CONNECTED);
+  if (self->lost)
+    {
+      g_autofree char *from = g_steal_pointer (&self->lost);
+      g_autofree char *why = g_steal_pointer (&self->lost_why);
+      g_autofree char *reason = g_strdup_printf ("the %s path %s", from, why);
+
+      g_signal_emit (self, signals[SIGNAL_PATH_CHANGED], 0, from, reason);
+    }
 }
 
 /* Moves the live connection onto @path (a better one: direct instead of
@@ -594,9 +654,9 @@ _natkit_connection_upgrade_path (NatkitConnection *self,
   from = retire_path (self);
   attach_path (self, path);
   _natkit_session_set_path (self->session, path);
-  self->missed = 0;
-  /* an authenticated record on the new path: the peer follows it */
-  _natkit_session_ping (self->session);
+  /* the first probe is an authenticated record on the new path: the peer
+   * follows it */
+  start_probing (self);
   g_signal_emit (self, signals[SIGNAL_PATH_CHANGED], 0, from, reason);
 }
 
@@ -615,7 +675,7 @@ session_path_changed_cb (NatkitSession *session,
                             self->peer_id, natkit_path_get_method (path));
   from = retire_path (self);
   attach_path (self, path);
-  self->missed = 0;
+  start_probing (self);
   g_signal_emit (self, signals[SIGNAL_PATH_CHANGED], 0, from, reason);
 }
 
@@ -664,8 +724,7 @@ _natkit_connection_new (NatkitConnector    *connector,
   attach_path (self, path);
   self->rtt = natkit_path_get_rtt (path);
   self->state = NATKIT_CONNECTION_STATE_CONNECTED;
-  self->keepalive_id = g_timeout_add (self->keepalive_ms, keepalive_cb, self);
-  _natkit_session_ping (session);
+  start_probing (self);
   return self;
 }
 
