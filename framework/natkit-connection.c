@@ -728,6 +728,12 @@ _natkit_connection_new (NatkitConnector    *connector,
   return self;
 }
 
+const char *
+_natkit_connection_get_lost_method (NatkitConnection *self)
+{
+  return self->lost;
+}
+
 NatkitSignaling *
 _natkit_connection_get_signaling (NatkitConnection *self)
 {

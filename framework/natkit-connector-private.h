@@ -70,6 +70,7 @@ NatkitConnection *_natkit_connection_new              (NatkitConnector     *conn
                                                        gint64               connect_time);
 void              _natkit_connection_set_failures     (NatkitConnection    *self,
                                                        const char * const *failures);
+const char       *_natkit_connection_get_lost_method  (NatkitConnection    *self);
 void              _natkit_connection_upgrade_path     (NatkitConnection    *self,
                                                        NatkitPath          *path,
                                                        const char          *reason);

@@ -645,6 +645,7 @@ typedef struct
   GStrv             requested;
   GPtrArray        *failures;    /* "METHOD: REASON" */
   char             *joined;
+  GStrv             order;       /* reopen: the methods in the order to try */
   gint64            started;
   guint             next;
   NatkitSession    *session;
@@ -667,6 +668,7 @@ connect_data_free (gpointer data)
   g_strfreev (d->requested);
   g_ptr_array_unref (d->failures);
   g_free (d->joined);
+  g_strfreev (d->order);
   g_clear_object (&d->session);
   g_free (d);
 }
@@ -690,6 +692,8 @@ lookup_entry (NatkitConnector *self,
 }
 
 static void try_next_method (GTask *task);
+static NatkitCost method_cost (NatkitConnector *self, const char *method);
+static void upgrade_later (NatkitConnector *self, Entry *e, NatkitCost cost);
 static void clear_source (GSource **source);
 
 static void
@@ -728,7 +732,7 @@ method_done_cb (GObject      *source,
                                        "the connection attempt was abandoned"));
       return;
     }
-  method = e->methods[d->next - 1];
+  method = (d->order ? d->order : e->methods)[d->next - 1];
 
   if (!path)
     {
@@ -747,6 +751,10 @@ method_done_cb (GObject      *source,
 
   if (d->reopen)
     {
+      /* recovered onto a costlier path (the relay): the cheaper methods
+       * are tried again later, as after a relayed connect */
+      if (e->connection)
+        upgrade_later (self, e, method_cost (self, natkit_path_get_method (path)));
       g_task_return_pointer (task, g_steal_pointer (&path), g_object_unref);
       return;
     }
@@ -785,7 +793,7 @@ try_next_method (GTask *task)
       return;
     }
 
-  if (!e->methods || !e->methods[d->next])
+  if (!e->methods || !(d->order ? d->order : e->methods)[d->next])
     {
       connect_fail (task,
                     g_error_new (NATKIT_ERROR, NATKIT_ERROR_NO_METHOD,
@@ -797,7 +805,7 @@ try_next_method (GTask *task)
       return;
     }
 
-  method = e->methods[d->next++];
+  method = (d->order ? d->order : e->methods)[d->next++];
   _natkit_connector_send_op (self, e->signaling, e->peer_id, e->session_id,
                              "attempt", "method", method);
   request = make_request (self, e, NATKIT_ROLE_INITIATOR);
@@ -1346,6 +1354,37 @@ race_start (GTask *task)
   race_unref (race);
 }
 
+/* A live connection on a path of @cost: retry the cheaper methods in the
+ * background (with backoff) and move onto the first that works. */
+static void
+upgrade_later (NatkitConnector *self,
+               Entry           *e,
+               NatkitCost       cost)
+{
+  Race *race;
+
+  if (!e->connection || !e->methods)
+    return;
+  race = g_new0 (Race, 1);
+  race->refs = 1;
+  race->connector = g_object_ref (self);
+  race->session_id = g_strdup (e->session_id);
+  race->methods = g_strdupv (e->methods);
+  race->next = g_strv_length (e->methods);   /* nothing left to launch now */
+  race->attempts = g_ptr_array_new_with_free_func (race_attempt_free_cancellable);
+  race->standby = g_ptr_array_new_with_free_func (g_object_unref);
+  race->cancellable = g_cancellable_new ();
+  race->winner_cost = cost;
+  race->session = g_object_ref (_natkit_connection_get_session (e->connection));
+  g_set_weak_pointer (&race->connection, e->connection);
+  /* one upgrade loop per connection: the newest */
+  if (e->race_cancel)
+    g_cancellable_cancel (e->race_cancel);
+  g_set_object (&e->race_cancel, race->cancellable);
+  race_schedule_upgrade (race);
+  race_unref (race);
+}
+
 static void
 accepted (GTask      *task,
           JsonObject *body)
@@ -1640,6 +1679,20 @@ _natkit_connector_reopen_async (NatkitConnector     *self,
       g_object_unref (task);
       return;
     }
+
+  /* the method whose path was just lost is tried last: what cut it is
+   * likely still there (the upgrade brings it back when it works again) */
+  {
+    g_autoptr(GStrvBuilder) order = g_strv_builder_new ();
+    const char *lost = _natkit_connection_get_lost_method (connection);
+
+    for (guint i = 0; e->methods && e->methods[i]; i++)
+      if (g_strcmp0 (e->methods[i], lost) != 0)
+        g_strv_builder_add (order, e->methods[i]);
+    if (lost && e->methods && g_strv_contains ((const char * const *) e->methods, lost))
+      g_strv_builder_add (order, lost);
+    d->order = g_strv_builder_end (order);
+  }
   try_next_method (task);
 }
 

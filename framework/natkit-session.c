@@ -56,6 +56,8 @@
  * MTU it is told, then adds its own 24-byte header: telling it the record
  * size + 92 makes each segment fill one record exactly. */
 #define PSEUDO_TCP_MTU_SLACK     92
+/* the largest stream segment, whatever the path (QUIC's 1200 bytes) */
+#define STREAM_MAX_SEGMENT       1200
 #define CONV_FROM_INITIATOR      1
 #define CONV_FROM_RESPONDER      2
 #define MIN_RETRANSMIT_MS        100
@@ -739,7 +741,12 @@ update_mtu (NatkitSession *self)
   data_mtu = MIN (gnutls_dtls_get_data_mtu (self->tls), MAX_RECORD);
   self->max_datagram = data_mtu > 1 ? data_mtu - 1 : 0;
 
-  advise = MIN (self->max_datagram + PSEUDO_TCP_MTU_SLACK, G_MAXUINT16);
+  /* The stream's segments fit every path the session may move to: libnice's
+   * PseudoTCP cannot shrink segments already sent, so a move to a path
+   * with a smaller MTU (a direct path's 1400 to a relay's 1392) would stall
+   * the stream for good on their retransmissions. */
+  advise = MIN (MIN (self->max_datagram, STREAM_MAX_SEGMENT) + PSEUDO_TCP_MTU_SLACK,
+                G_MAXUINT16);
   if (self->out.tcp != NULL)
     pseudo_tcp_socket_notify_mtu (self->out.tcp, advise);
   if (self->in.tcp != NULL)

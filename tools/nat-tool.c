@@ -901,6 +901,9 @@ main (int    argc,
   const char *name;
   int status;
 
+  /* stdout carries data (connect, listen): every log line goes to stderr */
+  g_log_writer_default_set_use_stderr (TRUE);
+
   setlocale (LC_ALL, "");
 
   if (argc < 2)

@@ -285,6 +285,81 @@ def check_upgrade(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
         stop(server)
 
 
+def check_failover(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
+    """A 50 MB stream on a direct path; the direct path cut mid-transfer (a
+    drop rule on both routers): the connection moves to the relay, a
+    path-changed event says why, and the transfer completes byte-identical."""
+    label = "failover %s <-> %s" % (nat_a, nat_b)
+    size = int(os.environ.get("NATKIT_LAB_FAILOVER_MB", "50")) << 20
+    with Lab(site_a=nat_a, site_b=nat_b, turn=False) as lab:
+        server, ready = start_server(lab, tmp)
+        listener, lev, address = start_listener(lab, tmp, "host_b", "b-fo")
+        if not (ready and address):
+            tap.ok(False, "%s: server and listener are up" % label, diag=lev.text[-2000:])
+            stop(listener)
+            stop(server)
+            return
+        feeder = os.path.join(tmp, "feeder.py")
+        with open(feeder, "w") as f:
+            f.write(FEEDER)
+        digest_file = os.path.join(tmp, "fo.sha")
+        outfile = os.path.join(tmp, "fo-out")
+        env = peer_env(tmp, "a-fo")
+        proc = lab.popen("host_a", "exec python3 %s %d 20 %s | env %s %s connect --json %s > %s"
+                         % (feeder, size, digest_file, env, NAT_TOOL, address, outfile),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        ev = Events(proc)
+        got = ev.wait("connected", 30) or {}
+        tap.ok(got.get("method") == "holepunch",
+               "%s: connected via %s" % (label, got.get("method")), diag=ev.text[-2000:])
+        ev.poll(5)
+        before = os.path.getsize(outfile) if os.path.exists(outfile) else 0
+        block_direct(lab, "a", lab.site("b").public_ip)
+        block_direct(lab, "b", lab.site("a").public_ip)
+        cut = time.monotonic()
+        # data flowing again: after the echo stalled (no growth for 0.5 s),
+        # the first growth
+        resumed = None
+        stalled = False
+        seen, seen_at = before, cut
+        while time.monotonic() - cut < 60:
+            ev.poll(0.02)
+            now = os.path.getsize(outfile) if os.path.exists(outfile) else 0
+            t = time.monotonic()
+            if now != seen:
+                if stalled:
+                    resumed = t - cut
+                    break
+                seen, seen_at = now, t
+            elif t - seen_at >= 0.5:
+                stalled = True
+        changed = ev.wait("path-changed", 20)
+        tap.ok(changed is not None and changed.get("from") == "holepunch" and
+               changed.get("to") == "relay" and changed.get("reason"),
+               "%s: path-changed from %s to %s: %s" % (
+                   label, (changed or {}).get("from"), (changed or {}).get("to"),
+                   (changed or {}).get("reason")),
+               diag=ev.text[-2000:])
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            ev.poll(0.5)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        want = open(digest_file).read().strip() if os.path.exists(digest_file) else "?"
+        same = os.path.exists(outfile) and file_sha(outfile) == want
+        tap.ok(proc.returncode == 0 and same,
+               "%s: the %d MB transfer completed byte-identical over the relay "
+               "(data flowing again %s s after the cut)" % (
+                   label, size >> 20, "%.1f" % resumed if resumed else "?"),
+               diag="rc %s, out %d bytes; %r" % (
+                   proc.returncode,
+                   os.path.getsize(outfile) if os.path.exists(outfile) else -1,
+                   ev.text[-1500:]))
+        stop(listener)
+        stop(server)
+
+
 def main():
     try:
         check_requirements(turn=False)
@@ -311,6 +386,7 @@ def main():
             check_pair(tap, tmp, "full-cone", "full-cone", attacker=True, replay_only=True)
         if not only or os.environ.get("NATKIT_LAB_UPGRADE"):
             check_upgrade(tap, tmp)
+            check_failover(tap, tmp)
     except Exception:
         tap.ok(False, "unexpected exception", diag=traceback.format_exc())
     finally:
