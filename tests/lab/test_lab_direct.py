@@ -340,7 +340,7 @@ def check_failover(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
                    label, (changed or {}).get("from"), (changed or {}).get("to"),
                    (changed or {}).get("reason")),
                diag=ev.text[-2000:])
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while proc.poll() is None and time.monotonic() < deadline:
             ev.poll(0.5)
         if proc.poll() is None:
