@@ -6,6 +6,7 @@
 #pragma once
 
 #include "natkit.h"
+#include "natkit-history-private.h"
 #include "natkit-session-private.h"
 
 G_BEGIN_DECLS
@@ -85,6 +86,13 @@ NatkitSession    *_natkit_connection_get_session      (NatkitConnection    *self
 GPtrArray        *_natkit_manager_list_traversals     (NatkitManager       *self,
                                                        const char * const  *methods,
                                                        GError             **error);
+NatkitHistory    *_natkit_manager_get_history         (NatkitManager       *self);
+void              _natkit_manager_emit_progress       (NatkitManager       *self,
+                                                       const char          *session_id,
+                                                       const char          *peer_id,
+                                                       const char          *event,
+                                                       const char          *method,
+                                                       const char          *reason);
 void              _natkit_manager_emit_incoming       (NatkitManager       *self,
                                                        NatkitConnection    *connection);
 

@@ -743,6 +743,8 @@ method_done_cb (GObject      *source,
           return;
         }
       g_debug ("%s to %s failed: %s", method, e->peer_id, error->message);
+      _natkit_manager_emit_progress (self->manager, e->session_id, e->peer_id,
+                                     "attempt-failed", method, error->message);
       g_ptr_array_add (d->failures, g_strdup_printf ("%s: %s", method, error->message));
       g_clear_object (&d->session);
       try_next_method (g_steal_pointer (&task));
@@ -808,6 +810,8 @@ try_next_method (GTask *task)
   method = (d->order ? d->order : e->methods)[d->next++];
   _natkit_connector_send_op (self, e->signaling, e->peer_id, e->session_id,
                              "attempt", "method", method);
+  _natkit_manager_emit_progress (self->manager, e->session_id, e->peer_id, "attempt",
+                                 method, NULL);
   request = make_request (self, e, NATKIT_ROLE_INITIATOR);
   if (!d->reopen)
     {
@@ -933,6 +937,14 @@ cost_words (NatkitCost cost)
     }
 }
 
+/* Whether the race is over for good (its connection ended, or the manager
+ * went away: then nothing may touch the manager any more). */
+static gboolean
+race_ended (Race *race)
+{
+  return race->connector->shut_down || g_cancellable_is_cancelled (race->cancellable);
+}
+
 static void race_launch_next (Race *race);
 static void race_handshake (Race *race, NatkitPath *path);
 static void race_schedule_upgrade (Race *race);
@@ -1002,6 +1014,13 @@ race_connected (Race       *race,
   NatkitPath *better = NULL;
   NatkitCost better_cost;
 
+  if (!e || self->shut_down)
+    {
+      natkit_path_close (path);
+      connect_fail (task, g_error_new (NATKIT_ERROR, NATKIT_ERROR_CLOSED,
+                                       "the connection attempt was abandoned"));
+      return;
+    }
   race->winner_cost = natkit_path_get_method (path) ?
     method_cost (self, natkit_path_get_method (path)) : NATKIT_COST_RELAYED;
   race_prune (race, race->winner_cost);
@@ -1026,6 +1045,8 @@ race_connected (Race       *race,
   g_ptr_array_remove_index (d->failures, d->failures->len - 1);
   g_debug ("connected to %s via %s in %" G_GINT64_FORMAT " ms", e->peer_id, method,
            (g_get_monotonic_time () - d->started) / 1000);
+  _natkit_history_record (_natkit_manager_get_history (self->manager), e->peer_id,
+                          method, TRUE, g_get_monotonic_time () - d->started, NULL);
 
   /* a cheaper path that opened during the handshake takes over at once */
   better_cost = race->winner_cost;
@@ -1137,7 +1158,7 @@ race_upgrade_cb (gpointer user_data)
   if (!race->connection ||
       natkit_connection_get_state (race->connection) == NATKIT_CONNECTION_STATE_CLOSED ||
       natkit_connection_get_state (race->connection) == NATKIT_CONNECTION_STATE_FAILED ||
-      g_cancellable_is_cancelled (race->cancellable))
+      race_ended (race))
     return G_SOURCE_REMOVE;
   for (guint i = 0; race->methods[i]; i++)
     if (method_cost (race->connector, race->methods[i]) < race->winner_cost)
@@ -1150,8 +1171,7 @@ race_upgrade_cb (gpointer user_data)
 static void
 race_schedule_upgrade (Race *race)
 {
-  if (!race->connection || race->upgrade_timer ||
-      g_cancellable_is_cancelled (race->cancellable))
+  if (!race->connection || race->upgrade_timer || race_ended (race))
     return;
   for (guint i = 0; i < race->attempts->len; i++)
     if (((RaceAttempt *) g_ptr_array_index (race->attempts, i))->cost < race->winner_cost)
@@ -1184,12 +1204,23 @@ race_attempt_cb (GObject      *source,
 
   g_ptr_array_remove (race->attempts, ra);   /* frees @ra's cancellable */
 
-  if (!path)
+  if (race->connector->shut_down)
+    {
+      if (path)
+        natkit_path_close (path);
+    }
+  else if (!path)
     {
       if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
         {
           g_debug ("%s to %s failed: %s", ra->method, race->session_id, error->message);
           race_add_failure (race, ra->method, error->message);
+          _natkit_manager_emit_progress (race->connector->manager, race->session_id,
+                                         _natkit_session_get_peer_id (race->session),
+                                         "attempt-failed", ra->method, error->message);
+          _natkit_history_record (_natkit_manager_get_history (race->connector->manager),
+                                  _natkit_session_get_peer_id (race->session),
+                                  ra->method, FALSE, 0, error->message);
         }
       race_check_exhausted (race);
       if (!race->task && ra->cost < race->winner_cost &&
@@ -1211,6 +1242,9 @@ race_attempt_cb (GObject      *source,
 
       race->winner_cost = ra->cost;
       race_prune (race, ra->cost);
+      _natkit_history_record (_natkit_manager_get_history (race->connector->manager),
+                              _natkit_session_get_peer_id (race->session),
+                              ra->method, TRUE, 0, NULL);
       _natkit_connection_upgrade_path (race->connection, path, reason);
     }
   else
@@ -1253,6 +1287,8 @@ race_launch (Race       *race,
                              "attempt", "method", method);
   request = make_request (self, e, NATKIT_ROLE_INITIATOR);
   g_debug ("racing %s to %s", method, e->peer_id);
+  _natkit_manager_emit_progress (self->manager, e->session_id, e->peer_id, "attempt",
+                                 method, NULL);
   run_attempt (self, request, method, NULL, ra->cancellable, race_attempt_cb, ra);
 }
 
@@ -1260,6 +1296,12 @@ static gboolean
 race_stagger_cb (gpointer user_data)
 {
   Race *race = user_data;
+
+  if (race_ended (race))
+    {
+      g_clear_pointer (&race->stagger, g_source_unref);
+      return G_SOURCE_REMOVE;
+    }
 
   race_launch_next (race);
   if (race->methods[race->next] == NULL)
@@ -1275,6 +1317,8 @@ race_launch_next (Race *race)
 {
   const char *method;
 
+  if (race_ended (race))
+    return;
   while ((method = race->methods[race->next]) != NULL)
     {
       race->next++;
@@ -1320,6 +1364,39 @@ race_start (GTask *task)
       else
         g_ptr_array_add (order, e->methods[i]);
     }
+
+  /* then the history with this peer: a method that keeps failing goes
+   * after the first relayed one; the one that worked last goes first */
+  {
+    NatkitHistory *history = _natkit_manager_get_history (self->manager);
+    const char *last = _natkit_history_last_method (history, e->peer_id);
+    g_autoptr(GPtrArray) failing = g_ptr_array_new ();
+    guint relay_at = 0;
+
+    for (guint i = 0; i < order->len; )
+      if (_natkit_history_keeps_failing (history, e->peer_id, g_ptr_array_index (order, i)))
+        g_ptr_array_add (failing, g_ptr_array_steal_index (order, i));
+      else
+        i++;
+    while (relay_at < order->len &&
+           method_cost (self, g_ptr_array_index (order, relay_at)) != NATKIT_COST_RELAYED)
+      relay_at++;
+    for (guint i = 0; i < failing->len; i++)
+      g_ptr_array_insert (order, MIN (relay_at + 1 + i, order->len),
+                          g_ptr_array_index (failing, i));
+    for (guint i = 0; last && i < order->len; i++)
+      if (g_str_equal (g_ptr_array_index (order, i), last) && i > 0 &&
+          !_natkit_history_keeps_failing (history, e->peer_id, last))
+        {
+          gpointer m = g_ptr_array_steal_index (order, i);
+
+          g_ptr_array_insert (order, 0, m);
+          break;
+        }
+    if (failing->len > 0 || last)
+      g_debug ("history with %s: last worked %s; %u method(s) keep failing",
+               e->peer_id, last ? last : "(none)", failing->len);
+  }
   g_ptr_array_add (order, NULL);
 
   race = g_new0 (Race, 1);
@@ -1816,8 +1893,13 @@ responder_done_cb (GObject      *source,
   if (!path)
     {
       if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        g_debug ("%s from %s failed on this side: %s", r->method,
-                 e ? e->peer_id : "?", error->message);
+        {
+          g_debug ("%s from %s failed on this side: %s", r->method,
+                   e ? e->peer_id : "?", error->message);
+          if (e)
+            _natkit_manager_emit_progress (self->manager, e->session_id, e->peer_id,
+                                           "attempt-failed", r->method, error->message);
+        }
       responder_data_free (r);
       return;
     }
@@ -1885,6 +1967,8 @@ handle_attempt (NatkitConnector *self,
   r->session_id = g_strdup (e->session_id);
   r->method = g_strdup (method);
   request = make_request (self, e, NATKIT_ROLE_RESPONDER);
+  _natkit_manager_emit_progress (self->manager, e->session_id, e->peer_id, "attempt",
+                                 method, NULL);
   run_attempt (self, request, method, NULL, e->attempt, responder_done_cb, r);
 }
 

@@ -6,6 +6,7 @@
 
 #include "natkit.h"
 #include "natkit-connector-private.h"
+#include "natkit-history-private.h"
 #include "natkit-plugin-info-private.h"
 #include "natkit-plugin-loader-private.h"
 #include "natkit-nat-detector-private.h"
@@ -43,6 +44,7 @@ struct _NatkitManager
   GPtrArray      *plugins;   /* NatkitPluginInfo, sorted */
   GHashTable     *mappers;   /* plugin name → its NatkitPortMapper */
   NatkitConnector *connector;
+  NatkitHistory   *history;
 };
 
 G_DEFINE_FINAL_TYPE (NatkitManager, natkit_manager, G_TYPE_OBJECT)
@@ -57,6 +59,7 @@ static GParamSpec *properties[N_PROPS];
 enum {
   SIGNAL_DETECT_PROGRESS,
   SIGNAL_INCOMING,
+  SIGNAL_CONNECT_PROGRESS,
   N_SIGNALS
 };
 static guint signals[N_SIGNALS];
@@ -97,6 +100,7 @@ natkit_manager_finalize (GObject *object)
   g_clear_object (&self->identity);
   g_clear_pointer (&self->plugins, g_ptr_array_unref);
   g_clear_pointer (&self->mappers, g_hash_table_unref);
+  g_clear_object (&self->history);
 
   G_OBJECT_CLASS (natkit_manager_parent_class)->finalize (object);
 }
@@ -185,6 +189,25 @@ natkit_manager_class_init (NatkitManagerClass *klass)
   signals[SIGNAL_INCOMING] =
     g_signal_new ("incoming", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, NULL, NULL, NULL, G_TYPE_NONE, 1, NATKIT_TYPE_CONNECTION);
+
+  /**
+   * NatkitManager::connect-progress:
+   * @self: the manager
+   * @session_id: the connection's session ID
+   * @peer_id: the peer
+   * @event: `attempt` (a method starts) or `attempt-failed`
+   * @method: the traversal method
+   * @reason: (nullable): why it failed, for `attempt-failed`
+   *
+   * Emitted as the methods of a connection are tried, on both sides
+   * (before and after the connection is up: a relayed connection keeps
+   * trying the direct methods). [signal@Natkit.Connection::path-changed]
+   * tells when one of them takes over.
+   */
+  signals[SIGNAL_CONNECT_PROGRESS] =
+    g_signal_new ("connect-progress", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 5, G_TYPE_STRING, G_TYPE_STRING,
+                  G_TYPE_STRING, G_TYPE_STRING, G_TYPE_STRING);
 }
 
 static void
@@ -670,6 +693,51 @@ _natkit_manager_list_traversals (NatkitManager       *self,
       g_ptr_array_add (candidates, g_object_ref (info));
     }
   return g_steal_pointer (&candidates);
+}
+
+NatkitHistory *
+_natkit_manager_get_history (NatkitManager *self)
+{
+  if (!self->history)
+    {
+      g_autofree char *filename = _natkit_history_default_filename ();
+
+      self->history = _natkit_history_new (filename);
+    }
+  return self->history;
+}
+
+/**
+ * natkit_manager_dup_history:
+ * @self: a manager
+ *
+ * What natkit remembers of past connections, per peer and method: how
+ * many attempts, successes and failures (and how many in a row), when the
+ * last success and failure were, the last failure's reason, and the last
+ * time to connect. It is kept in `$XDG_STATE_HOME/natkit/history.json`;
+ * the next connect to a peer starts with the method that worked last and
+ * starts a method that keeps failing after the relay. The format is in
+ * `docs/connections.md`.
+ *
+ * Returns: (transfer full): the history, as JSON text
+ */
+char *
+natkit_manager_dup_history (NatkitManager *self)
+{
+  g_return_val_if_fail (NATKIT_IS_MANAGER (self), NULL);
+  return _natkit_history_to_json (_natkit_manager_get_history (self));
+}
+
+void
+_natkit_manager_emit_progress (NatkitManager *self,
+                               const char    *session_id,
+                               const char    *peer_id,
+                               const char    *event,
+                               const char    *method,
+                               const char    *reason)
+{
+  g_signal_emit (self, signals[SIGNAL_CONNECT_PROGRESS], 0, session_id, peer_id,
+                 event, method, reason);
 }
 
 void

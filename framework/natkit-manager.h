@@ -140,4 +140,7 @@ NatkitConnection  *natkit_manager_connect_finish              (NatkitManager    
                                                                GAsyncResult             *result,
                                                                GError                  **error);
 
+NATKIT_AVAILABLE_IN_ALL
+char             *natkit_manager_dup_history     (NatkitManager        *self);
+
 G_END_DECLS

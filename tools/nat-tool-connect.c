@@ -215,6 +215,29 @@ splice_cb (GObject      *source,
   pipe_step_done (p);
 }
 
+/* attempt / attempt-failed, with --json */
+static void
+progress_cb (NatkitManager *manager,
+             const char    *session_id,
+             const char    *peer_id,
+             const char    *event,
+             const char    *method,
+             const char    *reason,
+             gpointer       user_data)
+{
+  g_autoptr(JsonBuilder) builder = json_builder_new ();
+
+  json_builder_begin_object (builder);
+  add_string (builder, "event", event);
+  add_string (builder, "method", method);
+  add_string (builder, "peer", peer_id);
+  if (reason)
+    add_string (builder, "reason", reason);
+  add_string (builder, "session", session_id);
+  json_builder_end_object (builder);
+  print_event (builder);
+}
+
 static void
 pipe_path_changed_cb (NatkitConnection *connection,
                       const char       *from,
@@ -475,6 +498,8 @@ cmd_connect (CommonOptions  *common,
   manager = make_manager (common, &error);
   if (!manager)
     return fail (common, error);
+  if (common->json)
+    g_signal_connect (manager, "connect-progress", G_CALLBACK (progress_cb), common);
 
   sigint = g_unix_signal_add (SIGINT, quit_signal_cb, &sig);
   sigterm = g_unix_signal_add (SIGTERM, quit_signal_cb, &sig);
@@ -705,6 +730,8 @@ cmd_listen (CommonOptions  *common,
   manager = make_manager (common, &error);
   if (!manager)
     return fail (common, error);
+  if (common->json)
+    g_signal_connect (manager, "connect-progress", G_CALLBACK (progress_cb), common);
 
   if (!server)
     {

@@ -817,6 +817,71 @@ cmd_version (CommonOptions  *common,
   return EXIT_SUCCESS;
 }
 
+static int
+cmd_history (CommonOptions  *common,
+             int             argc,
+             char          **argv)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitManager) manager = make_manager (common, &error);
+  g_autofree char *text = NULL;
+  g_autoptr(JsonNode) root = NULL;
+  JsonNode *peers;
+  g_autoptr(GList) ids = NULL;
+
+  if (!manager)
+    return fail (common, error);
+  text = natkit_manager_dup_history (manager);
+  if (common->json)
+    {
+      g_print ("%s\n", text);
+      return EXIT_SUCCESS;
+    }
+
+  root = json_from_string (text, NULL);
+  peers = root && JSON_NODE_HOLDS_OBJECT (root) ?
+    json_object_get_member (json_node_get_object (root), "peers") : NULL;
+  if (!peers || !JSON_NODE_HOLDS_OBJECT (peers) ||
+      json_object_get_size (json_node_get_object (peers)) == 0)
+    {
+      g_print ("No connections yet: natkit remembers, per peer, which methods "
+               "worked and which failed, once you connect.\n");
+      return EXIT_SUCCESS;
+    }
+  g_print ("%-12s %-10s %8s %9s %8s %10s  %s\n", "PEER", "METHOD", "WORKED",
+           "FAILED", "IN A ROW", "CONNECT", "LAST FAILURE");
+  ids = json_object_get_members (json_node_get_object (peers));
+  for (GList *l = ids; l; l = l->next)
+    {
+      JsonObject *peer = json_object_get_object_member (json_node_get_object (peers), l->data);
+      JsonNode *methods_node = json_object_get_member (peer, "methods");
+      g_autoptr(GList) methods = NULL;
+      g_autofree char *short_id = g_strdup_printf ("%.8s…", (const char *) l->data);
+
+      if (!methods_node || !JSON_NODE_HOLDS_OBJECT (methods_node))
+        continue;
+      methods = json_object_get_members (json_node_get_object (methods_node));
+      for (GList *m = methods; m; m = m->next)
+        {
+          JsonObject *o = json_object_get_object_member (json_node_get_object (methods_node),
+                                                         m->data);
+          g_autofree char *connect = json_object_has_member (o, "connect_ms") ?
+            g_strdup_printf ("%" G_GINT64_FORMAT " ms",
+                             json_object_get_int_member (o, "connect_ms")) :
+            g_strdup ("-");
+
+          g_print ("%-12s %-10s %8" G_GINT64_FORMAT " %9" G_GINT64_FORMAT " %8"
+                   G_GINT64_FORMAT " %10s  %s\n", short_id, (const char *) m->data,
+                   json_object_get_int_member_with_default (o, "successes", 0),
+                   json_object_get_int_member_with_default (o, "failures", 0),
+                   json_object_get_int_member_with_default (o, "failures_in_a_row", 0),
+                   connect,
+                   json_object_get_string_member_with_default (o, "last_reason", ""));
+        }
+    }
+  return EXIT_SUCCESS;
+}
+
 static const Command commands[] = {
   { "plugins", "", "List the plugins natkit found, their ranks and state",
     "Lists every plugin file found in the folders of NATKIT_PLUGIN_PATH and in\n"
@@ -853,6 +918,11 @@ static const Command commands[] = {
     "stdin to the peer and what the peer sends to stdout. How it connected goes\n"
     "to stderr (with --json as JSON events, one per line).",
     cmd_connect, connect_entries },
+  { "history", "", "Show which methods worked with which peers",
+    "Prints what natkit remembers of past connections, per peer and method:\n"
+    "how often it worked and failed, how fast it connected, and the last\n"
+    "failure's reason. The next connect to a peer starts with what worked last.",
+    cmd_history, NULL },
   { "demo", "", "Connect two peers across NATs and show how",
     "Starts a natkit-server and two peers in this process and connects them:\n"
     "through the NAT lab when run as root (namespaces behind real NATs), else\n"

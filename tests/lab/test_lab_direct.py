@@ -186,6 +186,10 @@ def check_pair(tap, tmp, nat_a, nat_b, attacker=False, replay_only=False):
                        label, got.get("method"), got.get("elapsed_ms"),
                        got.get("remote_address")),
                    diag="expected %s; rc %s, stderr %r" % (want, rc, cev.text[-3000:]))
+            tried = [e.get("method") for e in cev.events if e.get("event") == "attempt"]
+            tap.ok("holepunch" in tried and (direct or "relay" in tried),
+                   "%s: attempt events for %s" % (label, ", ".join(tried)),
+                   diag=cev.text[-1500:])
             if direct:
                 remote = got.get("remote_address") or ""
                 tap.ok(remote.startswith(lab.site("b").public_ip + ":"),
@@ -257,6 +261,12 @@ def check_upgrade(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
                "%s: direct UDP blocked: connected via %s" % (label, got.get("method")),
                diag=ev.text[-2000:])
         time.sleep(6)
+        ev.poll(0.1)
+        failed = [e for e in ev.events if e.get("event") == "attempt-failed"]
+        tap.ok(any(e.get("method") == "holepunch" and e.get("reason") for e in failed),
+               "%s: while blocked, holepunch attempts fail with a reason: %s" % (
+                   label, (failed[0].get("reason", "")[:120] if failed else None)),
+               diag=ev.text[-2000:])
         unblock(lab, "a")
         unblock(lab, "b")
         lifted = time.monotonic()

@@ -17,6 +17,7 @@ class NatToolTest(unittest.TestCase):
         self.tmp = tempfile.TemporaryDirectory()
         self.env = dict(os.environ)
         self.env["XDG_CONFIG_HOME"] = os.path.join(self.tmp.name, "config")
+        self.env["XDG_STATE_HOME"] = os.path.join(self.tmp.name, "state")
         self.env.pop("NATKIT_PLUGIN_RANKS", None)
 
     def tearDown(self):
@@ -159,6 +160,35 @@ class NatToolTest(unittest.TestCase):
             r = self.run_tool("unmap", "--all", "--json", env=env)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(json.loads(r.stdout), {"removed": 0, "skipped": 0})
+
+    def test_history(self):
+        r = self.run_tool("history")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("No connections yet", r.stdout)
+        self.assertEqual(json.loads(self.run_tool("history", "--json").stdout),
+                         {"version": 1, "peers": {}})
+        # a recorded history is shown, per peer and method
+        path = os.path.join(self.env["XDG_STATE_HOME"], "natkit", "history.json")
+        os.makedirs(os.path.dirname(path))
+        with open(path, "w") as f:
+            json.dump({"version": 1, "peers": {"PeerOne1234": {"methods": {
+                "holepunch": {"attempts": 2, "successes": 1, "failures": 1,
+                              "failures_in_a_row": 1, "connect_ms": 42,
+                              "last_reason": "no punch packet got through"}}}}}, f)
+        r = self.run_tool("history")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("PeerOne1", r.stdout)
+        self.assertIn("holepunch", r.stdout)
+        self.assertIn("42 ms", r.stdout)
+        self.assertIn("no punch packet got through", r.stdout)
+        data = json.loads(self.run_tool("history", "--json").stdout)
+        self.assertEqual(data["peers"]["PeerOne1234"]["methods"]["holepunch"]["successes"], 1)
+        # a damaged file is an empty history, not an error
+        with open(path, "w") as f:
+            f.write("{not json")
+        r = self.run_tool("history", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["peers"], {})
 
     def test_version(self):
         data = json.loads(self.run_tool("version", "--json").stdout)

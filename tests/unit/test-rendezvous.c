@@ -263,6 +263,94 @@ test_connect_prefers_direct (Fixture       *f,
   connect_and_exchange (f, NULL, "holepunch", 0);
 }
 
+static void
+progress_cb (NatkitManager *manager,
+             const char    *session_id,
+             const char    *peer_id,
+             const char    *event,
+             const char    *method,
+             const char    *reason,
+             gpointer       user_data)
+{
+  if (g_str_equal (event, "attempt"))
+    g_ptr_array_add (user_data, g_strdup (method));
+}
+
+static gboolean
+give_up_cb (gpointer user_data)
+{
+  g_error ("timed out waiting: %s", (const char *) user_data);
+  return G_SOURCE_REMOVE;
+}
+
+/* A history that says hole punching keeps failing with this peer: the
+ * relay starts first and carries the connection; hole punching, started
+ * next, works after all and takes the live connection over (an upgrade),
+ * and the history then says it works. */
+static void
+test_history_ranks (Fixture       *f,
+                    gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitConfig) config = natkit_config_new ();
+  g_autoptr(NatkitManager) a = NULL;
+  g_autoptr(NatkitManager) b = natkit_manager_new_with_config (config);
+  g_autoptr(NatkitIdentity) id_a = natkit_identity_new_ephemeral (&error);
+  g_autoptr(NatkitIdentity) id_b = natkit_identity_new_ephemeral (&error);
+  g_autoptr(GPtrArray) attempts = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *filename = g_build_filename (g_get_user_state_dir (), "natkit",
+                                                "history.json", NULL);
+  g_autofree char *dir = g_path_get_dirname (filename);
+  g_autofree char *text = NULL;
+  g_autofree char *history = NULL;
+  NatkitRendezvous *rb;
+  Pair p = { NULL, NULL, NULL, FALSE };
+  guint give_up;
+
+  text = g_strdup_printf ("{\"version\": 1, \"peers\": {\"%s\": {\"methods\": "
+                          "{\"holepunch\": {\"attempts\": 3, \"failures\": 3, "
+                          "\"failures_in_a_row\": 3}}}}}",
+                          natkit_identity_get_peer_id (id_b));
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
+  g_assert_true (g_file_set_contents (filename, text, -1, &error));
+  a = natkit_manager_new_with_config (config);
+  natkit_manager_set_identity (a, id_a);
+  natkit_manager_set_identity (b, id_b);
+  g_signal_connect (a, "connect-progress", G_CALLBACK (progress_cb), attempts);
+
+  rb = natkit_manager_get_rendezvous (b, f->address, &error);
+  g_assert_no_error (error);
+  register_at (f, rb);
+  g_assert_no_error (f->error);
+  g_assert_true (natkit_manager_listen (b, NATKIT_SIGNALING (rb), &error));
+  g_signal_connect (b, "incoming", G_CALLBACK (incoming_cb), &p);
+
+  give_up = g_timeout_add_seconds (30, give_up_cb, "the connection and its upgrade");
+  natkit_manager_connect_async (a, natkit_signaling_get_local_address (NATKIT_SIGNALING (rb)),
+                                NULL, NATKIT_CONNECT_NONE, NULL, connected_cb, &p);
+  while (!p.done || (!p.error && !p.incoming))
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_no_error (p.error);
+  g_assert_cmpuint (attempts->len, >=, 1);
+  g_assert_cmpstr (g_ptr_array_index (attempts, 0), ==, "relay");
+  g_assert_cmpstr (natkit_connection_get_method (p.outgoing), ==, "relay");
+
+  /* hole punching, started second, takes over; the peer follows */
+  while (g_strcmp0 (natkit_connection_get_method (p.outgoing), "holepunch") != 0 ||
+         g_strcmp0 (natkit_connection_get_method (p.incoming), "holepunch") != 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_source_remove (give_up);
+
+  history = natkit_manager_dup_history (a);
+  g_assert_nonnull (strstr (history, natkit_identity_get_peer_id (id_b)));
+  g_assert_nonnull (strstr (history, "\"last_method\" : \"holepunch\""));
+  g_assert_nonnull (strstr (history, "\"failures_in_a_row\" : 0"));
+
+  natkit_connection_close (p.outgoing);
+  g_clear_object (&p.outgoing);
+  g_clear_object (&p.incoming);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -280,6 +368,8 @@ main (int    argc,
               fixture_set_up, test_connect_holepunch, fixture_tear_down);
   g_test_add ("/natkit/rendezvous/connect-prefers-direct", Fixture, NULL,
               fixture_set_up, test_connect_prefers_direct, fixture_tear_down);
+  g_test_add ("/natkit/rendezvous/history-ranks", Fixture, NULL,
+              fixture_set_up, test_history_ranks, fixture_tear_down);
 
   return g_test_run ();
 }
