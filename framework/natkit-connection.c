@@ -669,13 +669,21 @@ session_path_changed_cb (NatkitSession *session,
   g_autofree char *from = NULL;
   g_autofree char *reason = NULL;
 
-  if (self->path == path || self->state != NATKIT_CONNECTION_STATE_CONNECTED)
+  if (self->path == path || self->state == NATKIT_CONNECTION_STATE_CLOSED ||
+      self->state == NATKIT_CONNECTION_STATE_FAILED)
     return;
+  if (self->recover)
+    {
+      /* looking for a path, and the peer's records arrive on this one */
+      _natkit_connection_replace_path (self, path);
+      return;
+    }
   reason = g_strdup_printf ("%s moved the connection to %s",
                             self->peer_id, natkit_path_get_method (path));
   from = retire_path (self);
   attach_path (self, path);
   start_probing (self);
+  set_state (self, NATKIT_CONNECTION_STATE_CONNECTED);
   g_signal_emit (self, signals[SIGNAL_PATH_CHANGED], 0, from, reason);
 }
 

@@ -33,8 +33,21 @@ struct _NatkitConnector
   GHashTable    *rendezvous;  /* server → NatkitRendezvous */
   GHashTable    *channels;    /* NatkitSignaling → Channel */
   GHashTable    *entries;     /* session id → Entry */
+  GHashTable    *breakers;    /* "METHOD@SERVER" → Breaker */
   gboolean       shut_down;
 };
+
+/* A circuit breaker per method and server: a method that failed
+ * BREAKER_FAILURES times in a row, with any peer, starts after the relay
+ * and is not retried in the background for BREAKER_OPEN_S. */
+#define BREAKER_FAILURES 5
+#define BREAKER_OPEN_S   60
+
+typedef struct
+{
+  guint  failures;
+  gint64 open_until;   /* monotonic µs */
+} Breaker;
 
 G_DEFINE_FINAL_TYPE (NatkitConnector, _natkit_connector, G_TYPE_OBJECT)
 
@@ -112,6 +125,7 @@ natkit_connector_finalize (GObject *object)
 {
   NatkitConnector *self = NATKIT_CONNECTOR (object);
 
+  g_clear_pointer (&self->breakers, g_hash_table_unref);
   _natkit_connector_shutdown (self);
   g_hash_table_unref (self->entries);
   g_hash_table_unref (self->channels);
@@ -129,6 +143,7 @@ _natkit_connector_class_init (NatkitConnectorClass *klass)
 static void
 _natkit_connector_init (NatkitConnector *self)
 {
+  self->breakers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   self->rendezvous = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                             g_object_unref);
   self->channels = g_hash_table_new_full (NULL, NULL, NULL, channel_free);
@@ -823,6 +838,73 @@ try_next_method (GTask *task)
 }
 
 
+static char *
+breaker_key (Entry      *e,
+             const char *method)
+{
+  const char *server = NATKIT_IS_RENDEZVOUS (e->signaling) ?
+    natkit_rendezvous_get_server (NATKIT_RENDEZVOUS (e->signaling)) : "";
+
+  return g_strdup_printf ("%s@%s", method, server);
+}
+
+static void
+breaker_record (NatkitConnector *self,
+                Entry           *e,
+                const char      *method,
+                gboolean         success)
+{
+  g_autofree char *key = NULL;
+  Breaker *b;
+
+  if (!e)
+    return;
+  key = breaker_key (e, method);
+  b = g_hash_table_lookup (self->breakers, key);
+  if (!b)
+    {
+      b = g_new0 (Breaker, 1);
+      g_hash_table_insert (self->breakers, g_strdup (key), b);
+    }
+  if (success)
+    {
+      b->failures = 0;
+      b->open_until = 0;
+      return;
+    }
+  if (++b->failures >= BREAKER_FAILURES && b->open_until == 0)
+    {
+      b->open_until = g_get_monotonic_time () + BREAKER_OPEN_S * G_USEC_PER_SEC;
+      g_debug ("%s failed %u times in a row: it starts after the relay and is "
+               "not retried for %d s", key, b->failures, BREAKER_OPEN_S);
+    }
+}
+
+/* Whether @method's breaker is open (it keeps failing, with every peer). */
+static gboolean
+breaker_open (NatkitConnector *self,
+              Entry           *e,
+              const char      *method)
+{
+  g_autofree char *key = NULL;
+  Breaker *b;
+
+  if (!e)
+    return FALSE;
+  key = breaker_key (e, method);
+  b = g_hash_table_lookup (self->breakers, key);
+  if (!b || b->open_until == 0)
+    return FALSE;
+  if (g_get_monotonic_time () >= b->open_until)
+    {
+      /* half open: one more try decides */
+      b->open_until = 0;
+      b->failures = BREAKER_FAILURES - 1;
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* ---- the race ----------------------------------------------------------- */
 
 /* A connect runs the agreed methods at once, Happy Eyeballs style (RFC
@@ -1047,6 +1129,7 @@ race_connected (Race       *race,
            (g_get_monotonic_time () - d->started) / 1000);
   _natkit_history_record (_natkit_manager_get_history (self->manager), e->peer_id,
                           method, TRUE, g_get_monotonic_time () - d->started, NULL);
+  breaker_record (self, e, method, TRUE);
 
   /* a cheaper path that opened during the handshake takes over at once */
   better_cost = race->winner_cost;
@@ -1161,8 +1244,11 @@ race_upgrade_cb (gpointer user_data)
       race_ended (race))
     return G_SOURCE_REMOVE;
   for (guint i = 0; race->methods[i]; i++)
-    if (method_cost (race->connector, race->methods[i]) < race->winner_cost)
+    if (method_cost (race->connector, race->methods[i]) < race->winner_cost &&
+        !breaker_open (race->connector, lookup_entry (race->connector, race->session_id),
+                       race->methods[i]))
       race_launch (race, race->methods[i]);
+  race_schedule_upgrade (race);
   return G_SOURCE_REMOVE;
 }
 
@@ -1221,6 +1307,8 @@ race_attempt_cb (GObject      *source,
           _natkit_history_record (_natkit_manager_get_history (race->connector->manager),
                                   _natkit_session_get_peer_id (race->session),
                                   ra->method, FALSE, 0, error->message);
+          breaker_record (race->connector, lookup_entry (race->connector, race->session_id),
+                          ra->method, FALSE);
         }
       race_check_exhausted (race);
       if (!race->task && ra->cost < race->winner_cost &&
@@ -1245,6 +1333,8 @@ race_attempt_cb (GObject      *source,
       _natkit_history_record (_natkit_manager_get_history (race->connector->manager),
                               _natkit_session_get_peer_id (race->session),
                               ra->method, TRUE, 0, NULL);
+      breaker_record (race->connector, lookup_entry (race->connector, race->session_id),
+                      ra->method, TRUE);
       _natkit_connection_upgrade_path (race->connection, path, reason);
     }
   else
@@ -1374,7 +1464,8 @@ race_start (GTask *task)
     guint relay_at = 0;
 
     for (guint i = 0; i < order->len; )
-      if (_natkit_history_keeps_failing (history, e->peer_id, g_ptr_array_index (order, i)))
+      if (_natkit_history_keeps_failing (history, e->peer_id, g_ptr_array_index (order, i)) ||
+          breaker_open (self, e, g_ptr_array_index (order, i)))
         g_ptr_array_add (failing, g_ptr_array_steal_index (order, i));
       else
         i++;

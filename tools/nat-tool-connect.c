@@ -225,8 +225,18 @@ progress_cb (NatkitManager *manager,
              const char    *reason,
              gpointer       user_data)
 {
-  g_autoptr(JsonBuilder) builder = json_builder_new ();
+  CommonOptions *common = user_data;
+  g_autoptr(JsonBuilder) builder = NULL;
 
+  if (!common->json)
+    {
+      /* in words: only what did not work (the connected line says what did) */
+      if (g_str_equal (event, "attempt-failed"))
+        g_printerr ("%s did not work with %.8s…: %s\n", method, peer_id,
+                    reason ? reason : "no reason given");
+      return;
+    }
+  builder = json_builder_new ();
   json_builder_begin_object (builder);
   add_string (builder, "event", event);
   add_string (builder, "method", method);
@@ -498,8 +508,7 @@ cmd_connect (CommonOptions  *common,
   manager = make_manager (common, &error);
   if (!manager)
     return fail (common, error);
-  if (common->json)
-    g_signal_connect (manager, "connect-progress", G_CALLBACK (progress_cb), common);
+  g_signal_connect (manager, "connect-progress", G_CALLBACK (progress_cb), common);
 
   sigint = g_unix_signal_add (SIGINT, quit_signal_cb, &sig);
   sigterm = g_unix_signal_add (SIGTERM, quit_signal_cb, &sig);
@@ -730,8 +739,7 @@ cmd_listen (CommonOptions  *common,
   manager = make_manager (common, &error);
   if (!manager)
     return fail (common, error);
-  if (common->json)
-    g_signal_connect (manager, "connect-progress", G_CALLBACK (progress_cb), common);
+  g_signal_connect (manager, "connect-progress", G_CALLBACK (progress_cb), common);
 
   if (!server)
     {

@@ -36,6 +36,7 @@ reason.
 Needs root; skips (exit 77, or NATLAB_SKIP_EXIT) otherwise."""
 
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -296,14 +297,19 @@ def check_upgrade(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
 
 
 def check_failover(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
-    """A 50 MB stream on a direct path; the direct path cut mid-transfer (a
-    drop rule on both routers): the connection moves to the relay, a
-    path-changed event says why, and the transfer completes byte-identical."""
+    """A 50 MB stream from A to B on a direct path; the direct path cut
+    mid-transfer (a drop rule on both routers): the connection moves to the
+    relay, a path-changed event says why, and the transfer completes
+    byte-identical. One way (B stores what arrives): with an echo, both
+    directions stall together, and libnice's PseudoTCP gives up on a
+    receive window that stays closed for 15 s."""
     label = "failover %s <-> %s" % (nat_a, nat_b)
     size = int(os.environ.get("NATKIT_LAB_FAILOVER_MB", "50")) << 20
+    received = os.path.join(tmp, "fo-received")
     with Lab(site_a=nat_a, site_b=nat_b, turn=False) as lab:
         server, ready = start_server(lab, tmp)
-        listener, lev, address = start_listener(lab, tmp, "host_b", "b-fo")
+        listener, lev, address = start_listener(
+            lab, tmp, "host_b", "b-fo", cmd=shlex.quote("sh -c 'cat > %s'" % received))
         if not (ready and address):
             tap.ok(False, "%s: server and listener are up" % label, diag=lev.text[-2000:])
             stop(listener)
@@ -313,28 +319,27 @@ def check_failover(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
         with open(feeder, "w") as f:
             f.write(FEEDER)
         digest_file = os.path.join(tmp, "fo.sha")
-        outfile = os.path.join(tmp, "fo-out")
         env = peer_env(tmp, "a-fo")
-        proc = lab.popen("host_a", "exec python3 %s %d 20 %s | env %s %s connect --json %s > %s"
-                         % (feeder, size, digest_file, env, NAT_TOOL, address, outfile),
+        proc = lab.popen("host_a", "exec python3 %s %d 20 %s | env %s %s connect --json %s"
+                         % (feeder, size, digest_file, env, NAT_TOOL, address),
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         ev = Events(proc)
         got = ev.wait("connected", 30) or {}
         tap.ok(got.get("method") == "holepunch",
                "%s: connected via %s" % (label, got.get("method")), diag=ev.text[-2000:])
         ev.poll(5)
-        before = os.path.getsize(outfile) if os.path.exists(outfile) else 0
+        before = os.path.getsize(received) if os.path.exists(received) else 0
         block_direct(lab, "a", lab.site("b").public_ip)
         block_direct(lab, "b", lab.site("a").public_ip)
         cut = time.monotonic()
-        # data flowing again: after the echo stalled (no growth for 0.5 s),
-        # the first growth
+        # data flowing again: after what B receives stalled (no growth for
+        # 0.5 s), the first growth
         resumed = None
         stalled = False
         seen, seen_at = before, cut
         while time.monotonic() - cut < 60:
             ev.poll(0.02)
-            now = os.path.getsize(outfile) if os.path.exists(outfile) else 0
+            now = os.path.getsize(received) if os.path.exists(received) else 0
             t = time.monotonic()
             if now != seen:
                 if stalled:
@@ -356,17 +361,17 @@ def check_failover(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+        lrc = stop(listener)
         want = open(digest_file).read().strip() if os.path.exists(digest_file) else "?"
-        same = os.path.exists(outfile) and file_sha(outfile) == want
+        same = os.path.exists(received) and file_sha(received) == want
         tap.ok(proc.returncode == 0 and same,
                "%s: the %d MB transfer completed byte-identical over the relay "
                "(data flowing again %s s after the cut)" % (
                    label, size >> 20, "%.1f" % resumed if resumed else "?"),
-               diag="rc %s, out %d bytes; %r" % (
-                   proc.returncode,
-                   os.path.getsize(outfile) if os.path.exists(outfile) else -1,
+               diag="rc %s (listener %s), %d bytes arrived; %r" % (
+                   proc.returncode, lrc,
+                   os.path.getsize(received) if os.path.exists(received) else -1,
                    ev.text[-1500:]))
-        stop(listener)
         stop(server)
 
 

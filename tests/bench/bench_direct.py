@@ -1,0 +1,188 @@
+#!/usr/bin/python3
+# natkit benchmark: connect times per NAT pair on the lab at a set RTT.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""For every pair of the lab's NAT behaviors (or --pairs A:B,...), with
+--latency MS one way on each WAN link (12.5 ms: 50 ms RTT between the two
+hosts, 25 ms from each host to natkit-server), host B runs `nat-tool listen
+--exec cat` and host A `nat-tool connect` with every method allowed, and
+this prints per pair:
+
+- the method the race picked;
+- the whole connect time (from the call: registering at the server,
+  connect/accept over signaling, the race, the secure handshake), in ms
+  and in RTTs of the direct path;
+- for hole punching, the time from the peer's candidates arriving (A's
+  debug log) to the secure session being up, and from there to the first
+  echoed byte, in ms and RTTs — the DESIGN goal is the first byte within
+  3 RTT of the candidates arriving;
+- the failover time of one run (a direct path cut on both routers while a
+  stream flows; from the cut to the echo growing again), with --failover.
+
+Needs root (the lab). Prints figures; asserts nothing.
+
+Usage: bench_direct.py [--latency MS] [--pairs A:B,...] [--failover]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lab"))
+
+from natlab import NAT_TYPES, Lab, LabSkip, check_requirements  # noqa: E402
+import test_lab_direct  # noqa: E402
+from test_lab_relay import (NAT_TOOL, SERVER, peer_env, start_listener,  # noqa: E402
+                            start_server, stop)
+
+STAMP = re.compile(rb"(\d\d):(\d\d):(\d\d)\.(\d\d\d): (.*)")
+
+
+def day_seconds(h, m, s, ms):
+    return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000.0
+
+
+def now_day_seconds():
+    t = datetime.datetime.now()
+    return t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6
+
+
+def ping_rtt(lab, ns, target):
+    """Median ICMP RTT in ms (bench_relay's ping: ping(8), or a raw socket)."""
+    sys.path.insert(0, HERE)
+    from bench_relay import ping
+    values = ping(lab, ns, target)
+    return sorted(values)[len(values) // 2] if values else None
+
+
+def one_pair(tmp, nat_a, nat_b, latency):
+    with Lab(site_a=nat_a, site_b=nat_b, turn=False, latency_ms=latency) as lab:
+        rtt = None
+        ra = ping_rtt(lab, "host_a", lab.server_ips[0])
+        rb = ping_rtt(lab, "host_b", lab.server_ips[0])
+        if ra and rb:
+            rtt = ra + rb        # A -> inet -> B and back: both WAN links twice
+        server, ready = start_server(lab, tmp)
+        listener, lev, address = start_listener(lab, tmp, "host_b", "b-" + nat_b)
+        if not (ready and address):
+            stop(listener)
+            stop(server)
+            return {"error": "server or listener did not start"}
+        env = peer_env(tmp, "a-%s-%s" % (nat_a, nat_b))
+        proc = lab.popen("host_a", "exec env %s G_MESSAGES_DEBUG=natkit,natkit-holepunch "
+                         "%s connect --json %s" % (env, NAT_TOOL, address),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+        res = {"rtt_ms": rtt}
+        t_cand = t_session = t_first = None
+        buf = b""
+        deadline = time.monotonic() + 60
+        sent = False
+        while time.monotonic() < deadline and t_first is None:
+            r, _, _ = select.select([proc.stderr, proc.stdout], [], [], 0.2)
+            if proc.stdout in r:
+                if os.read(proc.stdout.fileno(), 65536):
+                    t_first = now_day_seconds()
+            if proc.stderr in r:
+                chunk = os.read(proc.stderr.fileno(), 65536)
+                if not chunk:
+                    break
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    m = STAMP.search(line)
+                    if m:
+                        t = day_seconds(*m.groups()[:4])
+                        text = m.group(5)
+                        if b"offered" in text and b"candidates" in text and t_cand is None:
+                            t_cand = t
+                        if b"established over" in text and t_session is None:
+                            t_session = t
+                        continue
+                    try:
+                        e = json.loads(line)
+                    except ValueError:
+                        continue
+                    if e.get("event") == "connected":
+                        res["method"] = e.get("method")
+                        res["connect_ms"] = e.get("elapsed_ms")
+                        proc.stdin.write(b"x")
+                        proc.stdin.flush()
+                        sent = True
+                    elif e.get("event") == "connect-failed":
+                        res["error"] = e.get("reason")
+                        deadline = 0
+        if sent:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        stop(proc)
+        stop(listener)
+        stop(server)
+        if res.get("method") == "holepunch" and t_cand and t_session:
+            res["cand_to_session_ms"] = (t_session - t_cand) * 1000
+            if t_first:
+                res["cand_to_first_byte_ms"] = (t_first - t_cand) * 1000
+        return res
+
+
+def fmt(v, spec="%.0f"):
+    return spec % v if isinstance(v, (int, float)) else "-"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--latency", type=float, default=12.5,
+                   help="one-way ms on each WAN link (default 12.5: 50 ms RTT A<->B)")
+    p.add_argument("--pairs", help="A:B,... (default: every pair)")
+    p.add_argument("--failover", action="store_true",
+                   help="also time a failover (port-restricted pair, 20 MB stream)")
+    args = p.parse_args()
+    try:
+        check_requirements(turn=False)
+    except LabSkip as e:
+        print("skipped: %s" % e)
+        return 0
+    for prog in (NAT_TOOL, SERVER):
+        if not os.access(prog, os.X_OK):
+            print("skipped: %s is not built" % prog)
+            return 0
+    pairs = ([tuple(x.split(":")) for x in args.pairs.split(",")] if args.pairs else
+             [(a, b) for i, a in enumerate(NAT_TYPES) for b in NAT_TYPES[i:]])
+    tmp = tempfile.mkdtemp(prefix="nkbench-direct-")
+    print("connect times, %.1f ms one way per WAN link" % args.latency)
+    print("%-34s %-9s %7s %9s %7s %14s %8s %14s %8s" % (
+        "pair", "method", "RTT ms", "connect", "in RTT", "cand->session", "in RTT",
+        "cand->1st byte", "in RTT"))
+    for a, b in pairs:
+        r = one_pair(tmp, a, b, args.latency)
+        rtt = r.get("rtt_ms")
+        per = (lambda v: v / rtt if isinstance(v, (int, float)) and rtt else None)
+        print("%-34s %-9s %7s %9s %7s %14s %8s %14s %8s%s" % (
+            "%s <-> %s" % (a, b), r.get("method", "-"), fmt(rtt, "%.1f"),
+            fmt(r.get("connect_ms")), fmt(per(r.get("connect_ms")), "%.1f"),
+            fmt(r.get("cand_to_session_ms")), fmt(per(r.get("cand_to_session_ms")), "%.1f"),
+            fmt(r.get("cand_to_first_byte_ms")), fmt(per(r.get("cand_to_first_byte_ms")), "%.1f"),
+            ("  (%s)" % r["error"][:60]) if r.get("error") else ""))
+        sys.stdout.flush()
+    if args.failover:
+        from labtap import Tap
+        os.environ.setdefault("NATKIT_LAB_FAILOVER_MB", "20")
+        print("\nfailover (port-restricted pair, %s MB stream, cut on both routers):"
+              % os.environ["NATKIT_LAB_FAILOVER_MB"])
+        test_lab_direct.check_failover(Tap(), tmp)
+    subprocess.run(["rm", "-rf", tmp])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
