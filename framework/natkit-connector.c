@@ -77,6 +77,28 @@ typedef struct
   GPtrArray        *paths;       /* responder: the paths opened, NatkitPath */
 } Entry;
 
+/* Cancels and drops @cancellable (may be NULL). */
+static void
+cancel_and_clear (GCancellable **cancellable)
+{
+  if (*cancellable)
+    {
+      g_cancellable_cancel (*cancellable);
+      g_clear_object (cancellable);
+    }
+}
+
+/* Closes every path of @paths and drops the array (may be NULL). */
+static void
+close_paths (GPtrArray **paths)
+{
+  for (guint i = 0; *paths && i < (*paths)->len; i++)
+    natkit_path_close (g_ptr_array_index (*paths, i));
+  g_clear_pointer (paths, g_ptr_array_unref);
+}
+
+static void clear_source (GSource **source);
+
 static void
 channel_free (gpointer data)
 {
@@ -97,19 +119,9 @@ entry_free (gpointer data)
       g_source_destroy (e->expiry);
       g_source_unref (e->expiry);
     }
-  if (e->attempt)
-    {
-      g_cancellable_cancel (e->attempt);
-      g_object_unref (e->attempt);
-    }
-  if (e->race_cancel)
-    {
-      g_cancellable_cancel (e->race_cancel);
-      g_object_unref (e->race_cancel);
-    }
-  for (guint i = 0; e->paths && i < e->paths->len; i++)
-    natkit_path_close (g_ptr_array_index (e->paths, i));
-  g_clear_pointer (&e->paths, g_ptr_array_unref);
+  cancel_and_clear (&e->attempt);
+  cancel_and_clear (&e->race_cancel);
+  close_paths (&e->paths);
   g_clear_object (&e->session);
   g_clear_weak_pointer (&e->connection);
   g_clear_object (&e->accept_task);
@@ -709,7 +721,6 @@ lookup_entry (NatkitConnector *self,
 static void try_next_method (GTask *task);
 static NatkitCost method_cost (NatkitConnector *self, const char *method);
 static void upgrade_later (NatkitConnector *self, Entry *e, NatkitCost cost);
-static void clear_source (GSource **source);
 
 static void
 connect_fail (GTask  *task,
@@ -966,19 +977,9 @@ race_unref (Race *race)
 {
   if (--race->refs > 0)
     return;
-  if (race->stagger)
-    {
-      g_source_destroy (race->stagger);
-      g_source_unref (race->stagger);
-    }
-  if (race->upgrade_timer)
-    {
-      g_source_destroy (race->upgrade_timer);
-      g_source_unref (race->upgrade_timer);
-    }
-  for (guint i = 0; race->standby && i < race->standby->len; i++)
-    natkit_path_close (g_ptr_array_index (race->standby, i));
-  g_clear_pointer (&race->standby, g_ptr_array_unref);
+  clear_source (&race->stagger);
+  clear_source (&race->upgrade_timer);
+  close_paths (&race->standby);
   g_clear_pointer (&race->attempts, g_ptr_array_unref);
   g_clear_object (&race->handshake_path);
   g_free (race->handshake_method);
