@@ -747,8 +747,6 @@ method_done_cb (GObject      *source,
   g_autoptr(NatkitPath) path = run_attempt_finish (self, res, &error);
   Entry *e = lookup_entry (self, d->session_id);
   const char *method;
-  NatkitConnection *connection;
-  NatkitConfig *config;
 
   if (!e)
     {
@@ -777,30 +775,14 @@ method_done_cb (GObject      *source,
       return;
     }
 
-  if (d->reopen)
-    {
-      /* recovered onto a costlier path (the relay): the cheaper methods
-       * are tried again later, as after a relayed connect */
-      if (e->connection)
-        upgrade_later (self, e, method_cost (self, natkit_path_get_method (path)));
-      g_task_return_pointer (task, g_steal_pointer (&path), g_object_unref);
-      return;
-    }
-
-  config = natkit_manager_get_config (self->manager);
-  connection = _natkit_connection_new (self, e->signaling, d->session, path,
-                                       e->peer_id, d->peer_address, e->session_id,
-                                       NATKIT_ROLE_INITIATOR, e->flags,
-                                       natkit_config_get_keepalive_interval (config),
-                                       natkit_config_get_connect_timeout (config) * 2,
-                                       g_get_monotonic_time () - d->started);
-  g_set_weak_pointer (&e->connection, connection);
-  g_ptr_array_add (d->failures, NULL);
-  _natkit_connection_set_failures (connection, (const char * const *) d->failures->pdata);
-  g_ptr_array_remove_index (d->failures, d->failures->len - 1);
-  g_debug ("connected to %s via %s in %" G_GINT64_FORMAT " ms", e->peer_id, method,
-           (g_get_monotonic_time () - d->started) / 1000);
-  g_task_return_pointer (task, connection, g_object_unref);
+  /* only a reopen (recovery) walks the methods one by one; a fresh
+   * connect races them (race_start) */
+  g_assert (d->reopen);
+  /* recovered onto a costlier path (the relay): the cheaper methods are
+   * tried again later, as after a relayed connect */
+  if (e->connection)
+    upgrade_later (self, e, method_cost (self, natkit_path_get_method (path)));
+  g_task_return_pointer (task, g_steal_pointer (&path), g_object_unref);
 }
 
 static void
@@ -810,7 +792,6 @@ try_next_method (GTask *task)
   ConnectData *d = g_task_get_task_data (task);
   Entry *e = lookup_entry (self, d->session_id);
   g_autoptr(NatkitTraversalRequest) request = NULL;
-  NatkitIdentity *identity;
   const char *method;
 
   if (!e)
@@ -839,13 +820,8 @@ try_next_method (GTask *task)
   _natkit_manager_emit_progress (self->manager, e->session_id, e->peer_id, "attempt",
                                  method, NULL);
   request = make_request (self, e, NATKIT_ROLE_INITIATOR);
-  if (!d->reopen)
-    {
-      identity = natkit_manager_get_identity (self->manager, NULL);
-      d->session = _natkit_session_new (identity, e->peer_id, NATKIT_ROLE_INITIATOR);
-    }
-  run_attempt (self, request, method, d->reopen ? NULL : d->session,
-               g_task_get_cancellable (task), method_done_cb, task);
+  run_attempt (self, request, method, NULL, g_task_get_cancellable (task),
+               method_done_cb, task);
 }
 
 
