@@ -7,6 +7,9 @@
 #include "natkit.h"
 #include "natkit-connector-private.h"
 #include "natkit-session-private.h"
+#include "natkit-nat-info-private.h"
+
+#include <string.h>
 
 /**
  * NatkitConnection:
@@ -56,6 +59,8 @@ struct _NatkitConnection
   gint64                 rtt;
   gint64                 connect_time;
   GStrv                  failures;
+  NatkitNatInfo         *local_nat;
+  NatkitNatInfo         *remote_nat;
 
   guint                  keepalive_ms;
   guint                  reconnect_ms;
@@ -233,6 +238,8 @@ natkit_connection_finalize (GObject *object)
   NatkitConnection *self = NATKIT_CONNECTION (object);
 
   g_strfreev (self->failures);
+  g_clear_object (&self->local_nat);
+  g_clear_object (&self->remote_nat);
   g_clear_pointer (&self->retired, g_ptr_array_unref);
   g_free (self->lost);
   g_free (self->lost_why);
@@ -1011,4 +1018,131 @@ natkit_connection_close (NatkitConnection *self)
                                self->session_id, "close", "reason",
                                "closed by the peer");
   finish (self, NATKIT_CONNECTION_STATE_CLOSED, "closed by this side");
+}
+
+void
+_natkit_connection_set_nat_info (NatkitConnection *self,
+                                 NatkitNatInfo    *local,
+                                 NatkitNatInfo    *remote)
+{
+  g_set_object (&self->local_nat, local);
+  g_set_object (&self->remote_nat, remote);
+}
+
+/**
+ * natkit_connection_get_local_nat_info:
+ * @self: a #NatkitConnection
+ *
+ * What this machine knew of its own network when the connection was made
+ * ([method@Natkit.Manager.get_nat_info]).
+ *
+ * Returns: (transfer none) (nullable): the NAT information, or %NULL when
+ *   it was not known
+ */
+NatkitNatInfo *
+natkit_connection_get_local_nat_info (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NULL);
+  return self->local_nat;
+}
+
+/**
+ * natkit_connection_get_remote_nat_info:
+ * @self: a #NatkitConnection
+ *
+ * What the peer said of its network when the connection was agreed: its
+ * NAT type and behaviors (no addresses).
+ *
+ * Returns: (transfer none) (nullable): the peer's NAT information, or
+ *   %NULL when the peer did not know or say
+ */
+NatkitNatInfo *
+natkit_connection_get_remote_nat_info (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NULL);
+  return self->remote_nat;
+}
+
+/* the methods by what they do, for sentences */
+static const char *
+method_words (const char *method)
+{
+  static const struct { const char *method, *words; } table[] = {
+    { "holepunch", "hole punching" },
+    { "tcp-holepunch", "TCP hole punching" },
+    { "upnp", "a UPnP port mapping" },
+    { "natpmp", "a NAT-PMP or PCP port mapping" },
+    { "ice", "ICE" },
+    { "turn", "a TURN relay" },
+    { "relay", "natkit-server's relay" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (table); i++)
+    if (g_strcmp0 (method, table[i].method) == 0)
+      return table[i].words;
+  return method;
+}
+
+/**
+ * natkit_connection_dup_explanation:
+ * @self: a #NatkitConnection
+ *
+ * How the connection was made and, when it is relayed, why no direct path
+ * works, in words a person understands, e.g. “you are behind a symmetric
+ * NAT and the peer's network blocks UDP, so UDP hole punching cannot
+ * work: relayed through 203.0.113.10:7000/udp (relay circuit 42)”. It uses what both sides
+ * knew of their networks ([method@Natkit.Connection.get_local_nat_info],
+ * [method@Natkit.Connection.get_remote_nat_info]) and why each method
+ * tried first failed ([method@Natkit.Connection.get_failures]).
+ *
+ * Returns: (transfer full) (nullable): the explanation, or %NULL while the
+ *   connection has no path
+ */
+char *
+natkit_connection_dup_explanation (NatkitConnection *self)
+{
+  g_autofree char *pair = NULL;
+  const char *method;
+  GString *s;
+
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NULL);
+  if (!self->path)
+    return NULL;
+  method = natkit_path_get_method (self->path);
+  s = g_string_new (NULL);
+  pair = _natkit_nat_pair_explain (self->local_nat, self->remote_nat);
+
+  if (_natkit_connector_method_cost (self->connector, method) != NATKIT_COST_RELAYED)
+    {
+      g_string_append_printf (s, "direct: %s to %s", method_words (method),
+                              natkit_path_get_remote_address (self->path));
+      if (self->local_nat && self->remote_nat)
+        g_string_append_printf (s, ", between %s (you) and %s (the peer)",
+                                _natkit_nat_type_words (natkit_nat_info_get_nat_type (self->local_nat)),
+                                _natkit_nat_type_words (natkit_nat_info_get_nat_type (self->remote_nat)));
+      return g_string_free (s, FALSE);
+    }
+
+  if (pair)
+    g_string_append (s, pair);
+  else
+    {
+      /* the direct methods' own reasons */
+      for (guint i = 0; self->failures && self->failures[i]; i++)
+        {
+          const char *colon = strstr (self->failures[i], ": ");
+          g_autofree char *m = colon ? g_strndup (self->failures[i], colon - self->failures[i])
+                                     : NULL;
+
+          if (!m || _natkit_connector_method_cost (self->connector, m) == NATKIT_COST_RELAYED)
+            continue;
+          g_string_append_printf (s, "%s%s did not work (%s)", s->len ? "; " : "",
+                                  method_words (m), colon + 2);
+        }
+      if (s->len == 0)
+        g_string_append (s, "no direct method was tried");
+    }
+  g_string_append_printf (s, ": relayed through %s",
+                          natkit_path_get_remote_address (self->path));
+  return g_string_free (s, FALSE);
 }

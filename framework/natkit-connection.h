@@ -12,6 +12,7 @@
 #include <gio/gio.h>
 
 #include "natkit-enums.h"
+#include "natkit-nat-info.h"
 #include "natkit-path.h"
 #include "natkit-version-macros.h"
 
@@ -55,5 +56,12 @@ gboolean               natkit_connection_send_datagram    (NatkitConnection  *se
                                                            GError           **error);
 NATKIT_AVAILABLE_IN_ALL
 void                   natkit_connection_close            (NatkitConnection  *self);
+
+NATKIT_AVAILABLE_IN_ALL
+NatkitNatInfo *natkit_connection_get_local_nat_info  (NatkitConnection *self);
+NATKIT_AVAILABLE_IN_ALL
+NatkitNatInfo *natkit_connection_get_remote_nat_info (NatkitConnection *self);
+NATKIT_AVAILABLE_IN_ALL
+char          *natkit_connection_dup_explanation     (NatkitConnection *self);
 
 G_END_DECLS

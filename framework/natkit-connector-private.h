@@ -55,6 +55,8 @@ void              _natkit_connector_send_op           (NatkitConnector     *self
                                                        const char          *value);
 void              _natkit_connector_forget            (NatkitConnector     *self,
                                                        const char          *session_id);
+NatkitCost        _natkit_connector_method_cost       (NatkitConnector     *self,
+                                                       const char          *method);
 
 /* natkit-connection.c */
 NatkitConnection *_natkit_connection_new              (NatkitConnector     *connector,
@@ -71,6 +73,9 @@ NatkitConnection *_natkit_connection_new              (NatkitConnector     *conn
                                                        gint64               connect_time);
 void              _natkit_connection_set_failures     (NatkitConnection    *self,
                                                        const char * const *failures);
+void              _natkit_connection_set_nat_info     (NatkitConnection    *self,
+                                                       NatkitNatInfo       *local,
+                                                       NatkitNatInfo       *remote);
 const char       *_natkit_connection_get_lost_method  (NatkitConnection    *self);
 void              _natkit_connection_upgrade_path     (NatkitConnection    *self,
                                                        NatkitPath          *path,

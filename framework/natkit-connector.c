@@ -17,6 +17,7 @@
 
 #include "natkit.h"
 #include "natkit-connector-private.h"
+#include "natkit-nat-info-private.h"
 #include "natkit-session-private.h"
 #include "natkit-wire-private.h"
 
@@ -75,6 +76,9 @@ typedef struct
   NatkitSession    *session;     /* responder: the one secure session */
   gboolean          handshaking; /* responder */
   GPtrArray        *paths;       /* responder: the paths opened, NatkitPath */
+  NatkitNatInfo    *local_nat;   /* what we know of our network, or NULL */
+  NatkitNatInfo    *remote_nat;  /* what the peer said of its, or NULL */
+  char             *pair;        /* "OURS/THEIRS" NAT types, or NULL */
 } Entry;
 
 /* Cancels and drops @cancellable (may be NULL). */
@@ -122,6 +126,9 @@ entry_free (gpointer data)
   cancel_and_clear (&e->attempt);
   cancel_and_clear (&e->race_cancel);
   close_paths (&e->paths);
+  g_clear_object (&e->local_nat);
+  g_clear_object (&e->remote_nat);
+  g_free (e->pair);
   g_clear_object (&e->session);
   g_clear_weak_pointer (&e->connection);
   g_clear_object (&e->accept_task);
@@ -352,6 +359,77 @@ member_int (JsonObject *body,
   return json_node_get_int (node);
 }
 
+/* The "nat" member of a connect or accept: what the peer says of its
+ * network (NULL when absent or saying nothing we know). */
+static NatkitNatInfo *
+member_nat (JsonObject *body)
+{
+  JsonNode *node = json_object_get_member (body, "nat");
+
+  if (!node || !JSON_NODE_HOLDS_OBJECT (node))
+    return NULL;
+  return _natkit_nat_info_from_summary (json_node_get_object (node));
+}
+
+static void
+set_member_nat (JsonObject    *body,
+                NatkitNatInfo *info)
+{
+  if (info)
+    json_object_set_object_member (body, "nat", _natkit_nat_info_to_summary (info));
+}
+
+/* The history's key for this pair of networks, once both are known. */
+static void
+entry_set_remote_nat (Entry         *e,
+                      NatkitNatInfo *remote)
+{
+  g_set_object (&e->remote_nat, remote);
+  g_clear_pointer (&e->pair, g_free);
+  if (e->local_nat && e->remote_nat &&
+      natkit_nat_info_get_nat_type (e->local_nat) != NATKIT_NAT_TYPE_UNKNOWN &&
+      natkit_nat_info_get_nat_type (e->remote_nat) != NATKIT_NAT_TYPE_UNKNOWN)
+    e->pair = g_strdup_printf ("%s/%s",
+                               _natkit_nat_type_nick (natkit_nat_info_get_nat_type (e->local_nat)),
+                               _natkit_nat_type_nick (natkit_nat_info_get_nat_type (e->remote_nat)));
+}
+
+static const char *
+session_pair (NatkitConnector *self,
+              const char      *session_id)
+{
+  Entry *e = g_hash_table_lookup (self->entries, session_id);
+
+  return e ? e->pair : NULL;
+}
+
+#define MAX_DECLINED_REASON 200
+
+/* "declined": {"METHOD": "why it cannot work here"}, from the failures
+ * usable_methods() wrote as "METHOD: why" */
+static JsonObject *
+declined_object (GPtrArray *failures)
+{
+  JsonObject *o = json_object_new ();
+
+  for (guint i = 0; i < failures->len && i < 16; i++)
+    {
+      const char *f = g_ptr_array_index (failures, i);
+      const char *colon = strstr (f, ": ");
+      g_autofree char *method = NULL;
+      g_autofree char *why = NULL;
+
+      if (!colon)
+        continue;
+      method = g_strndup (f, colon - f);
+      why = g_strdup (colon + 2);
+      if (g_utf8_strlen (why, -1) > MAX_DECLINED_REASON)
+        *g_utf8_offset_to_pointer (why, MAX_DECLINED_REASON) = '\0';
+      json_object_set_string_member (o, method, why);
+    }
+  return o;
+}
+
 /* ---- the methods -------------------------------------------------------- */
 
 static NatkitTraversalRequest *
@@ -372,6 +450,8 @@ make_request (NatkitConnector  *self,
     natkit_traversal_request_set_rendezvous (request, NATKIT_RENDEZVOUS (e->signaling));
   natkit_traversal_request_set_identity (request, identity);
   natkit_traversal_request_set_timeout (request, METHOD_TIMEOUT_MS);
+  natkit_traversal_request_set_local_nat_info (request, e->local_nat);
+  natkit_traversal_request_set_remote_nat_info (request, e->remote_nat);
 
   /* STUN: natkit-server answers on its UDP port, then the configured ones */
   {
@@ -998,6 +1078,13 @@ cost_words (NatkitCost cost)
 
 /* Whether the race is over for good (its connection ended, or the manager
  * went away: then nothing may touch the manager any more). */
+NatkitCost
+_natkit_connector_method_cost (NatkitConnector *self,
+                               const char      *method)
+{
+  return method_cost (self, method);
+}
+
 static gboolean
 race_ended (Race *race)
 {
@@ -1101,11 +1188,12 @@ race_connected (Race       *race,
   g_set_weak_pointer (&race->connection, connection);
   g_ptr_array_add (d->failures, NULL);
   _natkit_connection_set_failures (connection, (const char * const *) d->failures->pdata);
+  _natkit_connection_set_nat_info (connection, e->local_nat, e->remote_nat);
   g_ptr_array_remove_index (d->failures, d->failures->len - 1);
   g_debug ("connected to %s via %s in %" G_GINT64_FORMAT " ms", e->peer_id, method,
            (g_get_monotonic_time () - d->started) / 1000);
   _natkit_history_record (_natkit_manager_get_history (self->manager), e->peer_id,
-                          method, TRUE, g_get_monotonic_time () - d->started, NULL);
+                          e->pair, method, TRUE, g_get_monotonic_time () - d->started, NULL);
   breaker_record (self, e, method, TRUE);
 
   /* a cheaper path that opened during the handshake takes over at once */
@@ -1283,6 +1371,7 @@ race_attempt_cb (GObject      *source,
                                          "attempt-failed", ra->method, error->message);
           _natkit_history_record (_natkit_manager_get_history (race->connector->manager),
                                   _natkit_session_get_peer_id (race->session),
+                                  session_pair (race->connector, race->session_id),
                                   ra->method, FALSE, 0, error->message);
           breaker_record (race->connector, lookup_entry (race->connector, race->session_id),
                           ra->method, FALSE);
@@ -1309,6 +1398,7 @@ race_attempt_cb (GObject      *source,
       race_prune (race, ra->cost);
       _natkit_history_record (_natkit_manager_get_history (race->connector->manager),
                               _natkit_session_get_peer_id (race->session),
+                              session_pair (race->connector, race->session_id),
                               ra->method, TRUE, 0, NULL);
       breaker_record (race->connector, lookup_entry (race->connector, race->session_id),
                       ra->method, TRUE);
@@ -1436,12 +1526,13 @@ race_start (GTask *task)
    * after the first relayed one; the one that worked last goes first */
   {
     NatkitHistory *history = _natkit_manager_get_history (self->manager);
-    const char *last = _natkit_history_last_method (history, e->peer_id);
+    const char *last = _natkit_history_last_method (history, e->peer_id, e->pair);
     g_autoptr(GPtrArray) failing = g_ptr_array_new ();
     guint relay_at = 0;
 
     for (guint i = 0; i < order->len; )
-      if (_natkit_history_keeps_failing (history, e->peer_id, g_ptr_array_index (order, i)) ||
+      if (_natkit_history_keeps_failing (history, e->peer_id, e->pair,
+                                         g_ptr_array_index (order, i)) ||
           breaker_open (self, e, g_ptr_array_index (order, i)))
         g_ptr_array_add (failing, g_ptr_array_steal_index (order, i));
       else
@@ -1454,7 +1545,7 @@ race_start (GTask *task)
                           g_ptr_array_index (failing, i));
     for (guint i = 0; last && i < order->len; i++)
       if (g_str_equal (g_ptr_array_index (order, i), last) && i > 0 &&
-          !_natkit_history_keeps_failing (history, e->peer_id, last))
+          !_natkit_history_keeps_failing (history, e->peer_id, e->pair, last))
         {
           gpointer m = g_ptr_array_steal_index (order, i);
 
@@ -1539,16 +1630,39 @@ accepted (GTask      *task,
   Entry *e = lookup_entry (self, d->session_id);
   g_auto(GStrv) theirs = array_to_strv (body, "methods");
   g_autoptr(GStrvBuilder) agreed = g_strv_builder_new ();
+  g_auto(GStrv) agreed_methods = NULL;
+  g_autoptr(GPtrArray) names = NULL;
+  JsonNode *declined = json_object_get_member (body, "declined");
 
   clear_source (&d->accept_timeout);
+  {
+    g_autoptr(NatkitNatInfo) remote = member_nat (body);
+
+    entry_set_remote_nat (e, remote);
+  }
   for (guint i = 0; e->methods && e->methods[i]; i++)
     if (g_strv_contains ((const char * const *) theirs, e->methods[i]))
       g_strv_builder_add (agreed, e->methods[i]);
     else
-      g_ptr_array_add (d->failures, g_strdup_printf ("%s: the peer cannot run it",
-                                                     e->methods[i]));
+      {
+        const char *why = NULL;
+
+        if (declined && JSON_NODE_HOLDS_OBJECT (declined))
+          why = member_string (json_node_get_object (declined), e->methods[i], NULL);
+        if (why)
+          g_ptr_array_add (d->failures, g_strdup_printf ("%s: the peer says %.*s",
+                                                         e->methods[i],
+                                                         MAX_DECLINED_REASON, why));
+        else
+          g_ptr_array_add (d->failures, g_strdup_printf ("%s: the peer cannot run it",
+                                                         e->methods[i]));
+      }
+  agreed_methods = g_strv_builder_end (agreed);
+  /* now that both networks are known, ask the plugins again */
+  names = usable_methods (self, e, (const char * const *) agreed_methods,
+                          NATKIT_ROLE_INITIATOR, d->failures, NULL);
   g_strfreev (e->methods);
-  e->methods = g_strv_builder_end (agreed);
+  e->methods = names ? g_strdupv ((char **) names->pdata) : g_steal_pointer (&agreed_methods);
   g_debug ("%s accepted; methods to try: %s", e->peer_id,
            e->methods[0] ? e->methods[0] : "(none)");
   race_start (task);
@@ -1645,6 +1759,9 @@ start_connect (GTask           *task,
   e->role = NATKIT_ROLE_INITIATOR;
   e->signaling = g_object_ref (signaling);
   e->flags = flags;
+  e->local_nat = natkit_manager_get_nat_info (self->manager);
+  if (e->local_nat)
+    g_object_ref (e->local_nat);
   g_hash_table_insert (self->entries, e->session_id, e);
   ensure_channel (self, signaling);
 
@@ -1672,6 +1789,7 @@ start_connect (GTask           *task,
                                  (flags & NATKIT_CONNECT_DATAGRAM) ? "datagram" : "stream");
   json_object_set_array_member (body, "methods",
                                 strv_to_array ((const char * const *) e->methods));
+  set_member_nat (body, e->local_nat);
   e->accept_task = g_object_ref (task);
   d->accept_timeout = g_timeout_source_new (ACCEPT_TIMEOUT_MS);
   g_source_set_callback (d->accept_timeout, accept_timeout_cb, d, NULL);
@@ -1935,6 +2053,7 @@ responder_handshake_cb (GObject      *source,
                                        natkit_config_get_connect_timeout (config) * 2,
                                        0);
   g_set_weak_pointer (&e->connection, connection);
+  _natkit_connection_set_nat_info (connection, e->local_nat, e->remote_nat);
   if (e->expiry)
     {
       g_source_destroy (e->expiry);
@@ -2051,6 +2170,7 @@ handle_connect (NatkitConnector *self,
   g_autoptr(GPtrArray) names = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(JsonObject) reply = NULL;
+  g_autoptr(GPtrArray) declined = g_ptr_array_new_with_free_func (g_free);
   const char *mode = member_string (body, "mode", "stream");
   Entry *e;
 
@@ -2075,11 +2195,19 @@ handle_connect (NatkitConnector *self,
   e->role = NATKIT_ROLE_RESPONDER;
   e->signaling = g_object_ref (channel->signaling);
   e->flags = g_strcmp0 (mode, "datagram") == 0 ? NATKIT_CONNECT_DATAGRAM : 0;
+  e->local_nat = natkit_manager_get_nat_info (self->manager);
+  if (e->local_nat)
+    g_object_ref (e->local_nat);
+  {
+    g_autoptr(NatkitNatInfo) remote = member_nat (body);
+
+    entry_set_remote_nat (e, remote);
+  }
   g_hash_table_insert (self->entries, e->session_id, e);
   arm_expiry (e, ACCEPT_TIMEOUT_MS + METHOD_TIMEOUT_MS + HANDSHAKE_TIMEOUT_MS);
 
   names = usable_methods (self, e, (const char * const *) offered,
-                          NATKIT_ROLE_RESPONDER, NULL, &error);
+                          NATKIT_ROLE_RESPONDER, declined, &error);
   if (!names || !g_ptr_array_index (names, 0))
     {
       g_autofree char *list = g_strjoinv (", ", offered);
@@ -2096,6 +2224,9 @@ handle_connect (NatkitConnector *self,
   reply = new_body (session_id, "accept");
   json_object_set_array_member (reply, "methods",
                                 strv_to_array ((const char * const *) e->methods));
+  set_member_nat (reply, e->local_nat);
+  if (declined->len > 0)
+    json_object_set_object_member (reply, "declined", declined_object (declined));
   g_debug ("accepting %s (session %s)", from, session_id);
   send_body (channel->signaling, from, reply);
 }

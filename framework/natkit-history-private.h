@@ -15,14 +15,17 @@ NatkitHistory *_natkit_history_new              (const char    *filename);
 char          *_natkit_history_default_filename (void);
 void           _natkit_history_record           (NatkitHistory *self,
                                                  const char    *peer_id,
+                                                 const char    *pair,
                                                  const char    *method,
                                                  gboolean       success,
                                                  gint64         connect_us,
                                                  const char    *reason);
 const char    *_natkit_history_last_method      (NatkitHistory *self,
-                                                 const char    *peer_id);
+                                                 const char    *peer_id,
+                                                 const char    *pair);
 gboolean       _natkit_history_keeps_failing    (NatkitHistory *self,
                                                  const char    *peer_id,
+                                                 const char    *pair,
                                                  const char    *method);
 char          *_natkit_history_to_json          (NatkitHistory *self);
 

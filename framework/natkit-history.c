@@ -9,7 +9,8 @@
  *        "attempts": 3, "successes": 2, "failures": 1,
  *        "failures_in_a_row": 0, "last_success": 1795450000,
  *        "last_failure": 1795449000, "last_reason": "…",
- *        "connect_ms": 42}}}}}
+ *        "connect_ms": 42}}}},
+ *    "pairs": {"symmetric/port-restricted": {"methods": {…}}}}
  *
  * connect_ms is the latest time to connect through that method. The race
  * reads it back: the method that last carried a connection to the peer
@@ -17,6 +18,11 @@
  * peer, and never worked, starts after the relay. The file is small (at
  * most MAX_PEERS peers, the least recently used dropped) and rewritten
  * whole, atomically.
+ *
+ * "pairs" keeps the same counts per pair of NAT types (ours / the peer's,
+ * as [enum@Natkit.NatType] nicks) when both sides knew theirs: for a peer
+ * never met before, what worked between networks like these decides the
+ * same way.
  */
 #include "config.h"
 
@@ -28,6 +34,7 @@
 #include "natkit-wire-private.h"
 
 #define MAX_PEERS   1000
+#define MAX_PAIRS   64     /* 7 × 7 NAT types, and room for newer ones */
 #define MAX_REASON  300
 
 struct _NatkitHistory
@@ -36,6 +43,7 @@ struct _NatkitHistory
 
   char       *filename;
   JsonObject *peers;      /* PEER-ID → {"methods": …, "used": time} */
+  JsonObject *pairs;      /* "OURS/THEIRS" → {"methods": …, "used": time} */
   gboolean    loaded;
 };
 
@@ -48,6 +56,7 @@ natkit_history_finalize (GObject *object)
 
   g_free (self->filename);
   g_clear_pointer (&self->peers, json_object_unref);
+  g_clear_pointer (&self->pairs, json_object_unref);
   G_OBJECT_CLASS (_natkit_history_parent_class)->finalize (object);
 }
 
@@ -61,6 +70,7 @@ static void
 _natkit_history_init (NatkitHistory *self)
 {
   self->peers = json_object_new ();
+  self->pairs = json_object_new ();
 }
 
 NatkitHistory *
@@ -113,6 +123,12 @@ ensure_loaded (NatkitHistory *self)
         json_object_unref (self->peers);
         self->peers = json_object_ref (json_node_get_object (peers));
       }
+    peers = json_object_get_member (json_node_get_object (mutable), "pairs");
+    if (peers && JSON_NODE_HOLDS_OBJECT (peers))
+      {
+        json_object_unref (self->pairs);
+        self->pairs = json_object_ref (json_node_get_object (peers));
+      }
   }
 }
 
@@ -143,18 +159,19 @@ get_int (JsonObject *o,
 }
 
 static void
-drop_oldest (NatkitHistory *self)
+drop_oldest (JsonObject *entries,
+             guint       max)
 {
   g_autoptr(GList) names = NULL;
   const char *oldest = NULL;
   gint64 oldest_used = G_MAXINT64;
 
-  if (json_object_get_size (self->peers) <= MAX_PEERS)
+  if (json_object_get_size (entries) <= max)
     return;
-  names = json_object_get_members (self->peers);
+  names = json_object_get_members (entries);
   for (GList *l = names; l; l = l->next)
     {
-      JsonNode *node = json_object_get_member (self->peers, l->data);
+      JsonNode *node = json_object_get_member (entries, l->data);
       gint64 used = node && JSON_NODE_HOLDS_OBJECT (node) ?
         get_int (json_node_get_object (node), "used") : 0;
 
@@ -165,7 +182,7 @@ drop_oldest (NatkitHistory *self)
         }
     }
   if (oldest)
-    json_object_remove_member (self->peers, oldest);
+    json_object_remove_member (entries, oldest);
 }
 
 static void
@@ -182,6 +199,7 @@ save (NatkitHistory *self)
     return;
   json_object_set_int_member (root, "version", 1);
   json_object_set_object_member (root, "peers", json_object_ref (self->peers));
+  json_object_set_object_member (root, "pairs", json_object_ref (self->pairs));
   json_node_set_object (node, root);
   json_generator_set_root (generator, node);
   json_generator_set_pretty (generator, TRUE);
@@ -195,25 +213,19 @@ save (NatkitHistory *self)
              error ? error->message : g_strerror (errno));
 }
 
-void
-_natkit_history_record (NatkitHistory *self,
-                        const char    *peer_id,
-                        const char    *method,
-                        gboolean       success,
-                        gint64         connect_us,
-                        const char    *reason)
+/* Counts one attempt of @method in @entry (a peer's or a pair's). */
+static void
+record_into (JsonObject *entry,
+             const char *method,
+             gboolean    success,
+             gint64      connect_us,
+             const char *reason,
+             gint64      now)
 {
-  JsonObject *peer, *methods, *m;
-  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+  JsonObject *methods, *m;
 
-  g_return_if_fail (NATKIT_IS_HISTORY (self));
-  if (!peer_id || !method)
-    return;
-
-  ensure_loaded (self);
-  peer = child_object (self->peers, peer_id);
-  json_object_set_int_member (peer, "used", now);
-  methods = child_object (peer, "methods");
+  json_object_set_int_member (entry, "used", now);
+  methods = child_object (entry, "methods");
   m = child_object (methods, method);
   json_object_set_int_member (m, "attempts", get_int (m, "attempts") + 1);
   if (success)
@@ -222,7 +234,7 @@ _natkit_history_record (NatkitHistory *self,
       json_object_set_int_member (m, "failures_in_a_row", 0);
       json_object_set_int_member (m, "last_success", now);
       json_object_set_int_member (m, "connect_ms", connect_us / 1000);
-      json_object_set_string_member (peer, "last_method", method);
+      json_object_set_string_member (entry, "last_method", method);
     }
   else
     {
@@ -236,49 +248,102 @@ _natkit_history_record (NatkitHistory *self,
       json_object_set_int_member (m, "last_failure", now);
       json_object_set_string_member (m, "last_reason", why);
     }
-  drop_oldest (self);
+}
+
+/* @pair: "OURS/THEIRS" NAT types, or %NULL when either is unknown */
+void
+_natkit_history_record (NatkitHistory *self,
+                        const char    *peer_id,
+                        const char    *pair,
+                        const char    *method,
+                        gboolean       success,
+                        gint64         connect_us,
+                        const char    *reason)
+{
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+
+  g_return_if_fail (NATKIT_IS_HISTORY (self));
+  if (!peer_id || !method)
+    return;
+
+  ensure_loaded (self);
+  record_into (child_object (self->peers, peer_id), method, success, connect_us, reason, now);
+  drop_oldest (self->peers, MAX_PEERS);
+  if (pair)
+    {
+      record_into (child_object (self->pairs, pair), method, success, connect_us, reason, now);
+      drop_oldest (self->pairs, MAX_PAIRS);
+    }
   save (self);
 }
 
-/* The method that last carried a connection to @peer_id, or %NULL. */
-const char *
-_natkit_history_last_method (NatkitHistory *self,
-                             const char    *peer_id)
+static JsonObject *
+lookup (JsonObject *entries,
+        const char *key)
 {
-  JsonNode *node;
-  JsonNode *last;
+  JsonNode *node = key ? json_object_get_member (entries, key) : NULL;
 
-  ensure_loaded (self);
-  node = json_object_get_member (self->peers, peer_id);
-  if (!node || !JSON_NODE_HOLDS_OBJECT (node))
-    return NULL;
-  last = json_object_get_member (json_node_get_object (node), "last_method");
+  return node && JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
+}
+
+static const char *
+entry_last_method (JsonObject *entry)
+{
+  JsonNode *last = entry ? json_object_get_member (entry, "last_method") : NULL;
+
   if (!last || !JSON_NODE_HOLDS_VALUE (last) ||
       json_node_get_value_type (last) != G_TYPE_STRING)
     return NULL;
   return json_node_get_string (last);
 }
 
+static JsonObject *
+entry_method (JsonObject *entry,
+              const char *method)
+{
+  JsonObject *methods = entry ? lookup (entry, "methods") : NULL;
+
+  return methods ? lookup (methods, method) : NULL;
+}
+
+/* The method that last carried a connection to @peer_id — or, when none
+ * ever did, between networks of the NAT types of @pair — or %NULL. */
+const char *
+_natkit_history_last_method (NatkitHistory *self,
+                             const char    *peer_id,
+                             const char    *pair)
+{
+  const char *last;
+
+  ensure_loaded (self);
+  last = entry_last_method (lookup (self->peers, peer_id));
+  if (!last)
+    last = entry_last_method (lookup (self->pairs, pair));
+  return last;
+}
+
+static gboolean
+method_keeps_failing (JsonObject *m)
+{
+  return m && get_int (m, "successes") == 0 && get_int (m, "failures_in_a_row") >= 3;
+}
+
 /* Whether @method never worked with @peer_id and failed its last three
- * attempts with it. */
+ * attempts with it; for a method never tried with the peer, the same
+ * between networks of the NAT types of @pair. */
 gboolean
 _natkit_history_keeps_failing (NatkitHistory *self,
                                const char    *peer_id,
+                               const char    *pair,
                                const char    *method)
 {
-  JsonNode *node;
-  JsonObject *methods, *m;
+  JsonObject *m;
 
   ensure_loaded (self);
-  node = json_object_get_member (self->peers, peer_id);
-  if (!node || !JSON_NODE_HOLDS_OBJECT (node))
-    return FALSE;
-  methods = child_object (json_node_get_object (node), "methods");
-  node = json_object_get_member (methods, method);
-  if (!node || !JSON_NODE_HOLDS_OBJECT (node))
-    return FALSE;
-  m = json_node_get_object (node);
-  return get_int (m, "successes") == 0 && get_int (m, "failures_in_a_row") >= 3;
+  m = entry_method (lookup (self->peers, peer_id), method);
+  if (m)
+    return method_keeps_failing (m);
+  return method_keeps_failing (entry_method (lookup (self->pairs, pair), method));
 }
 
 char *
@@ -290,6 +355,7 @@ _natkit_history_to_json (NatkitHistory *self)
   ensure_loaded (self);
   json_object_set_int_member (root, "version", 1);
   json_object_set_object_member (root, "peers", json_object_ref (self->peers));
+  json_object_set_object_member (root, "pairs", json_object_ref (self->pairs));
   json_node_set_object (node, root);
   return json_to_string (node, TRUE);
 }

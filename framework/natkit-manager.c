@@ -13,6 +13,7 @@
 #include "natkit-nat-info-private.h"
 #include "natkit-port-mapping-private.h"
 #include "natkit-util-private.h"
+#include "natkit-wire-private.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -45,6 +46,9 @@ struct _NatkitManager
   GHashTable     *mappers;   /* plugin name → its NatkitPortMapper */
   NatkitConnector *connector;
   NatkitHistory   *history;
+  NatkitNatInfo   *nat_info;      /* the newest detection, or NULL */
+  gint64           nat_detected;  /* when, Unix time */
+  gboolean         nat_loaded;    /* nat.json was read */
 };
 
 G_DEFINE_FINAL_TYPE (NatkitManager, natkit_manager, G_TYPE_OBJECT)
@@ -101,6 +105,7 @@ natkit_manager_finalize (GObject *object)
   g_clear_pointer (&self->plugins, g_ptr_array_unref);
   g_clear_pointer (&self->mappers, g_hash_table_unref);
   g_clear_object (&self->history);
+  g_clear_object (&self->nat_info);
 
   G_OBJECT_CLASS (natkit_manager_parent_class)->finalize (object);
 }
@@ -1018,6 +1023,8 @@ detect_data_free (gpointer data)
   g_free (d);
 }
 
+static void remember_nat_info (NatkitManager *self, NatkitNatInfo *info);
+
 static void
 detect_complete (GTask *task)
 {
@@ -1032,6 +1039,7 @@ detect_complete (GTask *task)
     }
   if (d->services != NULL)
     _natkit_nat_info_set_gateway_services (d->info, (const char * const *) d->services);
+  remember_nat_info (g_task_get_source_object (task), d->info);
   g_task_return_pointer (task, g_steal_pointer (&d->info), g_object_unref);
 }
 
@@ -1172,6 +1180,125 @@ natkit_manager_detect_nat_finish (NatkitManager  *self,
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
 
   return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* ---- what the last detection found --------------------------------------
+ *
+ * Kept in memory and in `$XDG_STATE_HOME/natkit/nat.json`, so that a
+ * short-lived process (nat-tool connect) knows its network from the last
+ * `nat-tool detect` or connection. A result older than NAT_INFO_MAX_AGE_S,
+ * or measured from a local address this machine no longer has, is not
+ * used: the machine has probably moved to another network. */
+
+#define NAT_INFO_MAX_AGE_S (60 * 60)
+
+static char *
+nat_info_filename (void)
+{
+  return g_build_filename (g_get_user_state_dir (), "natkit", "nat.json", NULL);
+}
+
+/* Whether @address is still one of this machine's: binding to it works. */
+static gboolean
+have_local_address (const char *address)
+{
+  g_autoptr(GInetAddress) inet = address ? g_inet_address_new_from_string (address) : NULL;
+  g_autoptr(GSocketAddress) any = NULL;
+  g_autoptr(GSocket) socket = NULL;
+
+  if (!inet)
+    return FALSE;
+  socket = g_socket_new (g_inet_address_get_family (inet), G_SOCKET_TYPE_DATAGRAM,
+                         G_SOCKET_PROTOCOL_UDP, NULL);
+  any = g_inet_socket_address_new (inet, 0);
+  return socket && g_socket_bind (socket, any, FALSE, NULL);
+}
+
+static void
+remember_nat_info (NatkitManager *self,
+                   NatkitNatInfo *info)
+{
+  g_autoptr(JsonNode) node = json_node_new (JSON_NODE_OBJECT);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *filename = nat_info_filename ();
+  g_autofree char *dir = g_path_get_dirname (filename);
+  g_autofree char *text = NULL;
+
+  self->nat_loaded = TRUE;
+  self->nat_detected = g_get_real_time () / G_USEC_PER_SEC;
+  g_set_object (&self->nat_info, info);
+  json_node_take_object (node, _natkit_nat_info_to_json (info, self->nat_detected));
+  text = json_to_string (node, TRUE);
+  if (g_mkdir_with_parents (dir, 0700) != 0 ||
+      !g_file_set_contents_full (filename, text, -1, G_FILE_SET_CONTENTS_CONSISTENT,
+                                 0600, &error))
+    g_debug ("cannot save the NAT behavior in %s: %s", filename,
+             error ? error->message : g_strerror (errno));
+}
+
+static void
+load_nat_info (NatkitManager *self)
+{
+  g_autofree char *filename = nat_info_filename ();
+  g_autofree char *text = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonObject) root = NULL;
+  g_autoptr(NatkitNatInfo) info = NULL;
+  gint64 detected = 0;
+  gsize len;
+
+  self->nat_loaded = TRUE;
+  if (!g_file_get_contents (filename, &text, &len, NULL))
+    return;
+  root = _natkit_wire_json_object (text, len, &error);
+  if (!root)
+    {
+      g_debug ("ignoring %s: %s", filename, error->message);
+      return;
+    }
+  info = _natkit_nat_info_from_json (root, &detected);
+  if (!info)
+    return;
+  self->nat_detected = detected;
+  self->nat_info = g_steal_pointer (&info);
+}
+
+/**
+ * natkit_manager_get_nat_info:
+ * @self: a manager
+ *
+ * What the newest NAT detection ([method@Natkit.Manager.detect_nat_async],
+ * by this process or, within the last hour, by another one such as
+ * `nat-tool detect`) found about this machine's network. Connections tell
+ * the peer this NAT type, so that both sides can tell which methods can
+ * work and explain why others cannot; the history of what worked is also
+ * kept per pair of NAT types.
+ *
+ * A result is forgotten after an hour, or when it was measured from a
+ * local address the machine no longer has.
+ *
+ * Returns: (transfer none) (nullable): the NAT information, or %NULL when
+ *   nothing recent is known
+ */
+NatkitNatInfo *
+natkit_manager_get_nat_info (NatkitManager *self)
+{
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC;
+
+  g_return_val_if_fail (NATKIT_IS_MANAGER (self), NULL);
+
+  if (!self->nat_loaded)
+    load_nat_info (self);
+  if (self->nat_info &&
+      (now - self->nat_detected > NAT_INFO_MAX_AGE_S || now < self->nat_detected ||
+       !have_local_address (natkit_nat_info_get_local_address (self->nat_info))))
+    {
+      g_debug ("forgetting the NAT behavior measured %" G_GINT64_FORMAT " s ago from %s",
+               now - self->nat_detected,
+               natkit_nat_info_get_local_address (self->nat_info));
+      g_clear_object (&self->nat_info);
+    }
+  return self->nat_info;
 }
 
 /* ---- port mapping ------------------------------------------------------- */

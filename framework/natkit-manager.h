@@ -142,5 +142,7 @@ NatkitConnection  *natkit_manager_connect_finish              (NatkitManager    
 
 NATKIT_AVAILABLE_IN_ALL
 char             *natkit_manager_dup_history     (NatkitManager        *self);
+NATKIT_AVAILABLE_IN_ALL
+NatkitNatInfo    *natkit_manager_get_nat_info    (NatkitManager        *self);
 
 G_END_DECLS

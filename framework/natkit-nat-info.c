@@ -459,3 +459,207 @@ _natkit_nat_info_set_gateway_services (NatkitNatInfo      *self,
   self->gateway_services = g_strdupv ((char **) services);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_GATEWAY_SERVICES]);
 }
+
+/* ---- summaries: what peers tell each other, and what is persisted ----- */
+
+static const char *
+enum_nick (GType type,
+           gint  value)
+{
+  g_autoptr(GEnumClass) klass = g_type_class_ref (type);
+  GEnumValue *v = g_enum_get_value (klass, value);
+
+  return v ? v->value_nick : NULL;
+}
+
+/* The value of @nick in @type, or -1 (an unknown nick is not an error: a
+ * newer peer may know more) */
+static gint
+enum_value (GType       type,
+            const char *nick)
+{
+  g_autoptr(GEnumClass) klass = g_type_class_ref (type);
+  GEnumValue *v = nick ? g_enum_get_value_by_nick (klass, nick) : NULL;
+
+  return v ? v->value : -1;
+}
+
+static const char *
+string_member (JsonObject *o,
+               const char *name)
+{
+  JsonNode *node = json_object_get_member (o, name);
+
+  if (!node || !JSON_NODE_HOLDS_VALUE (node) ||
+      json_node_get_value_type (node) != G_TYPE_STRING)
+    return NULL;
+  return json_node_get_string (node);
+}
+
+const char *
+_natkit_nat_type_nick (NatkitNatType type)
+{
+  return enum_nick (NATKIT_TYPE_NAT_TYPE, type);
+}
+
+/* "a symmetric NAT", for sentences about a peer's network */
+const char *
+_natkit_nat_type_words (NatkitNatType type)
+{
+  switch (type)
+    {
+    case NATKIT_NAT_TYPE_OPEN:
+      return "no NAT";
+    case NATKIT_NAT_TYPE_FULL_CONE:
+      return "a full-cone NAT";
+    case NATKIT_NAT_TYPE_RESTRICTED_CONE:
+      return "a restricted-cone NAT";
+    case NATKIT_NAT_TYPE_PORT_RESTRICTED_CONE:
+      return "a port-restricted NAT";
+    case NATKIT_NAT_TYPE_SYMMETRIC:
+      return "a symmetric NAT";
+    case NATKIT_NAT_TYPE_UDP_BLOCKED:
+      return "a network that blocks UDP";
+    case NATKIT_NAT_TYPE_UNKNOWN:
+    default:
+      return "an unknown kind of NAT";
+    }
+}
+
+JsonObject *
+_natkit_nat_info_to_summary (NatkitNatInfo *self)
+{
+  JsonObject *o = json_object_new ();
+
+  json_object_set_string_member (o, "type", enum_nick (NATKIT_TYPE_NAT_TYPE, self->nat_type));
+  json_object_set_string_member (o, "mapping", enum_nick (NATKIT_TYPE_NAT_BEHAVIOR, self->mapping));
+  json_object_set_string_member (o, "filtering",
+                                 enum_nick (NATKIT_TYPE_NAT_BEHAVIOR, self->filtering));
+  return o;
+}
+
+/* From a peer: every member optional; unknown values read as unknown.
+ * Returns %NULL when nothing is known. */
+NatkitNatInfo *
+_natkit_nat_info_from_summary (JsonObject *summary)
+{
+  NatkitNatInfo *info;
+  gint type, mapping, filtering;
+
+  if (!summary)
+    return NULL;
+  type = enum_value (NATKIT_TYPE_NAT_TYPE, string_member (summary, "type"));
+  mapping = enum_value (NATKIT_TYPE_NAT_BEHAVIOR, string_member (summary, "mapping"));
+  filtering = enum_value (NATKIT_TYPE_NAT_BEHAVIOR, string_member (summary, "filtering"));
+  if (type <= NATKIT_NAT_TYPE_UNKNOWN && mapping <= NATKIT_NAT_BEHAVIOR_UNKNOWN &&
+      filtering <= NATKIT_NAT_BEHAVIOR_UNKNOWN)
+    return NULL;
+  info = _natkit_nat_info_new ();
+  info->nat_type = MAX (type, NATKIT_NAT_TYPE_UNKNOWN);
+  info->mapping = MAX (mapping, NATKIT_NAT_BEHAVIOR_UNKNOWN);
+  info->filtering = MAX (filtering, NATKIT_NAT_BEHAVIOR_UNKNOWN);
+  return info;
+}
+
+JsonObject *
+_natkit_nat_info_to_json (NatkitNatInfo *self,
+                          gint64         detected)
+{
+  JsonObject *o = _natkit_nat_info_to_summary (self);
+
+  json_object_set_string_member (o, "hairpinning",
+                                 enum_nick (NATKIT_TYPE_HAIRPINNING, self->hairpinning));
+  if (self->public_address)
+    json_object_set_string_member (o, "public_address", self->public_address);
+  json_object_set_int_member (o, "public_port", self->public_port);
+  if (self->local_address)
+    json_object_set_string_member (o, "local_address", self->local_address);
+  json_object_set_int_member (o, "detected", detected);
+  return o;
+}
+
+NatkitNatInfo *
+_natkit_nat_info_from_json (JsonObject *object,
+                            gint64     *detected)
+{
+  NatkitNatInfo *info = _natkit_nat_info_from_summary (object);
+  JsonNode *node;
+  gint hairpinning;
+
+  if (!info)
+    return NULL;
+  hairpinning = enum_value (NATKIT_TYPE_HAIRPINNING, string_member (object, "hairpinning"));
+  info->hairpinning = MAX (hairpinning, NATKIT_HAIRPINNING_UNKNOWN);
+  info->public_address = g_strdup (string_member (object, "public_address"));
+  info->local_address = g_strdup (string_member (object, "local_address"));
+  node = json_object_get_member (object, "public_port");
+  if (node && JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64)
+    info->public_port = CLAMP (json_node_get_int (node), 0, 65535);
+  node = json_object_get_member (object, "detected");
+  *detected = node && JSON_NODE_HOLDS_VALUE (node) &&
+              json_node_get_value_type (node) == G_TYPE_INT64 ? json_node_get_int (node) : 0;
+  return info;
+}
+
+static gboolean
+is_type (NatkitNatInfo *info,
+         NatkitNatType  type)
+{
+  return info && info->nat_type == type;
+}
+
+/* A symmetric NAT: a new public port for every destination. */
+static gboolean
+maps_per_destination (NatkitNatInfo *info)
+{
+  return info && (info->nat_type == NATKIT_NAT_TYPE_SYMMETRIC ||
+                  (info->mapping != NATKIT_NAT_BEHAVIOR_UNKNOWN &&
+                   info->mapping != NATKIT_NAT_BEHAVIOR_ENDPOINT_INDEPENDENT));
+}
+
+/* Only lets in packets from the exact address and port it wrote to. */
+static gboolean
+filters_by_port (NatkitNatInfo *info)
+{
+  return info && (info->nat_type == NATKIT_NAT_TYPE_PORT_RESTRICTED_CONE ||
+                  info->filtering == NATKIT_NAT_BEHAVIOR_ADDRESS_AND_PORT_DEPENDENT);
+}
+
+/* Why hole punching over UDP cannot work (or only by guessing ports)
+ * between these two networks, in words; %NULL when nothing known rules it
+ * out. */
+char *
+_natkit_nat_pair_explain (NatkitNatInfo *local,
+                          NatkitNatInfo *remote)
+{
+  gboolean ub_local = is_type (local, NATKIT_NAT_TYPE_UDP_BLOCKED);
+  gboolean ub_remote = is_type (remote, NATKIT_NAT_TYPE_UDP_BLOCKED);
+
+  if (ub_local && ub_remote)
+    return g_strdup ("both networks block UDP, so UDP hole punching cannot work");
+  if (ub_local && remote && remote->nat_type != NATKIT_NAT_TYPE_UNKNOWN)
+    return g_strdup_printf ("your network blocks UDP (the peer is behind %s), so UDP hole "
+                            "punching cannot work", _natkit_nat_type_words (remote->nat_type));
+  if (ub_local)
+    return g_strdup ("your network blocks UDP, so UDP hole punching cannot work");
+  if (ub_remote && local && local->nat_type != NATKIT_NAT_TYPE_UNKNOWN)
+    return g_strdup_printf ("you are behind %s and the peer's network blocks UDP, so UDP "
+                            "hole punching cannot work", _natkit_nat_type_words (local->nat_type));
+  if (ub_remote)
+    return g_strdup ("the peer's network blocks UDP, so UDP hole punching cannot work");
+  if (maps_per_destination (local) && maps_per_destination (remote))
+    return g_strdup ("you and the peer are both behind symmetric NATs, which pick a new "
+                     "public port for every destination, so neither side can tell the "
+                     "other which port to send to and hole punching cannot work");
+  if (maps_per_destination (local) && filters_by_port (remote))
+    return g_strdup ("you are behind a symmetric NAT (a new public port for every "
+                     "destination) and the peer's NAT only lets in packets from the exact "
+                     "address and port it wrote to, so hole punching has to guess your "
+                     "port");
+  if (maps_per_destination (remote) && filters_by_port (local))
+    return g_strdup ("the peer is behind a symmetric NAT (a new public port for every "
+                     "destination) and your NAT only lets in packets from the exact "
+                     "address and port you wrote to, so hole punching has to guess the "
+                     "peer's port");
+  return NULL;
+}

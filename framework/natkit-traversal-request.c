@@ -28,6 +28,8 @@ struct _NatkitTraversalRequest
   NatkitRendezvous *rendezvous;
   NatkitIdentity   *identity;
   GStrv             stun_servers;
+  NatkitNatInfo    *local_nat;
+  NatkitNatInfo    *remote_nat;
 };
 
 G_DEFINE_FINAL_TYPE (NatkitTraversalRequest, natkit_traversal_request, G_TYPE_OBJECT)
@@ -56,6 +58,8 @@ natkit_traversal_request_finalize (GObject *object)
   g_clear_object (&self->rendezvous);
   g_clear_object (&self->identity);
   g_strfreev (self->stun_servers);
+  g_clear_object (&self->local_nat);
+  g_clear_object (&self->remote_nat);
 
   G_OBJECT_CLASS (natkit_traversal_request_parent_class)->finalize (object);
 }
@@ -421,4 +425,72 @@ natkit_traversal_request_set_stun_servers (NatkitTraversalRequest *self,
   g_return_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self));
   g_strfreev (self->stun_servers);
   self->stun_servers = g_strdupv ((char **) servers);
+}
+
+/**
+ * natkit_traversal_request_get_local_nat_info:
+ * @self: a traversal request
+ *
+ * What this machine's newest NAT detection found
+ * ([method@Natkit.Manager.get_nat_info]), so that a traversal can tell in
+ * [vfunc@Natkit.Traversal.applies] whether it can work for this pair of
+ * networks.
+ *
+ * Returns: (transfer none) (nullable): the local NAT information, or %NULL
+ *   when it is not known
+ */
+NatkitNatInfo *
+natkit_traversal_request_get_local_nat_info (NatkitTraversalRequest *self)
+{
+  g_return_val_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self), NULL);
+  return self->local_nat;
+}
+
+/**
+ * natkit_traversal_request_set_local_nat_info:
+ * @self: a traversal request
+ * @info: (nullable): the local NAT information
+ *
+ * Sets what [method@Natkit.TraversalRequest.get_local_nat_info] returns.
+ */
+void
+natkit_traversal_request_set_local_nat_info (NatkitTraversalRequest *self,
+                                             NatkitNatInfo          *info)
+{
+  g_return_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self));
+  g_return_if_fail (info == NULL || NATKIT_IS_NAT_INFO (info));
+  g_set_object (&self->local_nat, info);
+}
+
+/**
+ * natkit_traversal_request_get_remote_nat_info:
+ * @self: a traversal request
+ *
+ * What the peer said of its network when the connection was agreed: its
+ * NAT type and mapping and filtering behaviors (no addresses).
+ *
+ * Returns: (transfer none) (nullable): the peer's NAT information, or
+ *   %NULL when the peer did not know or say
+ */
+NatkitNatInfo *
+natkit_traversal_request_get_remote_nat_info (NatkitTraversalRequest *self)
+{
+  g_return_val_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self), NULL);
+  return self->remote_nat;
+}
+
+/**
+ * natkit_traversal_request_set_remote_nat_info:
+ * @self: a traversal request
+ * @info: (nullable): the peer's NAT information
+ *
+ * Sets what [method@Natkit.TraversalRequest.get_remote_nat_info] returns.
+ */
+void
+natkit_traversal_request_set_remote_nat_info (NatkitTraversalRequest *self,
+                                              NatkitNatInfo          *info)
+{
+  g_return_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self));
+  g_return_if_fail (info == NULL || NATKIT_IS_NAT_INFO (info));
+  g_set_object (&self->remote_nat, info);
 }

@@ -11,6 +11,7 @@
 #include <gio/gio.h>
 #include "natkit-enums.h"
 #include "natkit-identity.h"
+#include "natkit-nat-info.h"
 #include "natkit-rendezvous.h"
 #include "natkit-signaling.h"
 #include "natkit-version-macros.h"
@@ -63,5 +64,15 @@ const char * const *natkit_traversal_request_get_stun_servers (NatkitTraversalRe
 NATKIT_AVAILABLE_IN_ALL
 void              natkit_traversal_request_set_stun_servers (NatkitTraversalRequest *self,
                                                              const char * const     *servers);
+NATKIT_AVAILABLE_IN_ALL
+NatkitNatInfo    *natkit_traversal_request_get_local_nat_info  (NatkitTraversalRequest *self);
+NATKIT_AVAILABLE_IN_ALL
+void              natkit_traversal_request_set_local_nat_info  (NatkitTraversalRequest *self,
+                                                                NatkitNatInfo          *info);
+NATKIT_AVAILABLE_IN_ALL
+NatkitNatInfo    *natkit_traversal_request_get_remote_nat_info (NatkitTraversalRequest *self);
+NATKIT_AVAILABLE_IN_ALL
+void              natkit_traversal_request_set_remote_nat_info (NatkitTraversalRequest *self,
+                                                                NatkitNatInfo          *info);
 
 G_END_DECLS

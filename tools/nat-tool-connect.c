@@ -18,6 +18,14 @@
 
 /* ---- shared ------------------------------------------------------------- */
 
+static const char *
+nat_type_nick (NatkitNatInfo *info)
+{
+  g_autoptr(GEnumClass) klass = g_type_class_ref (NATKIT_TYPE_NAT_TYPE);
+
+  return g_enum_get_value (klass, natkit_nat_info_get_nat_type (info))->value_nick;
+}
+
 void
 connection_event (CommonOptions    *common,
                   const char       *event,
@@ -74,6 +82,19 @@ connection_event (CommonOptions    *common,
         }
       if (rtt >= 0)
         add_int (builder, "rtt_ms", (rtt + 500) / 1000);
+      if (g_str_equal (event, "connected"))
+        {
+          g_autofree char *why = natkit_connection_dup_explanation (connection);
+          NatkitNatInfo *local = natkit_connection_get_local_nat_info (connection);
+          NatkitNatInfo *remote = natkit_connection_get_remote_nat_info (connection);
+
+          if (why)
+            add_string (builder, "explanation", why);
+          if (local)
+            add_string (builder, "local_nat", nat_type_nick (local));
+          if (remote)
+            add_string (builder, "remote_nat", nat_type_nick (remote));
+        }
       add_string (builder, "session", natkit_connection_get_session_id (connection));
       if (message)
         add_string (builder, "message", message);
@@ -84,13 +105,13 @@ connection_event (CommonOptions    *common,
 
   if (g_str_equal (event, "connected") && elapsed_us >= 0)
     {
-      const char * const *failures = natkit_connection_get_failures (connection);
+      g_autofree char *why = natkit_connection_dup_explanation (connection);
 
       g_printerr ("connected to %s via %s (%s) in %" G_GINT64_FORMAT " ms\n", peer,
                   natkit_connection_get_method (connection),
                   natkit_connection_get_transport (connection), elapsed_us / 1000);
-      for (guint i = 0; failures[i]; i++)
-        g_printerr ("  tried first: %s\n", failures[i]);
+      if (why)
+        g_printerr ("  %s\n", why);
     }
   else if (g_str_equal (event, "connected"))
     g_printerr ("connection from %s via %s (%s)\n", peer,

@@ -166,7 +166,7 @@ class NatToolTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("No connections yet", r.stdout)
         self.assertEqual(json.loads(self.run_tool("history", "--json").stdout),
-                         {"version": 1, "peers": {}})
+                         {"version": 1, "peers": {}, "pairs": {}})
         # a recorded history is shown, per peer and method
         path = os.path.join(self.env["XDG_STATE_HOME"], "natkit", "history.json")
         os.makedirs(os.path.dirname(path))
