@@ -36,7 +36,7 @@
  *   },
  *   "gateway": "192.168.1.1",
  *   "timers": { "keepalive": 25, "connect-timeout": 30, "stun-timeout": 3,
- *               "lifetime-probe-step": 5, "map-timeout": 4 },
+ *               "lifetime-probe-step": 5, "map-timeout": 4, "slow-rtt": 0.2 },
  *   "identity": "/home/alice/.config/natkit/identity.key"
  * }
  * ```
@@ -78,6 +78,7 @@ struct _NatkitConfig
   guint       stun_timeout_ms;
   guint       lifetime_step_ms;
   guint       map_timeout_ms;
+  guint       slow_rtt_ms;
   char       *gateway;
 };
 
@@ -88,6 +89,7 @@ G_DEFINE_FINAL_TYPE (NatkitConfig, natkit_config, G_TYPE_OBJECT)
 #define DEFAULT_STUN_TIMEOUT_MS     3000
 #define DEFAULT_LIFETIME_STEP_MS    5000
 #define DEFAULT_MAP_TIMEOUT_MS      4000
+#define DEFAULT_SLOW_RTT_MS         200
 
 static void
 turn_server_free (gpointer data)
@@ -139,6 +141,7 @@ natkit_config_init (NatkitConfig *self)
   self->stun_timeout_ms = DEFAULT_STUN_TIMEOUT_MS;
   self->lifetime_step_ms = DEFAULT_LIFETIME_STEP_MS;
   self->map_timeout_ms = DEFAULT_MAP_TIMEOUT_MS;
+  self->slow_rtt_ms = DEFAULT_SLOW_RTT_MS;
 }
 
 /* Parsing. Every error names the source and the key. */
@@ -429,6 +432,7 @@ parse_timers (Parser    *parser,
     { "stun-timeout", G_STRUCT_OFFSET (NatkitConfig, stun_timeout_ms) },
     { "lifetime-probe-step", G_STRUCT_OFFSET (NatkitConfig, lifetime_step_ms) },
     { "map-timeout", G_STRUCT_OFFSET (NatkitConfig, map_timeout_ms) },
+    { "slow-rtt", G_STRUCT_OFFSET (NatkitConfig, slow_rtt_ms) },
   };
   JsonObjectIter iter;
   const char *name;
@@ -471,7 +475,7 @@ parse_timers (Parser    *parser,
 
       if (!known)
         g_warning ("%s: ignoring unknown timer “%s” (known timers: keepalive, "
-                   "connect-timeout, stun-timeout, lifetime-probe-step, map-timeout)",
+                   "connect-timeout, stun-timeout, lifetime-probe-step, map-timeout, slow-rtt)",
                    parser->source, key);
     }
 
@@ -1055,4 +1059,21 @@ natkit_config_set_gateway (NatkitConfig *self,
 
   g_free (self->gateway);
   self->gateway = g_strdup (gateway);
+}
+
+/**
+ * natkit_config_get_slow_rtt:
+ * @self: a #NatkitConfig
+ *
+ * A connection whose round-trip time stays above this (three probes in a
+ * row) looks for a faster path and moves there if one answers faster
+ * (`timers.slow-rtt`, in seconds in the file).
+ *
+ * Returns: the threshold in milliseconds (default 200)
+ */
+guint
+natkit_config_get_slow_rtt (NatkitConfig *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONFIG (self), DEFAULT_SLOW_RTT_MS);
+  return self->slow_rtt_ms;
 }

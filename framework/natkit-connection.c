@@ -41,6 +41,10 @@
 #define PROBE_ACTIVE_MS       500
 #define RETRY_MIN_MS          500
 #define RETRY_MAX_MS          8000
+#define SLOW_SAMPLES          3      /* probes in a row above timers.slow-rtt */
+#define FASTER_BACKOFF_MIN_S  30     /* after a search that found nothing faster */
+#define FASTER_BACKOFF_MAX_S  600
+#define FASTER_MARGIN         0.8    /* a new path must answer in 80 % of the time */
 
 struct _NatkitConnection
 {
@@ -61,6 +65,19 @@ struct _NatkitConnection
   GStrv                  failures;
   NatkitNatInfo         *local_nat;
   NatkitNatInfo         *remote_nat;
+
+  /* a path slower than timers.slow-rtt (initiator): look for a faster
+   * one, move there on trial, keep it if it answers faster */
+  guint                  slow_samples;
+  GCancellable          *faster;           /* the search under way */
+  gint64                 faster_not_before;
+  guint                  faster_backoff_s;
+  NatkitPath            *trial_old;        /* the slow path, kept open */
+  gint64                 trial_old_rtt;
+  gint64                 trial_rtts[SLOW_SAMPLES];
+  guint                  trial_samples;
+  char                  *slow_method;      /* left for slowness: no upgrade back */
+  gint64                 slow_until;
 
   guint                  keepalive_ms;
   guint                  reconnect_ms;
@@ -174,9 +191,17 @@ retire_path (NatkitConnection *self)
   return method;
 }
 
+static void end_trial (NatkitConnection *self);
+
 static void
 stop_everything (NatkitConnection *self)
 {
+  end_trial (self);
+  if (self->faster)
+    {
+      g_cancellable_cancel (self->faster);
+      g_clear_object (&self->faster);
+    }
   g_clear_handle_id (&self->keepalive_id, g_source_remove);
   g_clear_handle_id (&self->retry_id, g_source_remove);
   g_clear_handle_id (&self->recover_timeout_id, g_source_remove);
@@ -238,6 +263,7 @@ natkit_connection_finalize (GObject *object)
   NatkitConnection *self = NATKIT_CONNECTION (object);
 
   g_strfreev (self->failures);
+  g_free (self->slow_method);
   g_clear_object (&self->local_nat);
   g_clear_object (&self->remote_nat);
   g_clear_pointer (&self->retired, g_ptr_array_unref);
@@ -433,7 +459,8 @@ keepalive_cb (gpointer user_data)
   active = sent != self->probe_sent || received != self->probe_received;
   self->probe_sent = sent;
   self->probe_received = received;
-  interval = active || self->missed > 0 ? PROBE_ACTIVE_MS : self->keepalive_ms;
+  interval = active || self->missed > 0 || self->trial_old ? PROBE_ACTIVE_MS
+                                                          : self->keepalive_ms;
   if (now - self->last_ping < (gint64) interval * 1000)
     return G_SOURCE_CONTINUE;
 
@@ -468,6 +495,184 @@ start_probing (NatkitConnection *self)
                                       keepalive_cb, self);
 }
 
+static void attach_path (NatkitConnection *self,
+                         NatkitPath       *path);
+
+/* ---- a faster path ------------------------------------------------------
+ *
+ * The initiator watches the round-trip time: three probes in a row above
+ * timers.slow-rtt make it look for a path by another method. The live
+ * connection moves there on trial (the slow path stays open), is probed
+ * fast, and stays if the new path answers in at most 80 % of the old
+ * time; otherwise it moves back, and the next search waits (30 s,
+ * doubling to 10 min). A method left for slowness is not upgraded back to
+ * for as long. */
+
+static void
+end_trial (NatkitConnection *self)
+{
+  if (!self->trial_old)
+    return;
+  natkit_path_close (self->trial_old);
+  g_clear_object (&self->trial_old);
+  self->trial_samples = 0;
+}
+
+static void
+back_off_faster (NatkitConnection *self)
+{
+  self->faster_backoff_s = self->faster_backoff_s == 0 ? FASTER_BACKOFF_MIN_S :
+                           MIN (self->faster_backoff_s * 2, FASTER_BACKOFF_MAX_S);
+  self->faster_not_before = g_get_monotonic_time () +
+                            (gint64) self->faster_backoff_s * G_USEC_PER_SEC;
+}
+
+static gint
+compare_int64 (gconstpointer a,
+               gconstpointer b)
+{
+  gint64 x = *(const gint64 *) a, y = *(const gint64 *) b;
+
+  return x < y ? -1 : x > y;
+}
+
+static void
+faster_cb (GObject      *source,
+           GAsyncResult *res,
+           gpointer      user_data)
+{
+  g_autoptr(NatkitConnection) self = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitPath) path = NULL;
+  g_autofree char *from = NULL;
+  g_autofree char *reason = NULL;
+
+  path = _natkit_connector_reopen_finish (NATKIT_CONNECTOR (source), res, &error);
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  g_clear_object (&self->faster);
+  if (!path)
+    {
+      g_debug ("no other path to %s: %s", self->peer_id, error->message);
+      back_off_faster (self);
+      return;
+    }
+  if (self->state != NATKIT_CONNECTION_STATE_CONNECTED || !self->path || self->recover ||
+      self->trial_old)
+    {
+      natkit_path_close (path);
+      return;
+    }
+
+  from = g_strdup (natkit_path_get_method (self->path));
+  reason = g_strdup_printf ("the %s path answered in more than %u ms %u times in a row "
+                            "(last %" G_GINT64_FORMAT " ms): trying %s",
+                            from, _natkit_connector_get_slow_rtt (self->connector),
+                            (guint) SLOW_SAMPLES, (self->rtt + 500) / 1000,
+                            natkit_path_get_method (path));
+  g_debug ("connection to %s: %s", self->peer_id, reason);
+  /* the slow path stays open for the trial */
+  g_clear_signal_handler (&self->path_closed_id, self->path);
+  self->trial_old = g_steal_pointer (&self->path);
+  self->trial_old_rtt = self->rtt;
+  self->trial_samples = 0;
+  attach_path (self, path);
+  _natkit_session_set_path (self->session, path);
+  start_probing (self);
+  g_signal_emit (self, signals[SIGNAL_PATH_CHANGED], 0, from, reason);
+}
+
+static void
+decide_trial (NatkitConnection *self)
+{
+  g_autofree char *from = g_strdup (natkit_path_get_method (self->path));
+  g_autofree char *reason = NULL;
+  gint64 median;
+
+  qsort (self->trial_rtts, SLOW_SAMPLES, sizeof (gint64), compare_int64);
+  median = self->trial_rtts[SLOW_SAMPLES / 2];
+  if (median <= self->trial_old_rtt * FASTER_MARGIN)
+    {
+      g_debug ("connection to %s stays on %s: %" G_GINT64_FORMAT " ms instead of %"
+               G_GINT64_FORMAT " ms", self->peer_id, from, (median + 500) / 1000,
+               (self->trial_old_rtt + 500) / 1000);
+      g_free (self->slow_method);
+      self->slow_method = g_strdup (natkit_path_get_method (self->trial_old));
+      back_off_faster (self);
+      self->slow_until = self->faster_not_before;
+      self->faster_backoff_s = 0;
+      end_trial (self);
+      return;
+    }
+
+  /* no faster: back to the old path, if it is still there */
+  back_off_faster (self);
+  if (natkit_path_is_closed (self->trial_old))
+    {
+      end_trial (self);
+      return;
+    }
+  reason = g_strdup_printf ("%s answered in %" G_GINT64_FORMAT " ms, no faster than %s's %"
+                            G_GINT64_FORMAT " ms: back to %s", from, (median + 500) / 1000,
+                            natkit_path_get_method (self->trial_old),
+                            (self->trial_old_rtt + 500) / 1000,
+                            natkit_path_get_method (self->trial_old));
+  {
+    g_autoptr(NatkitPath) old = g_steal_pointer (&self->trial_old);
+
+    self->trial_samples = 0;
+    g_free (retire_path (self));
+    attach_path (self, old);
+    _natkit_session_set_path (self->session, old);
+    self->rtt = self->trial_old_rtt;
+    start_probing (self);
+  }
+  g_signal_emit (self, signals[SIGNAL_PATH_CHANGED], 0, from, reason);
+}
+
+static void
+check_speed (NatkitConnection *self,
+             gint64            rtt_us)
+{
+  gint64 slow_us = (gint64) _natkit_connector_get_slow_rtt (self->connector) * 1000;
+
+  if (self->role != NATKIT_ROLE_INITIATOR || !self->path || self->recover ||
+      self->state != NATKIT_CONNECTION_STATE_CONNECTED)
+    return;
+  if (self->trial_old)
+    {
+      self->trial_rtts[self->trial_samples++] = rtt_us;
+      if (self->trial_samples >= SLOW_SAMPLES)
+        decide_trial (self);
+      return;
+    }
+  if (slow_us <= 0 || rtt_us <= slow_us)
+    {
+      self->slow_samples = 0;
+      return;
+    }
+  if (++self->slow_samples < SLOW_SAMPLES || self->faster ||
+      g_get_monotonic_time () < self->faster_not_before)
+    return;
+  self->slow_samples = 0;
+  g_debug ("connection to %s: %s answers in %" G_GINT64_FORMAT " ms; looking for a faster path",
+           self->peer_id, natkit_path_get_method (self->path), (rtt_us + 500) / 1000);
+  self->faster = g_cancellable_new ();
+  _natkit_connector_find_other_async (self->connector, self,
+                                      natkit_path_get_method (self->path), self->faster,
+                                      faster_cb, g_object_ref (self));
+}
+
+/* Whether an upgrade to @method should be refused: it was left because
+ * it was slow, a moment ago. */
+static gboolean
+left_for_slowness (NatkitConnection *self,
+                   const char       *method)
+{
+  return self->slow_method && g_str_equal (self->slow_method, method) &&
+         g_get_monotonic_time () < self->slow_until;
+}
+
 static void
 pong_cb (NatkitSession *session,
          gint64         rtt_us,
@@ -479,6 +684,7 @@ pong_cb (NatkitSession *session,
   self->ping_outstanding = FALSE;
   self->rtt = rtt_us;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_RTT]);
+  check_speed (self, rtt_us);
   if (self->path && !self->recover &&
       self->state == NATKIT_CONNECTION_STATE_DEGRADED)
     set_state (self, NATKIT_CONNECTION_STATE_CONNECTED);
@@ -523,6 +729,9 @@ attach_path (NatkitConnection *self,
 {
   detach_path (self);
   self->path = g_object_ref (path);
+  /* a path left a moment ago and taken again (the peer's records came
+   * over both for a while) is not closed with the retired ones */
+  g_ptr_array_remove (self->retired, path);
   self->path_closed_id = g_signal_connect (path, "closed",
                                            G_CALLBACK (path_closed_cb), self);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PATH]);
@@ -650,7 +859,8 @@ _natkit_connection_upgrade_path (NatkitConnection *self,
 {
   g_autofree char *from = NULL;
 
-  if (self->state != NATKIT_CONNECTION_STATE_CONNECTED || self->path == path)
+  if (self->state != NATKIT_CONNECTION_STATE_CONNECTED || self->path == path ||
+      self->trial_old || left_for_slowness (self, natkit_path_get_method (path)))
     {
       if (self->path != path)
         natkit_path_close (path);

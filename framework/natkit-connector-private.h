@@ -57,6 +57,13 @@ void              _natkit_connector_forget            (NatkitConnector     *self
                                                        const char          *session_id);
 NatkitCost        _natkit_connector_method_cost       (NatkitConnector     *self,
                                                        const char          *method);
+void              _natkit_connector_find_other_async  (NatkitConnector     *self,
+                                                       NatkitConnection    *connection,
+                                                       const char          *exclude,
+                                                       GCancellable        *cancellable,
+                                                       GAsyncReadyCallback  callback,
+                                                       gpointer             user_data);
+guint             _natkit_connector_get_slow_rtt      (NatkitConnector     *self);
 
 /* natkit-connection.c */
 NatkitConnection *_natkit_connection_new              (NatkitConnector     *connector,

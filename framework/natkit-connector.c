@@ -1915,12 +1915,13 @@ _natkit_connector_connect_finish (NatkitConnector  *self,
   return g_task_propagate_pointer (G_TASK (result), error);
 }
 
-void
-_natkit_connector_reopen_async (NatkitConnector     *self,
-                                NatkitConnection    *connection,
-                                GCancellable        *cancellable,
-                                GAsyncReadyCallback  callback,
-                                gpointer             user_data)
+static void
+reopen_start (NatkitConnector     *self,
+              NatkitConnection    *connection,
+              const char          *exclude,
+              GCancellable        *cancellable,
+              GAsyncReadyCallback  callback,
+              gpointer             user_data)
 {
   GTask *task = g_task_new (self, cancellable, callback, user_data);
   ConnectData *d;
@@ -1944,19 +1945,50 @@ _natkit_connector_reopen_async (NatkitConnector     *self,
     }
 
   /* the method whose path was just lost is tried last: what cut it is
-   * likely still there (the upgrade brings it back when it works again) */
+   * likely still there (the upgrade brings it back when it works again);
+   * a search for a faster path leaves out the current method */
   {
     g_autoptr(GStrvBuilder) order = g_strv_builder_new ();
-    const char *lost = _natkit_connection_get_lost_method (connection);
+    const char *lost = exclude ? exclude : _natkit_connection_get_lost_method (connection);
 
     for (guint i = 0; e->methods && e->methods[i]; i++)
       if (g_strcmp0 (e->methods[i], lost) != 0)
         g_strv_builder_add (order, e->methods[i]);
-    if (lost && e->methods && g_strv_contains ((const char * const *) e->methods, lost))
+    if (!exclude && lost && e->methods &&
+        g_strv_contains ((const char * const *) e->methods, lost))
       g_strv_builder_add (order, lost);
     d->order = g_strv_builder_end (order);
   }
   try_next_method (task);
+}
+
+void
+_natkit_connector_reopen_async (NatkitConnector     *self,
+                                NatkitConnection    *connection,
+                                GCancellable        *cancellable,
+                                GAsyncReadyCallback  callback,
+                                gpointer             user_data)
+{
+  reopen_start (self, connection, NULL, cancellable, callback, user_data);
+}
+
+/* A path by any agreed method but @exclude (the current, slow one), for
+ * the connection to try; finish with _natkit_connector_reopen_finish(). */
+void
+_natkit_connector_find_other_async (NatkitConnector     *self,
+                                    NatkitConnection    *connection,
+                                    const char          *exclude,
+                                    GCancellable        *cancellable,
+                                    GAsyncReadyCallback  callback,
+                                    gpointer             user_data)
+{
+  reopen_start (self, connection, exclude, cancellable, callback, user_data);
+}
+
+guint
+_natkit_connector_get_slow_rtt (NatkitConnector *self)
+{
+  return natkit_config_get_slow_rtt (natkit_manager_get_config (self->manager));
 }
 
 NatkitPath *

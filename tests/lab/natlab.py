@@ -580,14 +580,29 @@ def _packet_socket(ifname):
     return s
 
 
+def _read_control(path):
+    """The extra delay of a forwarder: (seconds, set of IPv4 destinations as
+    4-byte strings) from the JSON file {"delay_ms": N, "to": [IP, ...]}."""
+    try:
+        with open(path) as f:
+            c = json.load(f)
+        return (max(0.0, float(c.get("delay_ms", 0))) / 1000.0,
+                {socket.inet_aton(a) for a in c.get("to", [])})
+    except (OSError, ValueError, TypeError):
+        return 0.0, set()
+
+
 def forward(if1, if2, latency_ms=0.0, loss=0.0, seed=None, owner=None,
-            ready=None, stats=None):
+            ready=None, stats=None, control=None):
     """Copy every frame between interfaces if1 and if2 (of the current
     namespace), each one latency_ms after it arrived, dropping IPv4 frames
     with probability loss (random.Random(seed)).  Returns the counters
     (also kept up to date in `stats` if given: per direction if1->if2,
     if2->if1) when an interface goes away or the process `owner` exits;
-    blocks without a timeout while nothing is queued (no CPU when idle)."""
+    blocks without a timeout while nothing is queued (no CPU when idle).
+    control: a JSON file (see Lab.delay_to) naming IPv4 destinations whose
+    frames from if2 to if1 get an extra delay, re-read when it changes;
+    they wait in a queue of their own, so other traffic is not held up."""
     delay = max(0.0, float(latency_ms)) / 1000.0
     loss = float(loss)
     rng = random.Random(seed)
@@ -595,6 +610,9 @@ def forward(if1, if2, latency_ms=0.0, loss=0.0, seed=None, owner=None,
     # queue[i]: frames read on socks[i], to be written to socks[1 - i]
     queues = [collections.deque(), collections.deque()]
     qbytes = [0, 0]
+    # frames from if2 to destinations under the extra delay
+    slowq = collections.deque()
+    extra, slow_dst, control_mtime, control_checked = 0.0, set(), None, 0.0
     if stats is None:
         stats = {}
     for k in ("in", "out", "lost", "dropped"):
@@ -620,8 +638,16 @@ def forward(if1, if2, latency_ms=0.0, loss=0.0, seed=None, owner=None,
     while True:
         now = mono()
         # release what is due, oldest first
-        for i in (0, 1):
-            q = queues[i]
+        if control and now - control_checked >= 0.2:
+            control_checked = now
+            try:
+                mtime = os.stat(control).st_mtime_ns
+            except OSError:
+                mtime = None
+            if mtime != control_mtime:
+                control_mtime = mtime
+                extra, slow_dst = _read_control(control) if mtime else (0.0, set())
+        for i, q in ((0, queues[0]), (1, queues[1]), (1, slowq)):
             out = socks[1 - i]
             while q and q[0][0] <= now:
                 frame = q.popleft()[1]
@@ -633,8 +659,10 @@ def forward(if1, if2, latency_ms=0.0, loss=0.0, seed=None, owner=None,
                     if e.errno in dead:
                         return stats
                     stats["dropped"][i] += 1
-        due = [q[0][0] for q in queues if q]
+        due = [q[0][0] for q in (queues[0], queues[1], slowq) if q]
         timeout = max(0.0, min(due) - now) if due else None
+        if control and (timeout is None or timeout > 0.2):
+            timeout = 0.2
         try:
             events = ep.poll(timeout)
         except InterruptedError:
@@ -666,6 +694,11 @@ def forward(if1, if2, latency_ms=0.0, loss=0.0, seed=None, owner=None,
                     stats["dropped"][i] += 1
                     continue
                 frame = bytes(view[:n])
+                if i == 1 and slow_dst and view[off:off + 2] == ETH_P_IP \
+                        and bytes(view[off + 18:off + 22]) in slow_dst:
+                    slowq.append((now + delay + extra, frame))
+                    qbytes[i] += n
+                    continue
                 if delay <= 0 and not queues[i]:
                     try:
                         socks[1 - i].send(frame)
@@ -689,7 +722,7 @@ def _cmd_forward(args):
     stats = {}
     try:
         forward(args.ifs[0], args.ifs[1], args.latency, args.loss,
-                args.seed, args.owner, ready, stats)
+                args.seed, args.owner, ready, stats, args.control)
     finally:
         sys.stderr.write("natlab forward %s<->%s: %s\n" % (
             args.ifs[0], args.ifs[1], json.dumps(stats)))
@@ -871,7 +904,9 @@ class Lab:
     B by 4 * latency_ms).  loss: probability (0..1) that an IPv4 frame is
     dropped on a site's WAN link, independently per direction (ARP is never
     dropped); loss_seed seeds it (random when None, see info()).  With both
-    0 (the default) the lab is exactly as without them: no forwarder.
+    0 (the default) the lab is exactly as without them: no forwarder, unless
+    shaped=True asks for one anyway, so that delay_to() can slow down what a
+    router sends to chosen addresses while the lab runs.
 
     upnp_a / upnp_b: start miniupnpd on that site's router once the lab is
     up (True, or a dict of start_miniupnpd() keyword arguments, e.g.
@@ -880,7 +915,7 @@ class Lab:
     def __init__(self, site_a="port-restricted", site_b="port-restricted",
                  hairpin_a=False, hairpin_b=False, turn=True,
                  keep_tmp=False, latency_ms=0, loss=0.0, loss_seed=None,
-                 upnp_a=False, upnp_b=False):
+                 upnp_a=False, upnp_b=False, shaped=False):
         for t in (site_a, site_b):
             if t not in NAT_TYPES:
                 raise ValueError("unknown NAT type %r (one of %s)" % (
@@ -909,7 +944,8 @@ class Lab:
             else latency_ms
         self.loss = loss
         # the WAN links get a delay/loss forwarder only when asked for
-        self.impaired = latency_ms > 0 or loss > 0
+        # (shaped: for delay_to(), even without latency or loss)
+        self.impaired = latency_ms > 0 or loss > 0 or bool(shaped)
         self.loss_seed = (loss_seed if loss_seed is not None
                           else secrets.randbits(31))
         self.labid = "%s%dx%s" % (PREFIX, os.getpid(), secrets.token_hex(2))
@@ -1459,6 +1495,21 @@ class Lab:
                 input=nft_ruleset(s.nat, s.wan, s.lan_net, s.hairpin))
         _log("built %s" % self.labid)
 
+    def delay_to(self, site, addresses, delay_ms):
+        """Delays, from now on, what site's router sends to each IPv4
+        address of addresses by delay_ms more than the link's latency
+        (other traffic is not held up); delay_ms=0 ends it.  Needs a
+        forwarder: Lab(..., shaped=True), or latency or loss."""
+        if not self.impaired:
+            raise LabError("delay_to needs the WAN forwarders: "
+                           "Lab(..., shaped=True)")
+        path = os.path.join(self.tmpdir, "delay-%s.json" % self.site(site).name)
+        with open(path + ".tmp", "w") as f:
+            json.dump({"delay_ms": delay_ms, "to": list(addresses)}, f)
+        os.rename(path + ".tmp", path)
+        # the forwarder looks every 0.2 s
+        time.sleep(0.5)
+
     def _start_forwarders(self):
         """Start the delay/loss forwarder of each site's WAN link and wait
         until both have their sockets bound."""
@@ -1470,7 +1521,8 @@ class Lab:
                    "--latency", repr(float(self.latency_ms)),
                    "--loss", repr(self.loss),
                    "--seed", str(self.loss_seed + i),
-                   "--owner", str(os.getpid())]
+                   "--owner", str(os.getpid()),
+                   "--control", os.path.join(self.tmpdir, "delay-%s.json" % s.name)]
             with open(errlog, "w") as err:
                 p = self.popen(s.delay, cmd, stdout=subprocess.PIPE,
                                stderr=err, stdin=subprocess.DEVNULL,
@@ -1700,6 +1752,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--owner", type=int, default=None,
                    help="exit when this process exits")
+    p.add_argument("--control", default=None,
+                   help="JSON file of an extra delay per destination")
     args = ap.parse_args(argv)
 
     if args.cmd == "forward":

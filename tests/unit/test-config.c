@@ -227,6 +227,7 @@ test_shipped_example (void)
   g_assert_cmpuint (g_strv_length ((GStrv) natkit_config_get_turn_uris (config)), ==, 2);
   g_assert_cmpstr (natkit_config_get_gateway (config), ==, "192.168.1.1");
   g_assert_cmpuint (natkit_config_get_map_timeout (config), ==, 4000);
+  g_assert_cmpuint (natkit_config_get_slow_rtt (config), ==, 200);
 }
 
 static void
@@ -243,9 +244,11 @@ test_gateway (void)
   g_clear_error (&error);
 
   config = natkit_config_new_from_data ("{\"gateway\": \"10.0.0.254:5400\", "
-                                        "\"timers\": {\"map-timeout\": 1.5}}", -1, &error);
+                                        "\"timers\": {\"map-timeout\": 1.5, \"slow-rtt\": 0.35}}",
+                                        -1, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (natkit_config_get_map_timeout (config), ==, 1500);
+  g_assert_cmpuint (natkit_config_get_slow_rtt (config), ==, 350);
   address = natkit_resolve_gateway (natkit_config_get_gateway (config), 5351, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (g_inet_socket_address_get_port (address), ==, 5400);

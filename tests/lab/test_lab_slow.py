@@ -1,0 +1,139 @@
+#!/usr/bin/python3
+# natkit lab test: a path that turns slow is swapped for a faster one.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Two hosts behind port-restricted NATs connect directly (hole punching)
+while a 12 MB stream runs from A to B. Then A's router delays every packet
+to B's public address by 300 ms (the lab's WAN forwarder, natlab.py
+Lab.delay_to(): other traffic is not held up), so the direct path's round trip is above the default
+200 ms threshold while the relay, whose server is not delayed, answers in
+a few milliseconds:
+
+- after three slow probes the connection moves to the relay, and the
+  path-changed event says why ("answered in more than 200 ms … trying
+  relay");
+- it stays there: the background upgrade does not move it back to the
+  slow direct path;
+- the stream arrives byte-identical.
+
+Then the opposite case: the delay is put on the server's address too, so
+the relay is no faster: the connection tries it, finds it no faster and
+moves back ("no faster … back to holepunch").
+
+Needs root; skips (exit 77, or NATLAB_SKIP_EXIT) otherwise."""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from natlab import Lab, LabSkip, check_requirements  # noqa: E402
+from labtap import Tap, skip_all  # noqa: E402
+from test_lab_relay import (NAT_TOOL, SERVER, Events, file_sha,  # noqa: E402
+                            peer_env, start_listener, start_server, stop)
+from test_lab_direct import FEEDER  # noqa: E402
+
+
+def run_case(tap, tmp, label, delayed, expect_stay):
+    tag = label.replace(" ", "-")
+    with Lab(site_a="port-restricted", site_b="port-restricted", turn=False,
+             shaped=True) as lab:
+        server, ready = start_server(lab, tmp)
+        listener, lev, address = start_listener(lab, tmp, "host_b", "b-" + tag)
+        if not tap.ok(bool(ready and address), "%s: server and listener are up" % label,
+                      diag=lev.text[-2000:]):
+            stop(listener)
+            stop(server)
+            return
+        feeder = os.path.join(tmp, "feeder.py")
+        with open(feeder, "w") as f:
+            f.write(FEEDER)
+        digest_file = os.path.join(tmp, "feed.sha")
+        outfile = os.path.join(tmp, "slow-out")
+        env = peer_env(tmp, "a-" + tag)
+        proc = lab.popen("host_a", "exec python3 %s %d 30 %s | env %s G_MESSAGES_DEBUG=%s %s connect --json %s > %s"
+                         % (feeder, 12 << 20, digest_file, env,
+                            os.environ.get("NATLAB_DEBUG", ""), NAT_TOOL, address, outfile),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        ev = Events(proc)
+        got = ev.wait("connected", 30) or {}
+        tap.ok(got.get("method") == "holepunch",
+               "%s: connected directly (%s)" % (label, got.get("method")),
+               diag=ev.text[-2000:])
+        time.sleep(2)
+        targets = [lab.site("b").public_ip] + ([lab.server_ips[0]] if "relay" in delayed
+                                               else [])
+        lab.delay_to("a", targets, 300)
+        slowed = time.monotonic()
+        changed = ev.wait("path-changed", 30)
+        tap.ok(changed is not None and changed.get("from") == "holepunch" and
+               changed.get("to") == "relay" and
+               "answered in more than 200 ms" in changed.get("reason", ""),
+               "%s: %.1f s after the slowdown, moved %s -> %s: %s" % (
+                   label, time.monotonic() - slowed, (changed or {}).get("from"),
+                   (changed or {}).get("to"), (changed or {}).get("reason")),
+               diag=ev.text[-2000:])
+        after = len(ev.events)
+        back = ev.wait("path-changed", 12, after=after)
+        if expect_stay:
+            tap.ok(back is None,
+                   "%s: stays on the relay (no move back to the slow direct path)" % label,
+                   diag=repr(back))
+        else:
+            tap.ok(back is not None and back.get("to") == "holepunch" and
+                   "no faster" in back.get("reason", ""),
+                   "%s: the relay is no faster: back to %s: %s" % (
+                       label, (back or {}).get("to"), (back or {}).get("reason")),
+                   diag=ev.text[-2000:])
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            ev.poll(0.5)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        want = open(digest_file).read().strip() if os.path.exists(digest_file) else "?"
+        same = os.path.exists(outfile) and file_sha(outfile) == want
+        tap.ok(proc.returncode == 0 and same,
+               "%s: the 12 MB stream arrived byte-identical" % label,
+               diag="rc %s, out %d bytes; %r" % (
+                   proc.returncode, os.path.getsize(outfile) if os.path.exists(outfile) else -1,
+                   ev.text[-1500:]))
+        stop(listener)
+        lev.poll(0.5)
+        if os.environ.get("NATLAB_DEBUG"):
+            for name, e in (("connect", ev), ("listen", lev)):
+                with open("/tmp/nklab-slow-%s-%s.log" % (tag, name), "wb") as f:
+                    f.write(e.text)
+        stop(server)
+
+
+def main():
+    try:
+        check_requirements(turn=False)
+    except LabSkip as e:
+        skip_all(str(e))
+    for prog in (NAT_TOOL, SERVER):
+        if not os.access(prog, os.X_OK):
+            skip_all("%s is not built" % prog)
+    tap = Tap()
+    tmp = tempfile.mkdtemp(prefix="nklab-slow-")
+    try:
+        only = os.environ.get("NATKIT_LAB_SLOW_CASE")
+        if only in (None, "", "1"):
+            run_case(tap, tmp, "slow direct path", ["direct"], expect_stay=True)
+        if only in (None, "", "2"):
+            run_case(tap, tmp, "slow everywhere", ["direct", "relay"], expect_stay=False)
+    except Exception:
+        tap.ok(False, "unexpected exception", diag=traceback.format_exc())
+    finally:
+        subprocess.run(["rm", "-rf", tmp])
+    tap.done()
+
+
+if __name__ == "__main__":
+    main()
