@@ -45,6 +45,26 @@
 #define FASTER_BACKOFF_MIN_S  30     /* after a search that found nothing faster */
 #define FASTER_BACKOFF_MAX_S  600
 #define FASTER_MARGIN         0.8    /* a new path must answer in 80 % of the time */
+/* loss is over the last LOSS_WINDOW probes */
+#define LOSS_WINDOW           20
+/* the state history keeps its first entry and the last ones */
+#define HISTORY_MAX           64
+
+typedef struct
+{
+  gint64                 real_time;
+  gint64                 monotonic_time;
+  NatkitConnectionState  state;
+  char                  *reason;
+} StateChange;
+
+static void
+state_change_clear (gpointer data)
+{
+  StateChange *change = data;
+
+  g_free (change->reason);
+}
 
 struct _NatkitConnection
 {
@@ -78,6 +98,20 @@ struct _NatkitConnection
   guint                  trial_samples;
   char                  *slow_method;      /* left for slowness: no upgrade back */
   gint64                 slow_until;
+  gint64                 connected_at;     /* real time, µs */
+  GArray                *history;          /* StateChange */
+
+  /* probes answered (TRUE) or not, the last LOSS_WINDOW of them */
+  gboolean               loss_window[LOSS_WINDOW];
+  guint                  loss_next;
+  guint                  loss_samples;
+  double                 loss;
+
+  /* application payload: datagrams here, the stream in the session */
+  guint64                datagram_sent;
+  guint64                datagram_received;
+  guint64                notified_sent;
+  guint64                notified_received;
 
   guint                  keepalive_ms;
   guint                  reconnect_ms;
@@ -115,6 +149,12 @@ enum {
   PROP_STATE,
   PROP_RTT,
   PROP_PATH,
+  PROP_LOCAL_ADDRESS,
+  PROP_REMOTE_ADDRESS,
+  PROP_LOSS,
+  PROP_BYTES_SENT,
+  PROP_BYTES_RECEIVED,
+  PROP_CONNECTED_AT,
   N_PROPS
 };
 static GParamSpec *properties[N_PROPS];
@@ -130,14 +170,89 @@ static void start_recovery (NatkitConnection *self,
                             const char       *why);
 
 static void
+record_state (NatkitConnection      *self,
+              NatkitConnectionState  state,
+              const char            *reason)
+{
+  StateChange change = {
+    .real_time = g_get_real_time (),
+    .monotonic_time = g_get_monotonic_time (),
+    .state = state,
+    .reason = g_strdup (reason ? reason : ""),
+  };
+
+  /* a connection that flaps for days keeps how it began and how it went
+   * lately */
+  if (self->history->len >= HISTORY_MAX)
+    g_array_remove_index (self->history, 1);
+  g_array_append_val (self->history, change);
+}
+
+static void
 set_state (NatkitConnection      *self,
-           NatkitConnectionState  state)
+           NatkitConnectionState  state,
+           const char            *reason)
 {
   if (self->state == state)
     return;
-  g_debug ("connection to %s: state %d → %d", self->peer_id, self->state, state);
+  g_debug ("connection to %s: state %d → %d (%s)", self->peer_id, self->state, state,
+           reason);
   self->state = state;
+  record_state (self, state, reason);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
+}
+
+static void
+get_bytes (NatkitConnection *self,
+           guint64          *sent,
+           guint64          *received)
+{
+  guint64 stream_sent = 0, stream_received = 0;
+
+  if (self->session)
+    _natkit_session_get_stream_bytes (self->session, &stream_sent, &stream_received);
+  *sent = self->datagram_sent + stream_sent;
+  *received = self->datagram_received + stream_received;
+}
+
+/* At most once per keepalive tick (and at the end), never per packet. */
+static void
+notify_bytes (NatkitConnection *self)
+{
+  guint64 sent, received;
+
+  get_bytes (self, &sent, &received);
+  if (sent != self->notified_sent)
+    {
+      self->notified_sent = sent;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BYTES_SENT]);
+    }
+  if (received != self->notified_received)
+    {
+      self->notified_received = received;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_BYTES_RECEIVED]);
+    }
+}
+
+static void
+record_probe (NatkitConnection *self,
+              gboolean          answered)
+{
+  guint lost = 0;
+  double loss;
+
+  self->loss_window[self->loss_next] = answered;
+  self->loss_next = (self->loss_next + 1) % LOSS_WINDOW;
+  self->loss_samples = MIN (self->loss_samples + 1, LOSS_WINDOW);
+  for (guint i = 0; i < self->loss_samples; i++)
+    if (!self->loss_window[i])
+      lost++;
+  loss = (double) lost / self->loss_samples;
+  if (loss != self->loss)
+    {
+      self->loss = loss;
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LOSS]);
+    }
 }
 
 static void
@@ -232,7 +347,8 @@ finish (NatkitConnection      *self,
   retire_now (self);
   if (self->connector)
     _natkit_connector_forget (self->connector, self->session_id);
-  set_state (self, state);
+  notify_bytes (self);
+  set_state (self, state, reason);
 }
 
 static void
@@ -266,6 +382,7 @@ natkit_connection_finalize (GObject *object)
   g_free (self->slow_method);
   g_clear_object (&self->local_nat);
   g_clear_object (&self->remote_nat);
+  g_clear_pointer (&self->history, g_array_unref);
   g_clear_pointer (&self->retired, g_ptr_array_unref);
   g_free (self->lost);
   g_free (self->lost_why);
@@ -309,6 +426,24 @@ natkit_connection_get_property (GObject    *object,
       break;
     case PROP_PATH:
       g_value_set_object (value, self->path);
+      break;
+    case PROP_LOCAL_ADDRESS:
+      g_value_set_string (value, natkit_connection_get_local_address (self));
+      break;
+    case PROP_REMOTE_ADDRESS:
+      g_value_set_string (value, natkit_connection_get_remote_address (self));
+      break;
+    case PROP_LOSS:
+      g_value_set_double (value, self->loss);
+      break;
+    case PROP_BYTES_SENT:
+      g_value_set_uint64 (value, natkit_connection_get_bytes_sent (self));
+      break;
+    case PROP_BYTES_RECEIVED:
+      g_value_set_uint64 (value, natkit_connection_get_bytes_received (self));
+      break;
+    case PROP_CONNECTED_AT:
+      g_value_set_int64 (value, self->connected_at);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -397,6 +532,75 @@ natkit_connection_class_init (NatkitConnectionClass *klass)
                          G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY |
                          G_PARAM_STATIC_STRINGS);
 
+  /**
+   * NatkitConnection:local-address:
+   *
+   * This side's address of the current path (`HOST:PORT`, as the path
+   * reports it); %NULL while natkit finds a new path.
+   */
+  properties[PROP_LOCAL_ADDRESS] =
+    g_param_spec_string ("local-address", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY |
+                         G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatkitConnection:remote-address:
+   *
+   * The far end of the current path (`HOST:PORT`: the peer, or the relay
+   * for a relayed path); %NULL while natkit finds a new path.
+   */
+  properties[PROP_REMOTE_ADDRESS] =
+    g_param_spec_string ("remote-address", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY |
+                         G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatkitConnection:loss:
+   *
+   * The fraction (0 to 1) of the last 20 keepalive probes that went
+   * unanswered; 0 before the first probe is decided. Notified when it
+   * changes, at most once per probe.
+   */
+  properties[PROP_LOSS] =
+    g_param_spec_double ("loss", NULL, NULL, 0.0, 1.0, 0.0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY |
+                         G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatkitConnection:bytes-sent:
+   *
+   * Application bytes sent so far: datagram payloads plus bytes written to
+   * the stream (not headers, encryption, keepalives or retransmissions).
+   * The getter is always exact; the notification comes at most once per
+   * keepalive tick (every 250 ms, when the count changed) and when the
+   * connection ends.
+   */
+  properties[PROP_BYTES_SENT] =
+    g_param_spec_uint64 ("bytes-sent", NULL, NULL, 0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY |
+                         G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatkitConnection:bytes-received:
+   *
+   * Application bytes received so far: datagram payloads plus bytes read
+   * from the stream. Notified like [property@Natkit.Connection:bytes-sent].
+   */
+  properties[PROP_BYTES_RECEIVED] =
+    g_param_spec_uint64 ("bytes-received", NULL, NULL, 0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY |
+                         G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatkitConnection:connected-at:
+   *
+   * When the secure session came up, in microseconds since the epoch
+   * (g_get_real_time()).
+   */
+  properties[PROP_CONNECTED_AT] =
+    g_param_spec_int64 ("connected-at", NULL, NULL, 0, G_MAXINT64, 0,
+                        G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
@@ -434,6 +638,8 @@ natkit_connection_init (NatkitConnection *self)
 {
   self->rtt = -1;
   self->retired = g_ptr_array_new_with_free_func (g_object_unref);
+  self->history = g_array_new (FALSE, TRUE, sizeof (StateChange));
+  g_array_set_clear_func (self->history, state_change_clear);
 }
 
 /* keepalive */
@@ -461,11 +667,15 @@ keepalive_cb (gpointer user_data)
   self->probe_received = received;
   interval = active || self->missed > 0 || self->trial_old ? PROBE_ACTIVE_MS
                                                           : self->keepalive_ms;
+  notify_bytes (self);
   if (now - self->last_ping < (gint64) interval * 1000)
     return G_SOURCE_CONTINUE;
 
   if (self->ping_outstanding)
-    self->missed++;
+    {
+      self->missed++;
+      record_probe (self, FALSE);
+    }
   if (self->missed >= MISSED_PONGS_LOST)
     {
       g_autofree char *why =
@@ -474,7 +684,13 @@ keepalive_cb (gpointer user_data)
       return G_SOURCE_CONTINUE;
     }
   if (self->missed >= MISSED_PONGS_DEGRADED)
-    set_state (self, NATKIT_CONNECTION_STATE_DEGRADED);
+    {
+      g_autofree char *why =
+        g_strdup_printf ("%u probe%s unanswered on the %s path", self->missed,
+                         self->missed == 1 ? "" : "s", natkit_path_get_method (self->path));
+
+      set_state (self, NATKIT_CONNECTION_STATE_DEGRADED, why);
+    }
   self->last_ping = now;
   self->ping_outstanding = TRUE;
   _natkit_session_ping (self->session);
@@ -680,6 +896,8 @@ pong_cb (NatkitSession *session,
 {
   NatkitConnection *self = user_data;
 
+  if (self->ping_outstanding)
+    record_probe (self, TRUE);
   self->missed = 0;
   self->ping_outstanding = FALSE;
   self->rtt = rtt_us;
@@ -687,7 +905,7 @@ pong_cb (NatkitSession *session,
   check_speed (self, rtt_us);
   if (self->path && !self->recover &&
       self->state == NATKIT_CONNECTION_STATE_DEGRADED)
-    set_state (self, NATKIT_CONNECTION_STATE_CONNECTED);
+    set_state (self, NATKIT_CONNECTION_STATE_CONNECTED, "the path answers again");
 }
 
 static void
@@ -695,7 +913,10 @@ datagram_cb (NatkitSession *session,
              GBytes        *datagram,
              gpointer       user_data)
 {
-  g_signal_emit (user_data, signals[SIGNAL_DATAGRAM_RECEIVED], 0, datagram);
+  NatkitConnection *self = user_data;
+
+  self->datagram_received += g_bytes_get_size (datagram);
+  g_signal_emit (self, signals[SIGNAL_DATAGRAM_RECEIVED], 0, datagram);
 }
 
 static void
@@ -737,6 +958,8 @@ attach_path (NatkitConnection *self,
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PATH]);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_METHOD]);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TRANSPORT]);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LOCAL_ADDRESS]);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_REMOTE_ADDRESS]);
 }
 
 /* recovery: find another path for the same secure session */
@@ -813,7 +1036,11 @@ start_recovery (NatkitConnection *self,
     }
   detach_path (self);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PATH]);
-  set_state (self, NATKIT_CONNECTION_STATE_DEGRADED);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_METHOD]);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_TRANSPORT]);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LOCAL_ADDRESS]);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_REMOTE_ADDRESS]);
+  set_state (self, NATKIT_CONNECTION_STATE_DEGRADED, why);
   self->recover = g_cancellable_new ();
   self->retry_ms = RETRY_MIN_MS;
   self->recover_timeout_id = g_timeout_add (self->reconnect_ms, recover_timeout_cb, self);
@@ -839,7 +1066,13 @@ _natkit_connection_replace_path (NatkitConnection *self,
   attach_path (self, path);
   _natkit_session_set_path (self->session, path);
   start_probing (self);
-  set_state (self, NATKIT_CONNECTION_STATE_CONNECTED);
+  {
+    g_autofree char *how = g_strdup_printf ("found a path again: %s (%s)",
+                                            natkit_path_get_method (path),
+                                            natkit_path_get_transport (path));
+
+    set_state (self, NATKIT_CONNECTION_STATE_CONNECTED, how);
+  }
   if (self->lost)
     {
       g_autofree char *from = g_steal_pointer (&self->lost);
@@ -900,7 +1133,7 @@ session_path_changed_cb (NatkitSession *session,
   from = retire_path (self);
   attach_path (self, path);
   start_probing (self);
-  set_state (self, NATKIT_CONNECTION_STATE_CONNECTED);
+  set_state (self, NATKIT_CONNECTION_STATE_CONNECTED, reason);
   g_signal_emit (self, signals[SIGNAL_PATH_CHANGED], 0, from, reason);
 }
 
@@ -949,6 +1182,16 @@ _natkit_connection_new (NatkitConnector    *connector,
   attach_path (self, path);
   self->rtt = natkit_path_get_rtt (path);
   self->state = NATKIT_CONNECTION_STATE_CONNECTED;
+  {
+    g_autofree char *how = g_strdup_printf ("%s via %s (%s)",
+                                            role == NATKIT_ROLE_INITIATOR ?
+                                              "connected" : "accepted",
+                                            natkit_path_get_method (path),
+                                            natkit_path_get_transport (path));
+
+    record_state (self, NATKIT_CONNECTION_STATE_CONNECTED, how);
+    self->connected_at = g_array_index (self->history, StateChange, 0).real_time;
+  }
   start_probing (self);
   return self;
 }
@@ -1204,7 +1447,10 @@ natkit_connection_send_datagram (NatkitConnection  *self,
                    self->state == NATKIT_CONNECTION_STATE_CLOSED ? "closed" : "lost");
       return FALSE;
     }
-  return _natkit_session_send_datagram (self->session, datagram, error);
+  if (!_natkit_session_send_datagram (self->session, datagram, error))
+    return FALSE;
+  self->datagram_sent += g_bytes_get_size (datagram);
+  return TRUE;
 }
 
 /**
@@ -1355,4 +1601,145 @@ natkit_connection_dup_explanation (NatkitConnection *self)
   g_string_append_printf (s, ": relayed through %s",
                           natkit_path_get_remote_address (self->path));
   return g_string_free (s, FALSE);
+}
+
+/**
+ * natkit_connection_get_local_address:
+ * @self: a #NatkitConnection
+ *
+ * Gets [property@Natkit.Connection:local-address].
+ *
+ * Returns: (nullable): this side's address of the current path
+ *   (`HOST:PORT`), or %NULL while there is none
+ */
+const char *
+natkit_connection_get_local_address (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NULL);
+  return self->path ? natkit_path_get_local_address (self->path) : NULL;
+}
+
+/**
+ * natkit_connection_get_remote_address:
+ * @self: a #NatkitConnection
+ *
+ * Gets [property@Natkit.Connection:remote-address].
+ *
+ * Returns: (nullable): the far end of the current path (`HOST:PORT`: the
+ *   peer, or the relay), or %NULL while there is none
+ */
+const char *
+natkit_connection_get_remote_address (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NULL);
+  return self->path ? natkit_path_get_remote_address (self->path) : NULL;
+}
+
+/**
+ * natkit_connection_get_loss:
+ * @self: a #NatkitConnection
+ *
+ * Gets [property@Natkit.Connection:loss].
+ *
+ * Returns: the fraction of the last 20 keepalive probes that went
+ *   unanswered, from 0 to 1
+ */
+double
+natkit_connection_get_loss (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), 0.0);
+  return self->loss;
+}
+
+/**
+ * natkit_connection_get_bytes_sent:
+ * @self: a #NatkitConnection
+ *
+ * Gets [property@Natkit.Connection:bytes-sent], exact at any time (the
+ * property's notification comes at most every keepalive tick).
+ *
+ * Returns: the application bytes sent so far (datagram payloads and bytes
+ *   written to the stream)
+ */
+guint64
+natkit_connection_get_bytes_sent (NatkitConnection *self)
+{
+  guint64 sent, received;
+
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), 0);
+  get_bytes (self, &sent, &received);
+  return sent;
+}
+
+/**
+ * natkit_connection_get_bytes_received:
+ * @self: a #NatkitConnection
+ *
+ * Gets [property@Natkit.Connection:bytes-received], exact at any time.
+ *
+ * Returns: the application bytes received so far (datagram payloads and
+ *   bytes read from the stream)
+ */
+guint64
+natkit_connection_get_bytes_received (NatkitConnection *self)
+{
+  guint64 sent, received;
+
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), 0);
+  get_bytes (self, &sent, &received);
+  return received;
+}
+
+/**
+ * natkit_connection_get_connected_at:
+ * @self: a #NatkitConnection
+ *
+ * Gets [property@Natkit.Connection:connected-at].
+ *
+ * Returns: when the secure session came up, in microseconds since the
+ *   epoch
+ */
+gint64
+natkit_connection_get_connected_at (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), 0);
+  return self->connected_at;
+}
+
+/**
+ * natkit_connection_get_state_history:
+ * @self: a #NatkitConnection
+ *
+ * How the connection's state went, oldest first: one entry when it came up
+ * (%NATKIT_CONNECTION_STATE_CONNECTED), then one per change of
+ * [property@Natkit.Connection:state]. Each entry is
+ * `(real_time, monotonic_time, state, reason)`: microseconds since the
+ * epoch (g_get_real_time()), the g_get_monotonic_time() of the change, the
+ * state's nick (`connected`, `degraded`, `closed`, `failed`) and why, in
+ * words. A connection that changes state very often keeps its first entry
+ * and the last 63.
+ *
+ * Returns: (transfer full): the history, a #GVariant of type `a(xxss)`
+ */
+GVariant *
+natkit_connection_get_state_history (NatkitConnection *self)
+{
+  GEnumClass *states;
+  GVariantBuilder builder;
+
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), NULL);
+
+  states = g_type_class_ref (NATKIT_TYPE_CONNECTION_STATE);
+  g_variant_builder_init (&builder, G_VARIANT_TYPE ("a(xxss)"));
+  for (guint i = 0; i < self->history->len; i++)
+    {
+      StateChange *change = &g_array_index (self->history, StateChange, i);
+      GEnumValue *value = g_enum_get_value (states, change->state);
+
+      g_variant_builder_add (&builder, "(xxss)", change->real_time,
+                             change->monotonic_time,
+                             value ? value->value_nick : "unknown", change->reason);
+    }
+  g_type_class_unref (states);
+  return g_variant_ref_sink (g_variant_builder_end (&builder));
 }

@@ -56,6 +56,20 @@ gboolean               natkit_connection_send_datagram    (NatkitConnection  *se
                                                            GError           **error);
 NATKIT_AVAILABLE_IN_ALL
 void                   natkit_connection_close            (NatkitConnection  *self);
+NATKIT_AVAILABLE_IN_ALL
+const char            *natkit_connection_get_local_address  (NatkitConnection *self);
+NATKIT_AVAILABLE_IN_ALL
+const char            *natkit_connection_get_remote_address (NatkitConnection *self);
+NATKIT_AVAILABLE_IN_ALL
+double                 natkit_connection_get_loss           (NatkitConnection *self);
+NATKIT_AVAILABLE_IN_ALL
+guint64                natkit_connection_get_bytes_sent     (NatkitConnection *self);
+NATKIT_AVAILABLE_IN_ALL
+guint64                natkit_connection_get_bytes_received (NatkitConnection *self);
+NATKIT_AVAILABLE_IN_ALL
+gint64                 natkit_connection_get_connected_at   (NatkitConnection *self);
+NATKIT_AVAILABLE_IN_ALL
+GVariant              *natkit_connection_get_state_history  (NatkitConnection *self);
 
 NATKIT_AVAILABLE_IN_ALL
 NatkitNatInfo *natkit_connection_get_local_nat_info  (NatkitConnection *self);

@@ -107,5 +107,14 @@ void              _natkit_manager_emit_progress       (NatkitManager       *self
                                                        const char          *reason);
 void              _natkit_manager_emit_incoming       (NatkitManager       *self,
                                                        NatkitConnection    *connection);
+/* metrics: a method started; it carried a connection (@connect_us: the
+ * time to connect, or -1 when a running connection moved to it) or failed */
+void              _natkit_manager_record_attempt      (NatkitManager       *self,
+                                                       const char          *method);
+void              _natkit_manager_record_outcome      (NatkitManager       *self,
+                                                       const char          *method,
+                                                       gboolean             success,
+                                                       gint64               connect_us,
+                                                       const char          *reason);
 
 G_END_DECLS

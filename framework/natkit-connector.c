@@ -1194,6 +1194,8 @@ race_connected (Race       *race,
            (g_get_monotonic_time () - d->started) / 1000);
   _natkit_history_record (_natkit_manager_get_history (self->manager), e->peer_id,
                           e->pair, method, TRUE, g_get_monotonic_time () - d->started, NULL);
+  _natkit_manager_record_outcome (self->manager, method, TRUE,
+                                  natkit_connection_get_connect_time (connection), NULL);
   breaker_record (self, e, method, TRUE);
 
   /* a cheaper path that opened during the handshake takes over at once */
@@ -1373,6 +1375,8 @@ race_attempt_cb (GObject      *source,
                                   _natkit_session_get_peer_id (race->session),
                                   session_pair (race->connector, race->session_id),
                                   ra->method, FALSE, 0, error->message);
+          _natkit_manager_record_outcome (race->connector->manager, ra->method, FALSE, -1,
+                                          error->message);
           breaker_record (race->connector, lookup_entry (race->connector, race->session_id),
                           ra->method, FALSE);
         }
@@ -1400,6 +1404,7 @@ race_attempt_cb (GObject      *source,
                               _natkit_session_get_peer_id (race->session),
                               session_pair (race->connector, race->session_id),
                               ra->method, TRUE, 0, NULL);
+      _natkit_manager_record_outcome (race->connector->manager, ra->method, TRUE, -1, NULL);
       breaker_record (race->connector, lookup_entry (race->connector, race->session_id),
                       ra->method, TRUE);
       _natkit_connection_upgrade_path (race->connection, path, reason);
@@ -1444,6 +1449,7 @@ race_launch (Race       *race,
                              "attempt", "method", method);
   request = make_request (self, e, NATKIT_ROLE_INITIATOR);
   g_debug ("racing %s to %s", method, e->peer_id);
+  _natkit_manager_record_attempt (self->manager, method);
   _natkit_manager_emit_progress (self->manager, e->session_id, e->peer_id, "attempt",
                                  method, NULL);
   run_attempt (self, request, method, NULL, ra->cancellable, race_attempt_cb, ra);

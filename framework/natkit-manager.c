@@ -16,6 +16,8 @@
 #include "natkit-wire-private.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
@@ -36,6 +38,11 @@
  * when a method fails, collecting each failure for the final error.
  */
 
+/* the registry of live connections (below) */
+#define NATKIT_TYPE_CONNECTION_LIST (natkit_connection_list_get_type ())
+G_DECLARE_FINAL_TYPE (NatkitConnectionList, natkit_connection_list, NATKIT,
+                      CONNECTION_LIST, GObject)
+
 struct _NatkitManager
 {
   GObject         parent_instance;
@@ -49,9 +56,322 @@ struct _NatkitManager
   NatkitNatInfo   *nat_info;      /* the newest detection, or NULL */
   gint64           nat_detected;  /* when, Unix time */
   gboolean         nat_loaded;    /* nat.json was read */
+  NatkitConnectionList *connections;
+  GHashTable      *metrics;      /* method → MethodMetrics */
 };
 
 G_DEFINE_FINAL_TYPE (NatkitManager, natkit_manager, G_TYPE_OBJECT)
+
+/* The registry of live connections: a #GListModel that does not keep
+ * its connections alive (a connection nobody holds is closed, as
+ * before), and drops each when it closes, fails, or is finalized. */
+
+struct _NatkitConnectionList
+{
+  GObject    parent_instance;
+  GPtrArray *items;   /* NatkitConnection, not owned: weak references */
+};
+
+static void natkit_connection_list_model_init (GListModelInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (NatkitConnectionList, natkit_connection_list,
+                               G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (G_TYPE_LIST_MODEL,
+                                                      natkit_connection_list_model_init))
+
+static GType
+natkit_connection_list_get_item_type (GListModel *model)
+{
+  return NATKIT_TYPE_CONNECTION;
+}
+
+static guint
+natkit_connection_list_get_n_items (GListModel *model)
+{
+  return NATKIT_CONNECTION_LIST (model)->items->len;
+}
+
+static gpointer
+natkit_connection_list_get_item (GListModel *model,
+                                 guint       position)
+{
+  NatkitConnectionList *self = NATKIT_CONNECTION_LIST (model);
+
+  if (position >= self->items->len)
+    return NULL;
+  return g_object_ref (g_ptr_array_index (self->items, position));
+}
+
+static void
+natkit_connection_list_model_init (GListModelInterface *iface)
+{
+  iface->get_item_type = natkit_connection_list_get_item_type;
+  iface->get_n_items = natkit_connection_list_get_n_items;
+  iface->get_item = natkit_connection_list_get_item;
+}
+
+static void connection_gone_cb (gpointer  user_data,
+                                GObject  *where_the_object_was);
+
+static void
+natkit_connection_list_dispose (GObject *object)
+{
+  NatkitConnectionList *self = NATKIT_CONNECTION_LIST (object);
+
+  for (guint i = 0; i < self->items->len; i++)
+    {
+      GObject *connection = g_ptr_array_index (self->items, i);
+
+      g_object_weak_unref (connection, connection_gone_cb, self);
+      g_signal_handlers_disconnect_by_data (connection, self);
+    }
+  g_ptr_array_set_size (self->items, 0);
+
+  G_OBJECT_CLASS (natkit_connection_list_parent_class)->dispose (object);
+}
+
+static void
+natkit_connection_list_finalize (GObject *object)
+{
+  g_ptr_array_unref (NATKIT_CONNECTION_LIST (object)->items);
+
+  G_OBJECT_CLASS (natkit_connection_list_parent_class)->finalize (object);
+}
+
+static void
+natkit_connection_list_class_init (NatkitConnectionListClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = natkit_connection_list_dispose;
+  object_class->finalize = natkit_connection_list_finalize;
+}
+
+static void
+natkit_connection_list_init (NatkitConnectionList *self)
+{
+  self->items = g_ptr_array_new ();
+}
+
+static void
+connection_list_drop (NatkitConnectionList *self,
+                      gpointer              connection)
+{
+  guint position;
+
+  if (!g_ptr_array_find (self->items, connection, &position))
+    return;
+  g_ptr_array_remove_index (self->items, position);
+  g_list_model_items_changed (G_LIST_MODEL (self), position, 1, 0);
+}
+
+static void
+connection_gone_cb (gpointer  user_data,
+                    GObject  *where_the_object_was)
+{
+  connection_list_drop (user_data, where_the_object_was);
+}
+
+static void
+connection_state_cb (NatkitConnection *connection,
+                     GParamSpec       *pspec,
+                     gpointer          user_data)
+{
+  NatkitConnectionList *self = user_data;
+  NatkitConnectionState state = natkit_connection_get_state (connection);
+
+  if (state != NATKIT_CONNECTION_STATE_CLOSED && state != NATKIT_CONNECTION_STATE_FAILED)
+    return;
+  g_signal_handlers_disconnect_by_data (connection, self);
+  g_object_weak_unref (G_OBJECT (connection), connection_gone_cb, self);
+  connection_list_drop (self, connection);
+}
+
+static void
+connection_list_add (NatkitConnectionList *self,
+                     NatkitConnection     *connection)
+{
+  NatkitConnectionState state = natkit_connection_get_state (connection);
+
+  if (state == NATKIT_CONNECTION_STATE_CLOSED || state == NATKIT_CONNECTION_STATE_FAILED ||
+      g_ptr_array_find (self->items, connection, NULL))
+    return;
+  g_object_weak_ref (G_OBJECT (connection), connection_gone_cb, self);
+  g_signal_connect (connection, "notify::state", G_CALLBACK (connection_state_cb), self);
+  g_ptr_array_add (self->items, connection);
+  g_list_model_items_changed (G_LIST_MODEL (self), self->items->len - 1, 0, 1);
+}
+
+/* Metrics: per method, since the manager was created. */
+
+#define METRICS_MAX_REASONS     8      /* distinct failure reasons per method */
+#define METRICS_REASON_CHARS    120
+#define METRICS_OTHER_REASONS   "(other reasons)"
+#define METRICS_MEDIAN_SAMPLES  101    /* the median is over the last ones */
+
+typedef struct
+{
+  guint64     attempts;
+  guint64     successes;
+  guint64     failures;
+  GHashTable *reasons;                 /* bucket → count (GUINT_TO_POINTER) */
+  guint64     connect_count;
+  gint64      connect_min;
+  gint64      connect_max;
+  gint64      connect_sum;
+  gint64      samples[METRICS_MEDIAN_SAMPLES];
+  guint       n_samples;
+  guint       next_sample;
+} MethodMetrics;
+
+static void
+method_metrics_free (gpointer data)
+{
+  MethodMetrics *m = data;
+
+  g_hash_table_unref (m->reasons);
+  g_free (m);
+}
+
+static MethodMetrics *
+lookup_metrics (NatkitManager *self,
+                const char    *method)
+{
+  MethodMetrics *m = g_hash_table_lookup (self->metrics, method);
+
+  if (!m)
+    {
+      m = g_new0 (MethodMetrics, 1);
+      m->reasons = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+      g_hash_table_insert (self->metrics, g_strdup (method), m);
+    }
+  return m;
+}
+
+/* One bucket for reasons that differ only in numbers (addresses, ports,
+ * times), cut to a bounded length. */
+static char *
+reason_bucket (const char *reason)
+{
+  g_autofree char *cut = NULL;
+  GString *bucket;
+
+  if (!reason || !*reason || !g_utf8_validate (reason, -1, NULL))
+    return g_strdup ("(no reason given)");
+  cut = g_utf8_substring (reason, 0, MIN (g_utf8_strlen (reason, -1),
+                                          METRICS_REASON_CHARS));
+  bucket = g_string_new (NULL);
+  for (const char *p = cut; *p; p++)
+    {
+      if (g_ascii_isdigit (*p))
+        {
+          g_string_append_c (bucket, 'N');
+          while (g_ascii_isdigit (p[1]))
+            p++;
+        }
+      else
+        g_string_append_c (bucket, *p);
+    }
+  return g_string_free (bucket, FALSE);
+}
+
+void
+_natkit_manager_record_attempt (NatkitManager *self,
+                                const char    *method)
+{
+  lookup_metrics (self, method)->attempts++;
+}
+
+void
+_natkit_manager_record_outcome (NatkitManager *self,
+                                const char    *method,
+                                gboolean       success,
+                                gint64         connect_us,
+                                const char    *reason)
+{
+  MethodMetrics *m = lookup_metrics (self, method);
+
+  if (!success)
+    {
+      g_autofree char *bucket = reason_bucket (reason);
+      gpointer count;
+
+      m->failures++;
+      if (!g_hash_table_contains (m->reasons, bucket) &&
+          g_hash_table_size (m->reasons) >= METRICS_MAX_REASONS)
+        {
+          g_free (bucket);
+          bucket = g_strdup (METRICS_OTHER_REASONS);
+        }
+      count = g_hash_table_lookup (m->reasons, bucket);
+      g_hash_table_replace (m->reasons, g_steal_pointer (&bucket),
+                            GUINT_TO_POINTER (GPOINTER_TO_UINT (count) + 1));
+      return;
+    }
+
+  m->successes++;
+  if (connect_us < 0)
+    return;
+  m->connect_min = m->connect_count ? MIN (m->connect_min, connect_us) : connect_us;
+  m->connect_max = m->connect_count ? MAX (m->connect_max, connect_us) : connect_us;
+  m->connect_count++;
+  m->connect_sum += connect_us;
+  m->samples[m->next_sample] = connect_us;
+  m->next_sample = (m->next_sample + 1) % METRICS_MEDIAN_SAMPLES;
+  m->n_samples = MIN (m->n_samples + 1, METRICS_MEDIAN_SAMPLES);
+}
+
+static int
+compare_gint64 (gconstpointer a,
+                gconstpointer b)
+{
+  gint64 x = *(const gint64 *) a, y = *(const gint64 *) b;
+
+  return x < y ? -1 : x > y;
+}
+
+static int
+compare_strings (const void *a,
+                 const void *b)
+{
+  return strcmp (*(char * const *) a, *(char * const *) b);
+}
+
+static GVariant *
+method_metrics_to_variant (MethodMetrics *m)
+{
+  GVariantDict dict;
+  GVariantBuilder reasons;
+  GHashTableIter iter;
+  gpointer key, value;
+
+  g_variant_dict_init (&dict, NULL);
+  g_variant_dict_insert (&dict, "attempts", "t", m->attempts);
+  g_variant_dict_insert (&dict, "successes", "t", m->successes);
+  g_variant_dict_insert (&dict, "failures", "t", m->failures);
+  g_variant_builder_init (&reasons, G_VARIANT_TYPE ("a{st}"));
+  g_hash_table_iter_init (&iter, m->reasons);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    g_variant_builder_add (&reasons, "{st}", key, (guint64) GPOINTER_TO_UINT (value));
+  g_variant_dict_insert_value (&dict, "failure-reasons", g_variant_builder_end (&reasons));
+  g_variant_dict_insert (&dict, "connect-count", "t", m->connect_count);
+  if (m->connect_count > 0)
+    {
+      gint64 sorted[METRICS_MEDIAN_SAMPLES];
+      gint64 median;
+
+      memcpy (sorted, m->samples, m->n_samples * sizeof (gint64));
+      qsort (sorted, m->n_samples, sizeof (gint64), compare_gint64);
+      median = m->n_samples % 2 ? sorted[m->n_samples / 2] :
+        (sorted[m->n_samples / 2 - 1] + sorted[m->n_samples / 2]) / 2;
+      g_variant_dict_insert (&dict, "connect-min-us", "x", m->connect_min);
+      g_variant_dict_insert (&dict, "connect-median-us", "x", median);
+      g_variant_dict_insert (&dict, "connect-mean-us", "x",
+                             m->connect_sum / (gint64) m->connect_count);
+      g_variant_dict_insert (&dict, "connect-max-us", "x", m->connect_max);
+    }
+  return g_variant_dict_end (&dict);
+}
 
 enum {
   PROP_0,
@@ -106,6 +426,8 @@ natkit_manager_finalize (GObject *object)
   g_clear_pointer (&self->mappers, g_hash_table_unref);
   g_clear_object (&self->history);
   g_clear_object (&self->nat_info);
+  g_clear_object (&self->connections);
+  g_clear_pointer (&self->metrics, g_hash_table_unref);
 
   G_OBJECT_CLASS (natkit_manager_parent_class)->finalize (object);
 }
@@ -218,6 +540,9 @@ natkit_manager_class_init (NatkitManagerClass *klass)
 static void
 natkit_manager_init (NatkitManager *self)
 {
+  self->connections = g_object_new (NATKIT_TYPE_CONNECTION_LIST, NULL);
+  self->metrics = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                         method_metrics_free);
 }
 
 /**
@@ -749,7 +1074,81 @@ void
 _natkit_manager_emit_incoming (NatkitManager    *self,
                                NatkitConnection *connection)
 {
+  connection_list_add (self->connections, connection);
   g_signal_emit (self, signals[SIGNAL_INCOMING], 0, connection);
+}
+
+/**
+ * natkit_manager_get_connections:
+ * @self: a manager
+ *
+ * The live connections of this manager: every connection it made
+ * ([method@Natkit.Manager.connect_async]) or accepted
+ * ([signal@Natkit.Manager::incoming]) from the moment its secure session is
+ * up until it closes or fails for good — a connection that is
+ * %NATKIT_CONNECTION_STATE_DEGRADED while natkit looks for another path
+ * stays. Each item is a [class@Natkit.Connection]: its properties
+ * (method, addresses, RTT, loss, bytes) and
+ * [method@Natkit.Connection.get_state_history] tell how it is doing. The
+ * model emits #GListModel::items-changed as connections come and go.
+ *
+ * The model does not keep its connections alive: a connection that nobody
+ * else holds is closed, as always, and leaves the model.
+ *
+ * Returns: (transfer none): a #GListModel of #NatkitConnection
+ */
+GListModel *
+natkit_manager_get_connections (NatkitManager *self)
+{
+  g_return_val_if_fail (NATKIT_IS_MANAGER (self), NULL);
+  return G_LIST_MODEL (self->connections);
+}
+
+/**
+ * natkit_manager_dup_metrics:
+ * @self: a manager
+ *
+ * How each traversal method did for this manager's outgoing connects since
+ * the manager was created (unlike [method@Natkit.Manager.dup_history],
+ * nothing is persisted). A #GVariant of type `a{sa{sv}}`: the method's name
+ * maps to
+ *
+ * - `attempts` (`t`): times the method was started to connect (racing
+ *   included, and the background tries of a cheaper method while a
+ *   connection runs over the relay);
+ * - `successes` (`t`): times it carried a connection: it won a connect, or
+ *   a running connection moved to it;
+ * - `failures` (`t`): times it failed with an error. Attempts that are
+ *   neither were cancelled because another method won;
+ * - `failure-reasons` (`a{st}`): failures by reason. Reasons that differ only
+ *   in numbers (addresses, ports, times) share an entry, with each run of
+ *   digits written `N`, cut to 120 characters; after 8 distinct reasons
+ *   the rest count under `(other reasons)`;
+ * - `connect-count` (`t`): connects this method won, from the call to the
+ *   completed secure handshake;
+ * - `connect-min-us`, `connect-median-us`, `connect-mean-us`,
+ *   `connect-max-us` (`x`): their times in microseconds, when
+ *   `connect-count` is not 0. The median is over the last 101 connects.
+ *
+ * Returns: (transfer full): the metrics
+ */
+GVariant *
+natkit_manager_dup_metrics (NatkitManager *self)
+{
+  GVariantBuilder builder;
+  g_autofree gpointer *methods = NULL;
+  guint n;
+
+  g_return_val_if_fail (NATKIT_IS_MANAGER (self), NULL);
+
+  g_variant_builder_init (&builder, G_VARIANT_TYPE ("a{sa{sv}}"));
+  methods = g_hash_table_get_keys_as_array (self->metrics, &n);
+  qsort (methods, n, sizeof (gpointer), compare_strings);
+  for (guint i = 0; i < n; i++)
+    g_variant_builder_add (&builder, "{s@a{sv}}", methods[i],
+                           method_metrics_to_variant (g_hash_table_lookup (self->metrics,
+                                                                           methods[i])));
+  return g_variant_ref_sink (g_variant_builder_end (&builder));
 }
 
 /**
@@ -826,12 +1225,16 @@ connect_done_cb (GObject      *source,
                  gpointer      user_data)
 {
   g_autoptr(GTask) task = user_data;
+  NatkitManager *self = g_task_get_source_object (task);
   g_autoptr(GError) error = NULL;
   NatkitConnection *connection;
 
   connection = _natkit_connector_connect_finish (NATKIT_CONNECTOR (source), res, &error);
   if (connection)
-    g_task_return_pointer (task, connection, g_object_unref);
+    {
+      connection_list_add (self->connections, connection);
+      g_task_return_pointer (task, connection, g_object_unref);
+    }
   else
     g_task_return_error (task, g_steal_pointer (&error));
 }

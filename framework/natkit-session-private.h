@@ -48,6 +48,9 @@ gboolean       _natkit_session_send_datagram     (NatkitSession       *self,
                                                   GBytes              *datagram,
                                                   GError             **error);
 GIOStream     *_natkit_session_get_stream        (NatkitSession       *self);
+void           _natkit_session_get_stream_bytes  (NatkitSession       *self,
+                                                  guint64             *sent,
+                                                  guint64             *received);
 void           _natkit_session_ping              (NatkitSession       *self);
 void           _natkit_session_close             (NatkitSession       *self,
                                                   const char          *reason);

@@ -148,6 +148,8 @@ struct _NatkitSession
   /* the stream */
   Pipe              out;
   Pipe              in;
+  guint64           stream_sent;     /* application bytes the stream took */
+  guint64           stream_received; /* application bytes the stream gave */
   gboolean          output_closed;
   gboolean          input_closed;
   gboolean          out_connect_pending;
@@ -2072,6 +2074,16 @@ _natkit_session_send_datagram (NatkitSession  *self,
  * updates the current path's [property@Natkit.Path:rtt]. Does nothing when
  * the session is not established.
  */
+/* Application bytes written to and read from the stream so far. */
+void
+_natkit_session_get_stream_bytes (NatkitSession *self,
+                                  guint64       *sent,
+                                  guint64       *received)
+{
+  *sent = self->stream_sent;
+  *received = self->stream_received;
+}
+
 void
 _natkit_session_ping (NatkitSession *self)
 {
@@ -2657,6 +2669,7 @@ stream_read (NatkitSession  *self,
       n = pseudo_tcp_socket_recv (pipe->tcp, buffer, MIN (count, G_MAXINT32));
       if (n > 0)
         {
+          self->stream_received += n;
           pipe_clock_update (pipe);
           return n;
         }
@@ -2719,6 +2732,7 @@ stream_write (NatkitSession  *self,
   pipe_clock_update (pipe);
   if (n >= 0)
     {
+      self->stream_sent += n;
       /* a short write means the buffer is full: PseudoTCP calls back */
       if ((gsize) n < MIN (count, G_MAXINT32))
         pipe->writable = FALSE;

@@ -26,6 +26,138 @@ nat_type_nick (NatkitNatInfo *info)
   return g_enum_get_value (klass, natkit_nat_info_get_nat_type (info))->value_nick;
 }
 
+/* The connection forgets its method when its path goes (closed, or while
+ * it finds another): the summary after close names the last one. */
+static void
+remember_method (NatkitConnection *connection)
+{
+  if (!natkit_connection_get_method (connection))
+    return;
+  g_object_set_data_full (G_OBJECT (connection), "nat-tool-method",
+                          g_strdup_printf ("%s (%s)",
+                                           natkit_connection_get_method (connection),
+                                           natkit_connection_get_transport (connection)),
+                          g_free);
+}
+
+static char *
+format_bytes (guint64 bytes)
+{
+  if (bytes < 1000)
+    return g_strdup_printf ("%" G_GUINT64_FORMAT " B", bytes);
+  return g_format_size (bytes);
+}
+
+static gboolean
+is_end (const char *event)
+{
+  return g_str_equal (event, "closed") || g_str_equal (event, "failed");
+}
+
+/* bytes and the state history, for closed and failed */
+static void
+add_summary (JsonBuilder      *builder,
+             NatkitConnection *connection)
+{
+  g_autoptr(GVariant) history = natkit_connection_get_state_history (connection);
+  gint64 first = -1;
+
+  add_int (builder, "bytes_sent", natkit_connection_get_bytes_sent (connection));
+  add_int (builder, "bytes_received", natkit_connection_get_bytes_received (connection));
+  json_builder_set_member_name (builder, "state_history");
+  json_builder_begin_array (builder);
+  for (gsize i = 0; i < g_variant_n_children (history); i++)
+    {
+      gint64 real_time, monotonic_time;
+      const char *state, *reason;
+      g_autoptr(GDateTime) second = NULL;
+      g_autoptr(GDateTime) when = NULL;
+      g_autofree char *iso = NULL;
+
+      g_variant_get_child (history, i, "(xx&s&s)", &real_time, &monotonic_time,
+                           &state, &reason);
+      if (first < 0)
+        first = monotonic_time;
+      /* GLib 2.74 has no g_date_time_new_from_unix_utc_usec() */
+      second = g_date_time_new_from_unix_utc (real_time / G_USEC_PER_SEC);
+      when = second ? g_date_time_add (second, real_time % G_USEC_PER_SEC) : NULL;
+      iso = when ? g_date_time_format_iso8601 (when) : NULL;
+      json_builder_begin_object (builder);
+      add_string (builder, "state", state);
+      add_string (builder, "reason", reason);
+      add_int (builder, "at_ms", (monotonic_time - first) / 1000);
+      if (iso)
+        add_string (builder, "time", iso);
+      json_builder_end_object (builder);
+    }
+  json_builder_end_array (builder);
+}
+
+/* one line after the end: how it went */
+static void
+print_summary (NatkitConnection *connection)
+{
+  const char *method = g_object_get_data (G_OBJECT (connection), "nat-tool-method");
+  gint64 rtt = natkit_connection_get_rtt (connection);
+  g_autofree char *sent = format_bytes (natkit_connection_get_bytes_sent (connection));
+  g_autofree char *received = format_bytes (natkit_connection_get_bytes_received (connection));
+  g_autofree char *rtt_text = rtt >= 0 ?
+    g_strdup_printf ("%.1f ms", rtt / 1000.0) : g_strdup ("not measured");
+  double up = (g_get_real_time () - natkit_connection_get_connected_at (connection)) /
+              (double) G_USEC_PER_SEC;
+
+  g_printerr ("summary: via %s, RTT %s, loss %.0f%%, sent %s, received %s, up %.1f s\n",
+              method ? method : "no path", rtt_text,
+              natkit_connection_get_loss (connection) * 100, sent, received, up);
+}
+
+typedef struct
+{
+  gboolean done;
+  guint    timeout_id;
+} RttWait;
+
+static void
+rtt_wait_notify_cb (GObject    *object,
+                    GParamSpec *pspec,
+                    gpointer    user_data)
+{
+  ((RttWait *) user_data)->done = TRUE;
+}
+
+static gboolean
+rtt_wait_timeout_cb (gpointer user_data)
+{
+  RttWait *w = user_data;
+
+  w->done = TRUE;
+  w->timeout_id = 0;
+  return G_SOURCE_REMOVE;
+}
+
+/* The connection probes its path at once; its first answer gives the RTT
+ * for the connected event. It comes back in one round trip, while the
+ * stream opens anyway: wait for it, a second at most. */
+#define FIRST_RTT_WAIT_MS 1000
+
+static void
+wait_for_rtt (NatkitConnection *connection)
+{
+  RttWait w = { FALSE, 0 };
+  gulong rtt_id, state_id;
+
+  if (natkit_connection_get_rtt (connection) >= 0)
+    return;
+  rtt_id = g_signal_connect (connection, "notify::rtt", G_CALLBACK (rtt_wait_notify_cb), &w);
+  state_id = g_signal_connect (connection, "notify::state", G_CALLBACK (rtt_wait_notify_cb), &w);
+  w.timeout_id = g_timeout_add (FIRST_RTT_WAIT_MS, rtt_wait_timeout_cb, &w);
+  while (!w.done)
+    g_main_context_iteration (NULL, TRUE);
+  g_signal_handler_disconnect (connection, rtt_id);
+  g_signal_handler_disconnect (connection, state_id);
+  g_clear_handle_id (&w.timeout_id, g_source_remove);
+}
+
 void
 connection_event (CommonOptions    *common,
                   const char       *event,
@@ -38,6 +170,7 @@ connection_event (CommonOptions    *common,
 
   if (!peer)
     peer = natkit_connection_get_peer_id (connection);
+  remember_method (connection);
 
   if (common->json)
     {
@@ -95,6 +228,19 @@ connection_event (CommonOptions    *common,
           if (remote)
             add_string (builder, "remote_nat", nat_type_nick (remote));
         }
+      if (is_end (event))
+        {
+          const char *method = g_object_get_data (G_OBJECT (connection), "nat-tool-method");
+
+          /* the path is gone: the method that carried it last */
+          if (method && !natkit_connection_get_method (connection))
+            {
+              g_autofree char *name = g_strndup (method, strcspn (method, " "));
+
+              add_string (builder, "last_method", name);
+            }
+          add_summary (builder, connection);
+        }
       add_string (builder, "session", natkit_connection_get_session_id (connection));
       if (message)
         add_string (builder, "message", message);
@@ -120,6 +266,8 @@ connection_event (CommonOptions    *common,
   else
     g_printerr ("%s: %s%s%s\n", event, peer, message ? ": " : "",
                 message ? message : "");
+  if (is_end (event))
+    print_summary (connection);
 }
 
 static void
@@ -167,11 +315,15 @@ typedef struct
   gpointer          done_data;
   guint8           *buffer;
   GSubprocess      *subprocess;
+  gboolean          end_pending;   /* closed or failed: told when drained */
 } Pipe;
 
 static void
 pipe_free (Pipe *p)
 {
+  /* the end event counts the bytes read after the peer closed, too */
+  if (p->end_pending)
+    state_event (p->common, p->connection);
   g_clear_signal_handler (&p->state_id, p->connection);
   g_clear_signal_handler (&p->path_id, p->connection);
   g_clear_signal_handler (&p->datagram_id, p->connection);
@@ -278,6 +430,7 @@ pipe_path_changed_cb (NatkitConnection *connection,
   Pipe *p = user_data;
   const char *to = natkit_connection_get_method (connection);
 
+  remember_method (connection);
   if (p->common->json)
     {
       g_autoptr(JsonBuilder) builder = json_builder_new ();
@@ -307,7 +460,10 @@ pipe_state_cb (NatkitConnection *connection,
   Pipe *p = user_data;
   NatkitConnectionState state = natkit_connection_get_state (connection);
 
-  state_event (p->common, connection);
+  if (state == NATKIT_CONNECTION_STATE_CLOSED || state == NATKIT_CONNECTION_STATE_FAILED)
+    p->end_pending = TRUE;
+  else
+    state_event (p->common, connection);
   if (state == NATKIT_CONNECTION_STATE_FAILED)
     {
       p->failed = TRUE;
@@ -571,6 +727,7 @@ cmd_connect (CommonOptions  *common,
       return EXIT_FAILURE;
     }
 
+  wait_for_rtt (run.connection);
   connection_event (common, "connected", run.connection,
                     natkit_connection_get_connect_time (run.connection), NULL);
 
@@ -583,7 +740,13 @@ cmd_connect (CommonOptions  *common,
   if (sig.stopping)
     status = EXIT_SUCCESS;
   pipe_stop (pipe);
-  natkit_connection_close (run.connection);
+  if (natkit_connection_get_state (run.connection) == NATKIT_CONNECTION_STATE_CONNECTED ||
+      natkit_connection_get_state (run.connection) == NATKIT_CONNECTION_STATE_DEGRADED)
+    {
+      /* stopped by a signal: the pipe no longer reports, say it here */
+      natkit_connection_close (run.connection);
+      connection_event (common, "closed", run.connection, -1, NULL);
+    }
   g_object_unref (run.connection);
   g_source_remove (sigint);
   g_source_remove (sigterm);

@@ -818,6 +818,98 @@ cmd_version (CommonOptions  *common,
 }
 
 static int
+compare_int64 (gconstpointer a,
+               gconstpointer b)
+{
+  gint64 x = *(const gint64 *) a, y = *(const gint64 *) b;
+
+  return x < y ? -1 : x > y;
+}
+
+/* Per method, over every peer of the history: attempts, successes,
+ * failures, peers, and the median of the last time to connect with each
+ * peer. Methods sorted by name. */
+static JsonObject *
+history_summary (JsonObject *peers)
+{
+  g_autoptr(GHashTable) times = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                                       (GDestroyNotify) g_array_unref);
+  g_autoptr(JsonObject) sums = json_object_new ();
+  g_autoptr(GList) ids = json_object_get_members (peers);
+  g_autoptr(GList) names = NULL;
+  JsonObject *summary = json_object_new ();
+
+  for (GList *l = ids; l; l = l->next)
+    {
+      JsonNode *peer = json_object_get_member (peers, l->data);
+      JsonNode *methods_node;
+      g_autoptr(GList) methods = NULL;
+
+      if (!JSON_NODE_HOLDS_OBJECT (peer))
+        continue;
+      methods_node = json_object_get_member (json_node_get_object (peer), "methods");
+      if (!methods_node || !JSON_NODE_HOLDS_OBJECT (methods_node))
+        continue;
+      methods = json_object_get_members (json_node_get_object (methods_node));
+      for (GList *m = methods; m; m = m->next)
+        {
+          JsonNode *node = json_object_get_member (json_node_get_object (methods_node),
+                                                   m->data);
+          const char *fields[] = { "attempts", "successes", "failures" };
+          JsonObject *o, *sum;
+          GArray *t;
+
+          if (!JSON_NODE_HOLDS_OBJECT (node))
+            continue;
+          o = json_node_get_object (node);
+          if (!json_object_has_member (sums, m->data))
+            {
+              sum = json_object_new ();
+              for (guint i = 0; i < G_N_ELEMENTS (fields); i++)
+                json_object_set_int_member (sum, fields[i], 0);
+              json_object_set_int_member (sum, "peers", 0);
+              json_object_set_object_member (sums, m->data, sum);
+              g_hash_table_insert (times, g_strdup (m->data),
+                                   g_array_new (FALSE, FALSE, sizeof (gint64)));
+            }
+          sum = json_object_get_object_member (sums, m->data);
+          for (guint i = 0; i < G_N_ELEMENTS (fields); i++)
+            json_object_set_int_member (sum, fields[i],
+                                        json_object_get_int_member (sum, fields[i]) +
+                                        json_object_get_int_member_with_default (o, fields[i], 0));
+          json_object_set_int_member (sum, "peers", json_object_get_int_member (sum, "peers") + 1);
+          if (json_object_has_member (o, "connect_ms"))
+            {
+              gint64 ms = json_object_get_int_member_with_default (o, "connect_ms", 0);
+
+              t = g_hash_table_lookup (times, m->data);
+              g_array_append_val (t, ms);
+            }
+        }
+    }
+
+  names = json_object_get_members (sums);
+  names = g_list_sort (names, (GCompareFunc) g_strcmp0);
+  for (GList *l = names; l; l = l->next)
+    {
+      JsonObject *sum = json_object_get_object_member (sums, l->data);
+      GArray *t = g_hash_table_lookup (times, l->data);
+
+      if (t->len > 0)
+        {
+          gint64 *v = (gint64 *) t->data;
+
+          g_array_sort (t, compare_int64);
+          json_object_set_int_member (sum, "median_connect_ms",
+                                      t->len % 2 ? v[t->len / 2] :
+                                        (v[t->len / 2 - 1] + v[t->len / 2]) / 2);
+        }
+      json_object_set_object_member (summary, l->data, json_object_ref (sum));
+    }
+  return summary;
+}
+
+static int
 cmd_history (CommonOptions  *common,
              int             argc,
              char          **argv)
@@ -828,19 +920,31 @@ cmd_history (CommonOptions  *common,
   g_autoptr(JsonNode) root = NULL;
   JsonNode *peers;
   g_autoptr(GList) ids = NULL;
+  g_autoptr(JsonObject) summary = NULL;
 
   if (!manager)
     return fail (common, error);
   text = natkit_manager_dup_history (manager);
-  if (common->json)
-    {
-      g_print ("%s\n", text);
-      return EXIT_SUCCESS;
-    }
-
   root = json_from_string (text, NULL);
   peers = root && JSON_NODE_HOLDS_OBJECT (root) ?
     json_object_get_member (json_node_get_object (root), "peers") : NULL;
+  summary = peers && JSON_NODE_HOLDS_OBJECT (peers) ?
+    history_summary (json_node_get_object (peers)) : json_object_new ();
+  if (common->json)
+    {
+      g_autofree char *with_summary = NULL;
+
+      if (!root || !JSON_NODE_HOLDS_OBJECT (root))
+        {
+          g_print ("%s\n", text);
+          return EXIT_SUCCESS;
+        }
+      json_object_set_object_member (json_node_get_object (root), "summary",
+                                     json_object_ref (summary));
+      with_summary = json_to_string (root, TRUE);
+      g_print ("%s\n", with_summary);
+      return EXIT_SUCCESS;
+    }
   if (!peers || !JSON_NODE_HOLDS_OBJECT (peers) ||
       json_object_get_size (json_node_get_object (peers)) == 0)
     {
@@ -879,6 +983,30 @@ cmd_history (CommonOptions  *common,
                    json_object_get_string_member_with_default (o, "last_reason", ""));
         }
     }
+
+  /* the same, per method over all peers */
+  {
+    g_autoptr(GList) methods = json_object_get_members (summary);
+
+    methods = g_list_sort (methods, (GCompareFunc) g_strcmp0);
+    g_print ("\n%-10s %8s %8s %9s %6s %15s\n", "METHOD", "ATTEMPTS", "WORKED", "FAILED",
+             "PEERS", "MEDIAN CONNECT");
+    for (GList *m = methods; m; m = m->next)
+      {
+        JsonObject *o = json_object_get_object_member (summary, m->data);
+        g_autofree char *median = json_object_has_member (o, "median_connect_ms") ?
+          g_strdup_printf ("%" G_GINT64_FORMAT " ms",
+                           json_object_get_int_member (o, "median_connect_ms")) :
+          g_strdup ("-");
+
+        g_print ("%-10s %8" G_GINT64_FORMAT " %8" G_GINT64_FORMAT " %9" G_GINT64_FORMAT
+                 " %6" G_GINT64_FORMAT " %15s\n", (const char *) m->data,
+                 json_object_get_int_member (o, "attempts"),
+                 json_object_get_int_member (o, "successes"),
+                 json_object_get_int_member (o, "failures"),
+                 json_object_get_int_member (o, "peers"), median);
+      }
+  }
   return EXIT_SUCCESS;
 }
 

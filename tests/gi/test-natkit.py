@@ -9,7 +9,7 @@ import unittest
 import gi
 
 gi.require_version("Natkit", "1")
-from gi.repository import GLib, Natkit  # noqa: E402
+from gi.repository import Gio, GLib, Natkit  # noqa: E402
 
 
 class TestNatkit(unittest.TestCase):
@@ -154,6 +154,79 @@ class TestNatkit(unittest.TestCase):
         self.assertEqual(got["incoming"].props.peer_id, ida.get_peer_id())
         out.close()
         self.assertEqual(out.props.state, Natkit.ConnectionState.CLOSED)
+
+    def test_registry_and_metrics(self):
+        """The live connections as a Gio.ListModel, their counters and state
+        history, and the per-method metrics, from Python."""
+        config = Natkit.Config.new()
+        ida, idb = Natkit.Identity.new_ephemeral(), Natkit.Identity.new_ephemeral()
+        a = Natkit.Manager.new_with_config(config)
+        b = Natkit.Manager.new_with_config(config)
+        a.set_identity(ida)
+        b.set_identity(idb)
+        sig_a, sig_b = Natkit.Signaling.new_pair(ida.get_peer_id(), idb.get_peer_id())
+        self.assertTrue(b.listen(sig_b))
+        model = a.get_connections()
+        self.assertIsInstance(model, Gio.ListModel)
+        self.assertEqual(model.get_item_type(), Natkit.Connection.__gtype__)
+        self.assertEqual(model.get_n_items(), 0)
+        changes = []
+        model.connect("items-changed",
+                      lambda m, pos, removed, added: changes.append((pos, removed, added)))
+        loop = GLib.MainLoop()
+        got = {}
+        payload = b"counted by the registry"
+
+        def incoming(manager, connection):
+            got["incoming"] = connection
+
+            def read_done(source, res):
+                got["data"] = source.read_bytes_finish(res).get_data()
+                loop.quit()
+            connection.get_stream().get_input_stream().read_bytes_async(
+                100, GLib.PRIORITY_DEFAULT, None, read_done)
+
+        def connected(manager, res):
+            conn = manager.connect_finish(res)
+            got["outgoing"] = conn
+            conn.get_stream().get_output_stream().write_bytes_async(
+                GLib.Bytes.new(payload), GLib.PRIORITY_DEFAULT, None,
+                lambda s, r: s.write_bytes_finish(r))
+
+        b.connect("incoming", incoming)
+        a.connect_with_signaling_async(sig_a, idb.get_peer_id(), ["loopback"],
+                                       Natkit.ConnectFlags.NONE, None, connected)
+        GLib.timeout_add_seconds(20, loop.quit)
+        loop.run()
+        self.assertEqual(got.get("data"), payload)
+        out = got["outgoing"]
+        self.assertEqual(changes, [(0, 0, 1)])
+        self.assertEqual(model.get_n_items(), 1)
+        self.assertEqual(list(model), [out])
+        self.assertEqual(b.get_connections().get_n_items(), 1)
+        self.assertEqual(out.props.method, "loopback")
+        self.assertEqual(out.props.remote_address, out.get_path().get_remote_address())
+        self.assertEqual(out.props.bytes_sent, len(payload))
+        self.assertEqual(got["incoming"].props.bytes_received, len(payload))
+        self.assertGreaterEqual(out.props.loss, 0.0)
+        self.assertGreater(out.props.connected_at, 0)
+
+        metrics = a.dup_metrics().unpack()
+        self.assertEqual(metrics["loopback"]["attempts"], 1)
+        self.assertEqual(metrics["loopback"]["successes"], 1)
+        self.assertEqual(metrics["loopback"]["failures"], 0)
+        self.assertEqual(metrics["loopback"]["failure-reasons"], {})
+        self.assertEqual(metrics["loopback"]["connect-count"], 1)
+        self.assertLessEqual(metrics["loopback"]["connect-min-us"],
+                             metrics["loopback"]["connect-max-us"])
+
+        out.close()
+        self.assertEqual(model.get_n_items(), 0)
+        self.assertEqual(changes, [(0, 0, 1), (0, 1, 0)])
+        history = out.get_state_history().unpack()
+        self.assertEqual([h[2] for h in history], ["connected", "closed"])
+        self.assertEqual(history[0][0], out.props.connected_at)
+        self.assertEqual(history[1][3], "closed by this side")
 
     def test_peer_address_error(self):
         with self.assertRaises(GLib.Error) as ctx:

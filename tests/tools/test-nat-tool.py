@@ -166,7 +166,7 @@ class NatToolTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("No connections yet", r.stdout)
         self.assertEqual(json.loads(self.run_tool("history", "--json").stdout),
-                         {"version": 1, "peers": {}, "pairs": {}})
+                         {"version": 1, "peers": {}, "pairs": {}, "summary": {}})
         # a recorded history is shown, per peer and method
         path = os.path.join(self.env["XDG_STATE_HOME"], "natkit", "history.json")
         os.makedirs(os.path.dirname(path))
@@ -183,12 +183,131 @@ class NatToolTest(unittest.TestCase):
         self.assertIn("no punch packet got through", r.stdout)
         data = json.loads(self.run_tool("history", "--json").stdout)
         self.assertEqual(data["peers"]["PeerOne1234"]["methods"]["holepunch"]["successes"], 1)
+        self.assertEqual(data["summary"], {"holepunch": {
+            "attempts": 2, "successes": 1, "failures": 1, "peers": 1,
+            "median_connect_ms": 42}})
         # a damaged file is an empty history, not an error
         with open(path, "w") as f:
             f.write("{not json")
         r = self.run_tool("history", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["peers"], {})
+
+    def test_history_summary(self):
+        """Per method over all peers: summed counts, median connect time."""
+        path = os.path.join(self.env["XDG_STATE_HOME"], "natkit", "history.json")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        peers = {
+            "PeerOne1234": {"methods": {
+                "holepunch": {"attempts": 3, "successes": 2, "failures": 1, "connect_ms": 40},
+                "relay": {"attempts": 1, "successes": 1, "failures": 0, "connect_ms": 90}}},
+            "PeerTwo5678": {"methods": {
+                "holepunch": {"attempts": 4, "successes": 0, "failures": 4,
+                              "last_reason": "symmetric NAT"}}},
+            "PeerThree90": {"methods": {
+                "holepunch": {"attempts": 1, "successes": 1, "failures": 0, "connect_ms": 60},
+                "relay": {"attempts": 2, "successes": 1, "failures": 1, "connect_ms": 130}}},
+            "PeerFour123": {"methods": {
+                "holepunch": {"attempts": 1, "successes": 1, "failures": 0, "connect_ms": 500}}},
+        }
+        with open(path, "w") as f:
+            json.dump({"version": 1, "peers": peers}, f)
+        data = json.loads(self.run_tool("history", "--json").stdout)
+        self.assertEqual(data["peers"], peers)
+        self.assertEqual(data["summary"], {
+            # connect times 40, 60, 500 (one peer never connected): median 60
+            "holepunch": {"attempts": 9, "successes": 4, "failures": 5, "peers": 4,
+                          "median_connect_ms": 60},
+            # 90 and 130: the mean of the middle two
+            "relay": {"attempts": 3, "successes": 2, "failures": 1, "peers": 2,
+                      "median_connect_ms": 110},
+        })
+        r = self.run_tool("history")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        header = [i for i, line in enumerate(lines) if line.startswith("METHOD")]
+        self.assertEqual(len(header), 1, r.stdout)
+        self.assertEqual(lines[header[0] + 1].split(),
+                         ["holepunch", "9", "4", "5", "4", "60", "ms"])
+        self.assertEqual(lines[header[0] + 2].split(),
+                         ["relay", "3", "2", "1", "2", "110", "ms"])
+
+    @unittest.skipUnless(os.environ.get("NATKIT_SERVER"), "NATKIT_SERVER is not set")
+    def test_connect_events(self):
+        """connect --json over natkit-server's relay on loopback: the
+        connected event says how, the closed one how much and how it went;
+        the human output ends with a summary line."""
+        env = dict(self.env, NATKIT_PLUGIN_RANKS="natpmp:none,upnp:none")
+        procs = []
+
+        # the listener is another node: its own identity
+        listener_env = dict(env, XDG_CONFIG_HOME=os.path.join(self.tmp.name, "listener"))
+
+        def start(*args):
+            p = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=listener_env)
+            procs.append(p)
+            return p
+
+        def stop():
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+                    p.wait(timeout=10)
+                p.stdout.close()
+                p.stderr.close()
+        self.addCleanup(stop)
+
+        server = start(os.environ["NATKIT_SERVER"], "--listen", "127.0.0.1:0", "--json")
+        port = json.loads(server.stdout.readline())["tls_port"]
+        listener = start(NAT_TOOL, "listen", "--server", "127.0.0.1:%d" % port,
+                         "--exec", "cat", "--json")
+        address = None
+        while address is None:
+            line = listener.stderr.readline()
+            self.assertTrue(line, "nat-tool listen ended before listening")
+            event = json.loads(line) if line.startswith("{") else {}
+            address = event.get("peer_address")
+
+        data = bytes(range(256)) * 40 + b"end"
+        r = subprocess.run([NAT_TOOL, "connect", "--json", "--method", "relay", address],
+                           input=data, capture_output=True, env=env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, data)
+        events = [json.loads(line) for line in r.stderr.decode().splitlines()
+                  if line.startswith("{")]
+        connected = [e for e in events if e["event"] == "connected"]
+        closed = [e for e in events if e["event"] == "closed"]
+        self.assertEqual(len(connected), 1, events)
+        self.assertEqual(len(closed), 1, events)
+        self.assertEqual(connected[0]["peer"], address)
+        self.assertEqual(connected[0]["method"], "relay")
+        self.assertIn(connected[0]["transport"], ("udp", "tls"))
+        self.assertGreaterEqual(connected[0]["elapsed_ms"], 0)
+        self.assertGreaterEqual(connected[0]["rtt_ms"], 0)
+        self.assertEqual(closed[0]["last_method"], "relay")
+        self.assertEqual(closed[0]["bytes_sent"], len(data))
+        self.assertEqual(closed[0]["bytes_received"], len(data))
+        history = closed[0]["state_history"]
+        self.assertEqual(history[0]["state"], "connected")
+        self.assertEqual(history[0]["reason"], "connected via relay (%s)"
+                         % connected[0]["transport"])
+        self.assertEqual(history[0]["at_ms"], 0)
+        self.assertEqual(history[-1]["state"], "closed")
+        self.assertRegex(history[-1]["time"], r"^\d{4}-\d\d-\d\dT")
+
+        r = subprocess.run([NAT_TOOL, "connect", "--method", "relay", address],
+                           input=data, capture_output=True, env=env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, data)
+        last = r.stderr.decode().splitlines()[-1]
+        self.assertRegex(last, r"^summary: via relay \((udp|tls)\), RTT [0-9.]+ ms, "
+                         r"loss 0%, sent 10.2\skB, received 10.2\skB, up [0-9.]+ s$")
+
+        # natkit remembers both connects: the summary counts them
+        data = json.loads(self.run_tool("history", "--json", env=env).stdout)
+        self.assertEqual(data["summary"]["relay"]["successes"], 2)
+        self.assertEqual(data["summary"]["relay"]["peers"], 1)
 
     def test_version(self):
         data = json.loads(self.run_tool("version", "--json").stdout)

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "natkit.h"
+#include "test-state.h"
 
 static const char * const loopback_only[] = { "loopback", NULL };
 
@@ -405,6 +406,9 @@ int
 main (int    argc,
       char **argv)
 {
+  g_autofree char *state = test_state_private ();
+  int ret;
+
   setlocale (LC_ALL, "");
   g_test_init (&argc, &argv, NULL);
 
@@ -421,5 +425,7 @@ main (int    argc,
   g_test_add ("/natkit/connect/impostor", Fixture, NULL,
               fixture_set_up, test_connect_impostor, fixture_tear_down);
 
-  return g_test_run ();
+  ret = g_test_run ();
+  test_state_remove (state);
+  return ret;
 }

@@ -9,6 +9,7 @@
 #include <natkit/natkit.h>
 
 #include "natkit-server-core.h"
+#include "test-state.h"
 
 typedef struct
 {
@@ -355,6 +356,9 @@ int
 main (int    argc,
       char **argv)
 {
+  g_autofree char *state = test_state_private ();
+  int ret;
+
   setlocale (LC_ALL, "");
   g_test_init (&argc, &argv, NULL);
 
@@ -371,5 +375,7 @@ main (int    argc,
   g_test_add ("/natkit/rendezvous/history-ranks", Fixture, NULL,
               fixture_set_up, test_history_ranks, fixture_tear_down);
 
-  return g_test_run ();
+  ret = g_test_run ();
+  test_state_remove (state);
+  return ret;
 }
