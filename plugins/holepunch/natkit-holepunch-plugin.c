@@ -19,12 +19,25 @@
  * side's NAT maps per destination (symmetric) while the other's filters by
  * address and port, or both map per destination; a UDP-blocked network
  * gets nothing. Rank PRIMARY, cost DIRECT.
+ *
+ * With two STUN destinations the socket also learns how its NAT maps
+ * (docs/protocol.md 7.1): the same port for both (endpoint-independent),
+ * ports a small step apart (sequential: the peer also punches the next
+ * few ports in that step), or unrelated ports (random). Random against
+ * endpoint-independent is the birthday punch (7.4): the random side opens
+ * many sockets that all punch the other's public address, the other side
+ * probes random ports of the random side's public address; with 256
+ * sockets and 2048 probes over the 64512 ports a NAT hands out, one probe
+ * lands on a socket's port with a probability of about 1 - e^-8. Random on
+ * both sides: fail at once, the relay carries the connection.
  */
 #include <errno.h>
 #include <ifaddrs.h>
+#include <stdlib.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <natkit/natkit.h>
@@ -48,8 +61,21 @@ G_DECLARE_FINAL_TYPE (NatkitHolepunchPath, natkit_holepunch_path,
 #define PUNCH_FAST_ROUNDS  10
 #define PUNCH_SLOW_MS      100
 #define MAX_EARLY          16      /* packets kept before the peer's offer */
-#define MAX_TARGETS        24      /* candidates + peer-reflexive ones */
+#define MAX_TARGETS        48      /* candidates, predicted, peer-reflexive */
 #define MAX_STUN_SERVERS   4
+#define SECOND_STUN_MS     200     /* after the first STUN answer, for a second */
+#define PREDICT_PORTS      8       /* a sequential peer: its next ports punched */
+
+/* The birthday punch (docs/protocol.md 7.4): defaults, and the
+ * environment variables that change them (the plugin has no settings of
+ * its own in config.json) */
+#define BIRTHDAY_SOCKETS   256     /* NATKIT_HOLEPUNCH_BIRTHDAY_SOCKETS */
+#define BIRTHDAY_PROBES    2048    /* NATKIT_HOLEPUNCH_BIRTHDAY_PROBES */
+#define BIRTHDAY_RATE      2000    /* NATKIT_HOLEPUNCH_BIRTHDAY_RATE, packets/s */
+#define BIRTHDAY_MS        4000    /* NATKIT_HOLEPUNCH_BIRTHDAY_MS */
+#define BIRTHDAY_TICK_MS   10      /* a burst this often */
+#define BIRTHDAY_RESEND_MS 1000    /* the sockets punch again this often */
+#define BIRTHDAY_PORT_MIN  1024    /* the ports NATs hand out */
 #define PATH_MTU           1400
 #define SOCKET_BUFFER      (4 * 1024 * 1024)
 
@@ -279,8 +305,9 @@ early_free (gpointer data)
 typedef struct
 {
   GSocketAddress *address;
-  char           *origin;   /* "host", "srflx", "mapped", "peer-reflexive" */
+  char           *origin;   /* "host", "srflx", "mapped", "predicted", "peer-reflexive" */
   gboolean        heard;    /* a valid packet came from there */
+  GSocket        *via;      /* a birthday socket; NULL: the attempt's socket */
 } Target;
 
 static void
@@ -288,6 +315,7 @@ target_free (gpointer data)
 {
   Target *t = data;
 
+  g_clear_object (&t->via);
   g_clear_object (&t->address);
   g_free (t->origin);
   g_free (t);
@@ -301,6 +329,10 @@ typedef struct
   guint8          request[STUN_MAX_MESSAGE_SIZE_IPV4];
   gsize           request_len;
   char           *name;
+  guint           order;        /* 1, 2, …: when its first request left; 0 not yet */
+  gboolean        answered;
+  guint16         mapped_port;
+  gboolean        duplicate;    /* the same address as another one: not asked */
 } StunServer;
 
 static void
@@ -314,6 +346,24 @@ stun_server_free (gpointer data)
 }
 
 typedef struct
+{
+  guint  sockets;
+  guint  probes;
+  guint  rate;        /* packets per second */
+  guint  ms;
+} BirthdayLimits;
+
+typedef struct _Attempt Attempt;
+
+typedef struct
+{
+  Attempt  *attempt;
+  GSocket  *socket;
+  GSource  *io;
+  gboolean  keep;     /* the winner: the path has it */
+} BirthdaySocket;
+
+struct _Attempt
 {
   GTask            *task;         /* not a reference: the task owns us */
   NatkitSignaling  *signaling;
@@ -350,12 +400,66 @@ typedef struct
   guint             punches_sent;
   guint             rejected;     /* packets that did not authenticate */
   GSocketAddress   *validated;    /* the responder: a pair that answered */
+  GSocket          *validated_via;
   GSource          *cancel;
-} Attempt;
+
+  /* mapping behavior */
+  guint             stun_sends;   /* servers asked so far */
+  guint             stun_resolving; /* server names being looked up */
+  NatkitPunchMapping mapping;
+  NatkitPunchMapping peer_mapping;
+  char             *mapping_ports; /* what the STUN servers saw, for the log */
+
+  /* the birthday punch */
+  BirthdayLimits    limits;
+  NatkitPunchBirthdayRole birthday;
+  GPtrArray        *bday_sockets; /* BirthdaySocket, the hard side */
+  GSocketAddress   *bday_target;  /* the hard side: the peer's public address */
+  GInetAddress     *bday_ip;      /* the easy side: the peer's public IP */
+  guint32          *bday_tried;   /* the easy side: ports probed, a bit each */
+  GSource          *bday_timer;
+  gint64            bday_start;
+  gint64            bday_deadline;
+  gint64            bday_round_at;
+  gint64            bday_stopped; /* when it stopped sending; 0 while it sends */
+  guint             bday_next;
+  guint             bday_packets; /* sent by the birthday: probes or sockets' punches */
+  GSocket          *winner;
+};
+
+static void
+birthday_socket_free (gpointer data)
+{
+  BirthdaySocket *b = data;
+
+  drop_source (&b->io);
+  if (!b->keep)
+    g_socket_close (b->socket, NULL);
+  g_object_unref (b->socket);
+  g_free (b);
+}
+
+/* All sockets of the birthday punch but the winner's, closed at once */
+static void
+birthday_close (Attempt *a)
+{
+  drop_source (&a->bday_timer);
+  for (guint i = 0; a->bday_sockets != NULL && i < a->bday_sockets->len; i++)
+    {
+      BirthdaySocket *b = g_ptr_array_index (a->bday_sockets, i);
+
+      drop_source (&b->io);
+      if (b->socket != a->winner)
+        g_socket_close (b->socket, NULL);
+      else
+        b->keep = TRUE;
+    }
+}
 
 static void
 attempt_stop (Attempt *a)
 {
+  birthday_close (a);
   drop_source (&a->io);
   drop_source (&a->gather_timer);
   drop_source (&a->stun_resend);
@@ -390,6 +494,12 @@ attempt_free (gpointer data)
   g_free (a->peer_nat);
   g_queue_clear_full (&a->early, early_free);
   g_clear_object (&a->validated);
+  g_clear_object (&a->validated_via);
+  g_free (a->mapping_ports);
+  g_clear_pointer (&a->bday_sockets, g_ptr_array_unref);
+  g_clear_object (&a->bday_target);
+  g_clear_object (&a->bday_ip);
+  g_free (a->bday_tried);
   g_free (a);
 }
 
@@ -412,24 +522,83 @@ attempt_fail (Attempt *a,
   g_object_unref (task);
 }
 
+/* How long the birthday punch has been sending (or sent) */
+static guint
+birthday_ms (Attempt *a)
+{
+  gint64 end = a->bday_stopped > 0 ? a->bday_stopped : g_get_monotonic_time ();
+
+  return a->bday_start > 0 ? (guint) ((end - a->bday_start) / 1000) : 0;
+}
+
+/* What the birthday punch did, for the log and for failure messages */
+static char *
+birthday_summary (Attempt *a)
+{
+  if (a->birthday == NATKIT_PUNCH_BIRTHDAY_HARD)
+    {
+      g_autofree char *to = describe (a->bday_target);
+
+      return g_strdup_printf ("the hard side (behind the random-port NAT): %u packets from "
+                              "%u sockets to %s in %u ms", a->bday_packets,
+                              a->bday_sockets ? a->bday_sockets->len : 0, to,
+                              birthday_ms (a));
+    }
+  if (a->birthday == NATKIT_PUNCH_BIRTHDAY_EASY)
+    {
+      g_autofree char *ip = g_inet_address_to_string (a->bday_ip);
+
+      return g_strdup_printf ("the easy side: %u probes to random ports of %s in %u ms",
+                              a->bday_packets, ip, birthday_ms (a));
+    }
+  return NULL;
+}
+
+static gboolean
+birthday_probed (Attempt *a,
+                 guint16  port)
+{
+  return a->bday_tried != NULL && (a->bday_tried[port / 32] & (1u << (port % 32))) != 0;
+}
+
+/* Whether the path is the birthday punch's doing: a birthday socket's, or
+ * a port the easy side probed */
+static gboolean
+birthday_won (Attempt        *a,
+              GSocketAddress *remote,
+              GSocket        *via)
+{
+  GInetSocketAddress *r = G_INET_SOCKET_ADDRESS (remote);
+
+  if (via != NULL)
+    return TRUE;
+  return a->birthday == NATKIT_PUNCH_BIRTHDAY_EASY &&
+         g_inet_address_equal (g_inet_socket_address_get_address (r), a->bday_ip) &&
+         birthday_probed (a, g_inet_socket_address_get_port (r));
+}
+
 static void
 attempt_succeed (Attempt        *a,
-                 GSocketAddress *remote)
+                 GSocketAddress *remote,
+                 GSocket        *via)
 {
   GTask *task = a->task;
   NatkitHolepunchPath *path;
   g_autofree char *local_text = NULL;
   g_autofree char *remote_text = describe (remote);
-  g_autoptr(GSocketAddress) bound = g_socket_get_local_address (a->socket, NULL);
+  GSocket *socket = via != NULL ? via : a->socket;
+  g_autoptr(GSocketAddress) bound = g_socket_get_local_address (socket, NULL);
   const char *origin = "candidate";
 
   for (guint i = 0; i < a->targets->len; i++)
     {
       Target *t = g_ptr_array_index (a->targets, i);
 
-      if (same_address (t->address, remote))
+      if (same_address (t->address, remote) && t->via == via)
         origin = t->origin;
     }
+  if (birthday_won (a, remote, via))
+    origin = "birthday";
   if (bound != NULL)
     {
       g_autofree char *text = describe (bound);
@@ -449,8 +618,25 @@ attempt_succeed (Attempt        *a,
                          "mtu", PATH_MTU,
                          NULL);
   }
+  if (a->birthday != NATKIT_PUNCH_BIRTHDAY_NONE)
+    {
+      g_autofree char *summary = birthday_summary (a);
+
+      /* the fixed prefix is for tests/bench/bench_direct.py */
+      g_debug ("birthday punch: %s (%s); %s",
+               birthday_won (a, remote, via) ? "won" : "not needed, the path came from a candidate",
+               origin, summary);
+    }
+  a->winner = socket;
   attempt_stop (a);
-  path->socket = g_steal_pointer (&a->socket);
+  if (via != NULL)
+    {
+      /* a birthday socket won: the attempt's own socket goes too */
+      path->socket = g_object_ref (via);
+      g_socket_close (a->socket, NULL);
+    }
+  else
+    path->socket = g_steal_pointer (&a->socket);
   path->remote = g_object_ref (remote);
   path->key = a->key;
   path->role = a->role;
@@ -459,32 +645,40 @@ attempt_succeed (Attempt        *a,
   path->io = g_socket_create_source (path->socket, G_IO_IN, NULL);
   add_source (path->io, G_SOURCE_FUNC (path_receive_cb), path, "[natkit-holepunch] receive");
 
-  g_debug ("punched a path to %s: %s → %s after %u punch packets",
-           a->peer_id, local_text, remote_text, a->punches_sent);
+  g_debug ("punched a path to %s: %s → %s after %u punch packets%s",
+           a->peer_id, local_text, remote_text, a->punches_sent,
+           via != NULL ? " (from a birthday socket)" : "");
   a->task = NULL;
   g_task_return_pointer (task, path, g_object_unref);
   g_object_unref (task);
 }
 
-static void
+/* Returns the new target, or NULL if it was known or there is no room */
+static Target *
 add_target (Attempt        *a,
             GSocketAddress *address,
-            const char     *origin)
+            const char     *origin,
+            GSocket        *via)
 {
   Target *t;
 
   for (guint i = 0; i < a->targets->len; i++)
-    if (same_address (((Target *) g_ptr_array_index (a->targets, i))->address, address))
-      return;
+    {
+      t = g_ptr_array_index (a->targets, i);
+      if (same_address (t->address, address) && t->via == via)
+        return NULL;
+    }
   if (a->targets->len >= MAX_TARGETS)
-    return;
+    return NULL;
   /* one address family: our socket's */
   if (g_socket_address_get_family (address) != G_SOCKET_FAMILY_IPV4)
-    return;
+    return NULL;
   t = g_new0 (Target, 1);
   t->address = g_object_ref (address);
   t->origin = g_strdup (origin);
+  t->via = via != NULL ? g_object_ref (via) : NULL;
   g_ptr_array_add (a->targets, t);
+  return t;
 }
 
 static void
@@ -494,8 +688,8 @@ punch_all (Attempt *a)
     {
       Target *t = g_ptr_array_index (a->targets, i);
 
-      send_punch (a->socket, t->address, &a->key, NATKIT_PUNCH_PUNCH, a->role,
-                  a->secret, NULL);
+      send_punch (t->via != NULL ? t->via : a->socket, t->address, &a->key,
+                  NATKIT_PUNCH_PUNCH, a->role, a->secret, NULL);
       a->punches_sent++;
     }
 }
@@ -537,7 +731,11 @@ budget_cb (gpointer user_data)
   Attempt *a = user_data;
   g_autofree char *tried = list_targets (a);
   g_autofree char *dropped = NULL;
+  g_autofree char *summary = birthday_summary (a);
+  g_autofree char *birthday = NULL;
   gboolean heard = FALSE;
+  double budget_s = (a->birthday != NATKIT_PUNCH_BIRTHDAY_NONE ?
+                     MAX (PUNCH_BUDGET_MS, a->limits.ms) : PUNCH_BUDGET_MS) / 1000.0;
 
   for (guint i = 0; i < a->targets->len; i++)
     heard |= ((Target *) g_ptr_array_index (a->targets, i))->heard;
@@ -545,6 +743,11 @@ budget_cb (gpointer user_data)
     dropped = g_strdup_printf ("; %u packets that did not authenticate, or that "
                                "answered a punch sent to another address, were "
                                "dropped", a->rejected);
+  if (summary != NULL)
+    birthday = g_strdup_printf ("; the birthday punch (one NAT picks a random port per "
+                                "destination) found no pair, this side being %s (a NAT that "
+                                "hands out fewer ports, or drops or limits bursts of new "
+                                "mappings, defeats it)", summary);
 
   g_clear_pointer (&a->budget, g_source_unref);
   if (a->targets->len == 0)
@@ -555,29 +758,255 @@ budget_cb (gpointer user_data)
     attempt_fail (a, g_error_new (NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
                                   "no punch packet from the peer got through in %.1f s "
                                   "(%u sent to %s): the NATs on the way do not let "
-                                  "the peer's packets in%s",
-                                  PUNCH_BUDGET_MS / 1000.0, a->punches_sent, tried,
-                                  dropped ? dropped : ""));
+                                  "the peer's packets in%s%s",
+                                  budget_s, a->punches_sent, tried,
+                                  dropped ? dropped : "", birthday ? birthday : ""));
   else
     attempt_fail (a, g_error_new (NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
                                   "punch packets reached us from the peer but none of "
-                                  "ours reached it in %.1f s (%u sent to %s)%s",
-                                  PUNCH_BUDGET_MS / 1000.0, a->punches_sent, tried,
-                                  dropped ? dropped : ""));
+                                  "ours reached it in %.1f s (%u sent to %s)%s%s",
+                                  budget_s, a->punches_sent, tried,
+                                  dropped ? dropped : "", birthday ? birthday : ""));
   return G_SOURCE_REMOVE;
 }
 
 static void handle_packet (Attempt        *a,
+                           GSocket        *via,
                            const guint8   *data,
                            gsize           len,
                            GSocketAddress *from);
+
+/* ---- the birthday punch (docs/protocol.md 7.4) --------------------------- */
+
+static gboolean
+birthday_receive_cb (GSocket      *socket,
+                     GIOCondition  condition,
+                     gpointer      user_data)
+{
+  BirthdaySocket *b = user_data;
+  Attempt *a = b->attempt;
+  G_GNUC_UNUSED g_autoptr(GTask) guard = g_object_ref (a->task);   /* keeps @a alive */
+  g_autoptr(GSocket) via = g_object_ref (b->socket);
+
+  for (guint n = 0; n < 8 && !attempt_done (a); n++)
+    {
+      g_autoptr(GSocketAddress) from = NULL;
+      g_autoptr(GError) error = NULL;
+      gssize len = g_socket_receive_from (via, &from, (char *) a->buffer, 65536,
+                                          NULL, &error);
+
+      if (len < 0)
+        {
+          if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+            break;
+          continue;   /* ICMP errors */
+        }
+      if (from == NULL || !G_IS_INET_SOCKET_ADDRESS (from))
+        continue;
+      handle_packet (a, via, a->buffer, len, from);
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+birthday_tick_cb (gpointer user_data)
+{
+  Attempt *a = user_data;
+  gint64 now = g_get_monotonic_time ();
+  guint quota = MAX (1, a->limits.rate * BIRTHDAY_TICK_MS / 1000);
+
+  if (now >= a->bday_deadline)
+    {
+      g_autofree char *summary = NULL;
+
+      a->bday_stopped = now;
+      summary = birthday_summary (a);
+      g_debug ("birthday punch: out of time, %s", summary);
+      g_clear_pointer (&a->bday_timer, g_source_unref);
+      return G_SOURCE_REMOVE;
+    }
+  if (a->birthday == NATKIT_PUNCH_BIRTHDAY_HARD)
+    {
+      /* every socket punches the peer's public address, then again
+       * every BIRTHDAY_RESEND_MS in case the first was lost */
+      while (quota > 0)
+        {
+          BirthdaySocket *b;
+
+          if (a->bday_next >= a->bday_sockets->len)
+            {
+              if (now < a->bday_round_at)
+                break;
+              a->bday_next = 0;
+              a->bday_round_at = now + BIRTHDAY_RESEND_MS * G_TIME_SPAN_MILLISECOND;
+            }
+          b = g_ptr_array_index (a->bday_sockets, a->bday_next++);
+          send_punch (b->socket, a->bday_target, &a->key, NATKIT_PUNCH_PUNCH, a->role,
+                      a->secret, NULL);
+          a->bday_packets++;
+          quota--;
+        }
+      return G_SOURCE_CONTINUE;
+    }
+
+  /* the easy side: each probe to a port not tried yet */
+  for (; quota > 0 && a->bday_packets < a->limits.probes; quota--)
+    {
+      g_autoptr(GSocketAddress) to = NULL;
+      guint16 port;
+
+      do
+        port = (guint16) g_random_int_range (BIRTHDAY_PORT_MIN, 65536);
+      while (birthday_probed (a, port));
+      a->bday_tried[port / 32] |= 1u << (port % 32);
+      to = g_inet_socket_address_new (a->bday_ip, port);
+      send_punch (a->socket, to, &a->key, NATKIT_PUNCH_PUNCH, a->role, a->secret, NULL);
+      a->bday_packets++;
+    }
+  if (a->bday_packets >= a->limits.probes)
+    {
+      g_autofree char *summary = NULL;
+
+      a->bday_stopped = now;
+      summary = birthday_summary (a);
+      g_debug ("birthday punch: every probe sent, %s; answers still count", summary);
+      g_clear_pointer (&a->bday_timer, g_source_unref);
+      return G_SOURCE_REMOVE;
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+/* How many sockets we may open without starving the rest of the process
+ * of file descriptors */
+static guint
+birthday_socket_room (guint wanted)
+{
+  struct rlimit limit;
+
+  if (getrlimit (RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY)
+    return wanted;
+  if (limit.rlim_cur <= 128)
+    return 0;
+  return MIN (wanted, (guint) MIN (limit.rlim_cur - 128, G_MAXUINT));
+}
+
+static GSocketAddress *
+peer_srflx (Attempt *a)
+{
+  for (guint i = 0; i < a->targets->len; i++)
+    {
+      Target *t = g_ptr_array_index (a->targets, i);
+
+      if (t->via == NULL && g_strcmp0 (t->origin, "srflx") == 0)
+        return t->address;
+    }
+  return NULL;
+}
+
+static void
+birthday_start (Attempt *a)
+{
+  GSocketAddress *srflx = peer_srflx (a);
+  g_autofree char *to = NULL;
+  gint64 now = g_get_monotonic_time ();
+
+  if (a->birthday != NATKIT_PUNCH_BIRTHDAY_HARD && a->birthday != NATKIT_PUNCH_BIRTHDAY_EASY)
+    return;
+  if (a->limits.sockets == 0 || a->limits.probes == 0)
+    {
+      g_debug ("birthday punch: turned off (NATKIT_HOLEPUNCH_BIRTHDAY_SOCKETS or _PROBES is 0)");
+      a->birthday = NATKIT_PUNCH_BIRTHDAY_NONE;
+      return;
+    }
+  if (srflx == NULL)
+    {
+      g_debug ("birthday punch: the peer offered no STUN address to aim at");
+      a->birthday = NATKIT_PUNCH_BIRTHDAY_NONE;
+      return;
+    }
+  to = describe (srflx);
+
+  if (a->birthday == NATKIT_PUNCH_BIRTHDAY_HARD)
+    {
+      g_autoptr(GInetAddress) any = g_inet_address_new_any (G_SOCKET_FAMILY_IPV4);
+      g_autoptr(GSocketAddress) bind_to = g_inet_socket_address_new (any, 0);
+      guint room = birthday_socket_room (a->limits.sockets);
+
+      a->bday_sockets = g_ptr_array_new_with_free_func (birthday_socket_free);
+      for (guint i = 0; i < room; i++)
+        {
+          g_autoptr(GError) error = NULL;
+          g_autoptr(GSocket) socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_DATAGRAM,
+                                                    G_SOCKET_PROTOCOL_UDP, &error);
+          BirthdaySocket *b;
+
+          if (socket == NULL || !g_socket_bind (socket, bind_to, FALSE, &error))
+            {
+              g_debug ("birthday punch: could open %u sockets of %u: %s",
+                       a->bday_sockets->len, a->limits.sockets, error->message);
+              if (socket != NULL)
+                g_socket_close (socket, NULL);
+              break;
+            }
+          g_socket_set_blocking (socket, FALSE);
+          b = g_new0 (BirthdaySocket, 1);
+          b->attempt = a;
+          b->socket = g_steal_pointer (&socket);
+          b->io = g_socket_create_source (b->socket, G_IO_IN, NULL);
+          add_source (b->io, G_SOURCE_FUNC (birthday_receive_cb), b,
+                      "[natkit-holepunch] birthday receive");
+          g_ptr_array_add (a->bday_sockets, b);
+        }
+      if (a->bday_sockets->len == 0)
+        {
+          a->birthday = NATKIT_PUNCH_BIRTHDAY_NONE;
+          return;
+        }
+      a->bday_target = g_object_ref (srflx);
+      g_debug ("birthday punch: our NAT picks a random port per destination, the peer's "
+               "does not: %u sockets punch %s, %u packets/s at most, for %u ms",
+               a->bday_sockets->len, to, a->limits.rate, a->limits.ms);
+    }
+  else
+    {
+      g_autofree char *ip = NULL;
+
+      a->bday_ip = g_object_ref (g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (srflx)));
+      a->bday_tried = g_new0 (guint32, 65536 / 32);
+      ip = g_inet_address_to_string (a->bday_ip);
+      g_debug ("birthday punch: the peer's NAT picks a random port per destination, ours "
+               "does not: up to %u probes to random ports of %s, %u/s, for %u ms",
+               a->limits.probes, ip, a->limits.rate, a->limits.ms);
+    }
+  a->bday_start = now;
+  a->bday_deadline = now + (gint64) a->limits.ms * G_TIME_SPAN_MILLISECOND;
+  a->bday_round_at = now + BIRTHDAY_RESEND_MS * G_TIME_SPAN_MILLISECOND;
+  a->bday_timer = add_source (g_timeout_source_new (BIRTHDAY_TICK_MS), birthday_tick_cb, a,
+                              "[natkit-holepunch] birthday");
+  birthday_tick_cb (a);
+}
 
 /* Both offers known: punch. */
 static void
 start_punching (Attempt *a)
 {
+  guint budget_ms = PUNCH_BUDGET_MS;
+
   if (!a->gathered || !a->have_peer || a->punch_timer != NULL || attempt_done (a))
     return;
+
+  a->birthday = natkit_punch_birthday_role (&a->mapping, &a->peer_mapping);
+  if (a->birthday == NATKIT_PUNCH_BIRTHDAY_HOPELESS)
+    {
+      attempt_fail (a, g_error_new (NATKIT_ERROR, NATKIT_ERROR_NOT_APPLICABLE,
+                                    "both peers are behind NATs that pick a new random "
+                                    "port for every destination (symmetric: our one socket "
+                                    "got %s; the peer's offer says the same of its NAT): "
+                                    "hole punching cannot work; the relay carries the "
+                                    "connection",
+                                    a->mapping_ports ? a->mapping_ports : "different ports"));
+      return;
+    }
 
   {
     g_autofree char *tried = list_targets (a);
@@ -588,7 +1017,10 @@ start_punching (Attempt *a)
   a->rounds = 1;
   a->punch_timer = add_source (g_timeout_source_new (PUNCH_FAST_MS), punch_timer_cb, a,
                                "[natkit-holepunch] punch");
-  a->budget = add_source (g_timeout_source_new (PUNCH_BUDGET_MS), budget_cb, a,
+  birthday_start (a);
+  if (a->birthday != NATKIT_PUNCH_BIRTHDAY_NONE)
+    budget_ms = MAX (budget_ms, a->limits.ms);
+  a->budget = add_source (g_timeout_source_new (budget_ms), budget_cb, a,
                           "[natkit-holepunch] budget");
 
   /* what came before the peer's offer could not be checked until now */
@@ -596,7 +1028,7 @@ start_punching (Attempt *a)
     {
       Early *e = g_queue_pop_head (&a->early);
 
-      handle_packet (a, e->data, e->len, e->from);
+      handle_packet (a, NULL, e->data, e->len, e->from);
       early_free (e);
     }
 }
@@ -616,12 +1048,14 @@ echoes_ours (Attempt           *a,
 
 static void
 handle_packet (Attempt        *a,
+               GSocket        *via,
                const guint8   *data,
                gsize           len,
                GSocketAddress *from)
 {
   NatkitPunch punch;
   g_autoptr(GError) error = NULL;
+  GSocket *socket = via != NULL ? via : a->socket;
 
   if (!a->have_peer)
     {
@@ -642,12 +1076,12 @@ handle_packet (Attempt        *a,
       /* the responder: the initiator's secure handshake on a pair that
        * answered means our CONFIRM was lost; the pair is the path */
       if (a->role == 1 && a->validated != NULL && same_address (from, a->validated) &&
-          len > 0 && data[0] >= 20 && data[0] <= 63)
+          via == a->validated_via && len > 0 && data[0] >= 20 && data[0] <= 63)
         {
           g_autoptr(GSocketAddress) remote = g_object_ref (a->validated);
 
           g_debug ("a DTLS record from %s before its CONFIRM: taking the pair", a->peer_id);
-          attempt_succeed (a, remote);
+          attempt_succeed (a, remote, via);
           /* the record is lost; DTLS resends its first flight */
         }
       return;
@@ -678,17 +1112,20 @@ handle_packet (Attempt        *a,
     {
     case NATKIT_PUNCH_PUNCH:
       /* answer where it came from: the peer's NAT may have given it a
-       * port for us alone (peer-reflexive), then punch there too */
-      send_punch (a->socket, from, &a->key, NATKIT_PUNCH_ACK, a->role, a->secret,
+       * port for us alone (peer-reflexive), then punch there too, at once
+       * (the initiator needs an ACK to a punch of its own) */
+      send_punch (socket, from, &a->key, NATKIT_PUNCH_ACK, a->role, a->secret,
                   punch.nonce);
-      add_target (a, from, "peer-reflexive");
-      for (guint i = 0; i < a->targets->len; i++)
-        {
-          Target *t = g_ptr_array_index (a->targets, i);
+      {
+        Target *t = add_target (a, from, via != NULL ? "birthday" : "peer-reflexive", via);
 
-          if (same_address (t->address, from))
+        if (t != NULL)
+          {
             t->heard = TRUE;
-        }
+            send_punch (socket, from, &a->key, NATKIT_PUNCH_PUNCH, a->role, a->secret, NULL);
+            a->punches_sent++;
+          }
+      }
       break;
 
     case NATKIT_PUNCH_ACK:
@@ -700,17 +1137,20 @@ handle_packet (Attempt        *a,
       if (a->role == 0)
         {
           /* the pair works both ways: it is the path */
-          send_punch (a->socket, from, &a->key, NATKIT_PUNCH_CONFIRM, a->role, a->secret,
+          send_punch (socket, from, &a->key, NATKIT_PUNCH_CONFIRM, a->role, a->secret,
                       punch.nonce);
-          attempt_succeed (a, from);
+          attempt_succeed (a, from, via);
         }
       else if (a->validated == NULL)
-        a->validated = g_object_ref (from);
+        {
+          a->validated = g_object_ref (from);
+          a->validated_via = via != NULL ? g_object_ref (via) : NULL;
+        }
       break;
 
     case NATKIT_PUNCH_CONFIRM:
       if (a->role == 1 && echoes_ours (a, &punch, from))
-        attempt_succeed (a, from);
+        attempt_succeed (a, from, via);
       else
         a->rejected++;
       break;
@@ -718,6 +1158,8 @@ handle_packet (Attempt        *a,
 }
 
 /* ---- STUN: what the world sees of our socket ---------------------------- */
+
+static gboolean gather_timer_cb (gpointer user_data);
 
 static void
 add_local (Attempt                  *a,
@@ -753,15 +1195,46 @@ gather_done (Attempt *a)
 {
   g_autofree char *offer = NULL;
 
+  guint16 ports[MAX_STUN_SERVERS];
+  guint n_ports = 0;
+  GString *seen = g_string_new (NULL);
+
   if (a->gathered || attempt_done (a))
-    return;
+    {
+      g_string_free (seen, TRUE);
+      return;
+    }
   a->gathered = TRUE;
   drop_source (&a->gather_timer);
   drop_source (&a->stun_resend);
 
+  /* the mapped ports in the order the NAT handed them out: the order our
+   * first requests left */
+  for (guint order = 1; order <= a->stun_sends; order++)
+    for (guint i = 0; i < a->stun->len; i++)
+      {
+        StunServer *s = g_ptr_array_index (a->stun, i);
+
+        if (s->order == order && s->answered && n_ports < G_N_ELEMENTS (ports))
+          {
+            ports[n_ports++] = s->mapped_port;
+            g_string_append_printf (seen, "%sport %u towards %s", seen->len ? ", " : "",
+                                    s->mapped_port, s->name);
+          }
+      }
+  natkit_punch_mapping_classify (ports, n_ports, &a->mapping);
+  a->mapping_ports = g_string_free (seen, FALSE);
+  if (a->mapping.kind == NATKIT_PUNCH_MAPPING_SEQUENTIAL)
+    g_debug ("our NAT's mapping: sequential, step %d (%s)", a->mapping.step, a->mapping_ports);
+  else if (n_ports >= 2)
+    g_debug ("our NAT's mapping: %s (%s)",
+             natkit_punch_mapping_to_string (a->mapping.kind), a->mapping_ports);
+  else
+    g_debug ("our NAT's mapping: unknown (%u STUN answers; it takes two servers)", n_ports);
+
   offer = natkit_punch_offer_build (a->session_id, a->token,
                                     (NatkitPunchCandidate *) a->local->data,
-                                    a->local->len, NULL);
+                                    a->local->len, NULL, &a->mapping);
   g_debug ("sending %u candidates to %s", a->local->len, a->peer_id);
   natkit_signaling_send_async (a->signaling, a->peer_id, offer, NULL, offer_sent_cb, NULL);
   a->offer_sent = TRUE;
@@ -795,15 +1268,38 @@ handle_stun (Attempt        *a,
       if (address == NULL || !G_IS_INET_SOCKET_ADDRESS (address))
         return;
       s->request_len = 0;   /* answered */
+      s->answered = TRUE;
+      s->mapped_port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (address));
       {
         g_autofree char *text = describe (address);
 
         g_debug ("STUN server %s sees us as %s", s->name, text);
       }
-      add_local (a, NATKIT_PUNCH_CANDIDATE_SRFLX, G_INET_SOCKET_ADDRESS (address));
-      /* one answer is what we need; a second server could only add a
-       * port a symmetric NAT would not reuse for the peer anyway */
-      gather_done (a);
+      /* the first answer is the candidate: a second server could only add
+       * a port a symmetric NAT would not reuse for the peer anyway; but
+       * the second's port tells how the NAT maps */
+      {
+        guint answered = 0, expected = 0;
+
+        for (guint j = 0; j < a->stun->len; j++)
+          {
+            StunServer *other = g_ptr_array_index (a->stun, j);
+
+            answered += other->answered;
+            expected += other->address != NULL && !other->duplicate;
+          }
+        expected += a->stun_resolving;
+        if (answered == 1)
+          add_local (a, NATKIT_PUNCH_CANDIDATE_SRFLX, G_INET_SOCKET_ADDRESS (address));
+        if (answered >= 2 || answered >= expected)
+          gather_done (a);
+        else if (answered == 1)
+          {
+            drop_source (&a->gather_timer);
+            a->gather_timer = add_source (g_timeout_source_new (SECOND_STUN_MS),
+                                          gather_timer_cb, a, "[natkit-holepunch] gather");
+          }
+      }
       return;
     }
 }
@@ -834,7 +1330,7 @@ attempt_receive_cb (GSocket      *socket,
       if (len >= 20 && a->buffer[0] < 2 && !a->gathered)
         handle_stun (a, a->buffer, len, from);
       else
-        handle_packet (a, a->buffer, len, from);
+        handle_packet (a, NULL, a->buffer, len, from);
     }
   return G_SOURCE_CONTINUE;
 }
@@ -847,8 +1343,12 @@ send_stun (Attempt *a)
       StunServer *s = g_ptr_array_index (a->stun, i);
 
       if (s->address != NULL && s->request_len > 0)
-        g_socket_send_to (a->socket, s->address, (const char *) s->request,
-                          s->request_len, NULL, NULL);
+        {
+          if (s->order == 0)
+            s->order = ++a->stun_sends;
+          g_socket_send_to (a->socket, s->address, (const char *) s->request,
+                            s->request_len, NULL, NULL);
+        }
     }
 }
 
@@ -866,7 +1366,7 @@ gather_timer_cb (gpointer user_data)
   G_GNUC_UNUSED g_autoptr(GTask) guard = g_object_ref (a->task);   /* keeps @a alive */
 
   g_clear_pointer (&a->gather_timer, g_source_unref);
-  g_debug ("no STUN answer within %d ms: offering what we have", GATHER_MS);
+  g_debug ("not every STUN server answered in time: offering what we have");
   gather_done (a);
   return G_SOURCE_REMOVE;
 }
@@ -881,6 +1381,18 @@ stun_prepare (Attempt        *a,
     STUN_ATTRIBUTE_FINGERPRINT, STUN_ATTRIBUTE_SOFTWARE, 0
   };
 
+  /* the same server twice (natkit-server's port also in config.json)
+   * would make any NAT look endpoint-independent */
+  for (guint i = 0; i < a->stun->len; i++)
+    {
+      StunServer *other = g_ptr_array_index (a->stun, i);
+
+      if (other != s && other->address != NULL && same_address (other->address, address))
+        {
+          s->duplicate = TRUE;
+          return;
+        }
+    }
   s->address = g_object_ref (address);
   stun_agent_init (&s->agent, known, STUN_COMPATIBILITY_RFC5389,
                    STUN_AGENT_USAGE_USE_FINGERPRINT);
@@ -892,7 +1404,8 @@ stun_prepare (Attempt        *a,
 
 struct _NatkitHolepunch
 {
-  GObject parent_instance;
+  GObject        parent_instance;
+  BirthdayLimits limits;
 };
 
 static void natkit_holepunch_traversal_init (NatkitTraversalInterface *iface);
@@ -923,6 +1436,30 @@ natkit_holepunch_applies (NatkitTraversal         *traversal,
   return TRUE;
 }
 
+/* A peer behind a sequential NAT: the next ports its NAT will most likely
+ * hand out, at its public address, are punched too (the first of its own
+ * punches to us leave from one of them) */
+static void
+predict_targets (Attempt *a)
+{
+  GSocketAddress *srflx = peer_srflx (a);
+  guint16 ports[NATKIT_PUNCH_MAX_PREDICTED];
+  guint n = natkit_punch_predict_ports (&a->peer_mapping, PREDICT_PORTS, ports);
+  GInetAddress *ip;
+
+  if (srflx == NULL || n == 0)
+    return;
+  ip = g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (srflx));
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(GSocketAddress) address = g_inet_socket_address_new (ip, ports[i]);
+
+      add_target (a, address, "predicted", NULL);
+    }
+  g_debug ("the peer's NAT maps sequentially (step %d after port %u): punching %u "
+           "predicted ports too", a->peer_mapping.step, a->peer_mapping.last_port, n);
+}
+
 static void
 message_cb (NatkitSignaling *signaling,
             const char      *from,
@@ -935,10 +1472,11 @@ message_cb (NatkitSignaling *signaling,
   g_autoptr(GArray) candidates = NULL;
   g_autoptr(GError) error = NULL;
   guint8 token[NATKIT_PUNCH_TOKEN_SIZE];
+  NatkitPunchMapping mapping;
 
   if (g_strcmp0 (from, a->peer_id) != 0 || strstr (text, "\"holepunch\"") == NULL)
     return;
-  if (!natkit_punch_offer_parse (text, &session, token, &candidates, NULL, &error))
+  if (!natkit_punch_offer_parse (text, &session, token, &candidates, NULL, &mapping, &error))
     {
       g_debug ("ignoring a hole punching offer from %s: %s", from, error->message);
       return;
@@ -952,6 +1490,7 @@ message_cb (NatkitSignaling *signaling,
     }
 
   a->have_peer = TRUE;
+  a->peer_mapping = mapping;
   if (a->role == 0)
     natkit_punch_key_derive (&a->key, a->session_id, a->token, token);
   else
@@ -961,9 +1500,11 @@ message_cb (NatkitSignaling *signaling,
       NatkitPunchCandidate *c = &g_array_index (candidates, NatkitPunchCandidate, i);
 
       add_target (a, G_SOCKET_ADDRESS (c->address),
-                  natkit_punch_candidate_type_to_string (c->type));
+                  natkit_punch_candidate_type_to_string (c->type), NULL);
     }
-  g_debug ("%s offered %u candidates", from, candidates->len);
+  g_debug ("%s offered %u candidates, its NAT's mapping %s", from, candidates->len,
+           natkit_punch_mapping_to_string (mapping.kind));
+  predict_targets (a);
   start_punching (a);
 }
 
@@ -1028,6 +1569,7 @@ natkit_holepunch_open_path_async (NatkitTraversal        *traversal,
   g_task_set_source_tag (task, natkit_holepunch_open_path_async);
   a = g_new0 (Attempt, 1);
   a->task = task;
+  a->limits = NATKIT_HOLEPUNCH (traversal)->limits;
   g_task_set_task_data (task, a, attempt_free);
   a->signaling = g_object_ref (natkit_traversal_request_get_signaling (request));
   a->session_id = g_strdup (natkit_traversal_request_get_session_id (request));
@@ -1103,6 +1645,7 @@ natkit_holepunch_open_path_async (NatkitTraversal        *traversal,
         {
           GResolver *resolver = g_resolver_get_default ();
 
+          a->stun_resolving++;
           g_resolver_lookup_by_name_with_flags_async (resolver, host,
                                                       G_RESOLVER_NAME_LOOKUP_FLAGS_IPV4_ONLY,
                                                       cancellable, stun_resolved_cb,
@@ -1133,6 +1676,8 @@ stun_resolved_cb (GObject      *source,
   GList *addresses = g_resolver_lookup_by_name_with_flags_finish (G_RESOLVER (source),
                                                                   result, NULL);
 
+  a->stun_resolving--;
+
   if (addresses != NULL && !attempt_done (a) && !a->gathered)
     {
       for (guint i = 0; i < a->stun->len; i++)
@@ -1140,7 +1685,7 @@ stun_resolved_cb (GObject      *source,
           StunServer *s = g_ptr_array_index (a->stun, i);
           g_autoptr(GSocketConnectable) c = NULL;
 
-          if (s->address != NULL)
+          if (s->address != NULL || s->duplicate)
             continue;
           c = g_network_address_parse (s->name, 3478, NULL);
           if (c == NULL)
@@ -1182,9 +1727,41 @@ natkit_holepunch_class_init (NatkitHolepunchClass *klass)
 {
 }
 
+/* A limit from the environment, or its default (with a warning that says
+ * what was wrong) */
+static guint
+limit_from_env (const char *name,
+                guint       default_value,
+                guint       min,
+                guint       max)
+{
+  const char *text = g_getenv (name);
+  guint64 value;
+
+  if (text == NULL || *text == '\0')
+    return default_value;
+  if (!g_ascii_string_to_unsigned (text, 10, min, max, &value, NULL))
+    {
+      g_warning ("%s=%s is not a whole number from %u to %u: using %u instead. "
+                 "Fix or unset the variable.", name, text, min, max, default_value);
+      return default_value;
+    }
+  return (guint) value;
+}
+
 static void
 natkit_holepunch_init (NatkitHolepunch *self)
 {
+  /* 0 sockets or 0 probes turns the birthday punch off; probes at most
+   * half the ports, so that picking an untried one stays quick */
+  self->limits.sockets = limit_from_env ("NATKIT_HOLEPUNCH_BIRTHDAY_SOCKETS",
+                                         BIRTHDAY_SOCKETS, 0, 1024);
+  self->limits.probes = limit_from_env ("NATKIT_HOLEPUNCH_BIRTHDAY_PROBES",
+                                        BIRTHDAY_PROBES, 0, (65536 - BIRTHDAY_PORT_MIN) / 2);
+  self->limits.rate = limit_from_env ("NATKIT_HOLEPUNCH_BIRTHDAY_RATE",
+                                      BIRTHDAY_RATE, 100, 100000);
+  self->limits.ms = limit_from_env ("NATKIT_HOLEPUNCH_BIRTHDAY_MS",
+                                    BIRTHDAY_MS, 100, 60000);
 }
 
 static gboolean

@@ -317,12 +317,116 @@ member_int (JsonObject *object,
   return json_node_get_int (node);
 }
 
+/* ---- mapping behavior ---------------------------------------------------- */
+
+const char *
+natkit_punch_mapping_to_string (NatkitPunchMappingKind kind)
+{
+  switch (kind)
+    {
+    case NATKIT_PUNCH_MAPPING_INDEPENDENT:
+      return "independent";
+    case NATKIT_PUNCH_MAPPING_SEQUENTIAL:
+      return "sequential";
+    case NATKIT_PUNCH_MAPPING_RANDOM:
+      return "random";
+    case NATKIT_PUNCH_MAPPING_UNKNOWN:
+    default:
+      return "unknown";
+    }
+}
+
+/* @ports: the public ports one socket got towards different destinations,
+ * in the order the NAT handed them out (the order the first requests left).
+ * All the same: endpoint-independent. All moving the same way by at most
+ * NATKIT_PUNCH_MAX_STEP: sequential, the step being the smallest move
+ * (other hosts behind the NAT take ports in between). Anything else:
+ * random, or dependent in a way nobody can predict. */
+void
+natkit_punch_mapping_classify (const guint16      *ports,
+                               guint               n_ports,
+                               NatkitPunchMapping *out)
+{
+  gboolean same = TRUE, up = TRUE, down = TRUE;
+  gint smallest = G_MAXINT;
+
+  out->kind = NATKIT_PUNCH_MAPPING_UNKNOWN;
+  out->step = 0;
+  out->last_port = 0;
+  if (n_ports < 2)
+    return;
+  for (guint i = 1; i < n_ports; i++)
+    {
+      gint delta = (gint) ports[i] - (gint) ports[i - 1];
+
+      same &= delta == 0;
+      up &= delta > 0 && delta <= NATKIT_PUNCH_MAX_STEP;
+      down &= delta < 0 && delta >= -NATKIT_PUNCH_MAX_STEP;
+      smallest = MIN (smallest, ABS (delta));
+    }
+  if (same)
+    out->kind = NATKIT_PUNCH_MAPPING_INDEPENDENT;
+  else if (up || down)
+    {
+      out->kind = NATKIT_PUNCH_MAPPING_SEQUENTIAL;
+      out->step = up ? smallest : -smallest;
+      out->last_port = ports[n_ports - 1];
+    }
+  else
+    out->kind = NATKIT_PUNCH_MAPPING_RANDOM;
+}
+
+/* The ports a sequential NAT will most likely hand out next: the last one
+ * plus 1..@count steps (at most NATKIT_PUNCH_MAX_PREDICTED), leaving out
+ * what falls off either end of the port space. Nothing for any other
+ * mapping. Returns how many were written to @out. */
+guint
+natkit_punch_predict_ports (const NatkitPunchMapping *mapping,
+                            guint                     count,
+                            guint16                  *out)
+{
+  guint n = 0;
+
+  if (mapping->kind != NATKIT_PUNCH_MAPPING_SEQUENTIAL || mapping->step == 0 ||
+      ABS (mapping->step) > NATKIT_PUNCH_MAX_STEP || mapping->last_port == 0)
+    return 0;
+  count = MIN (count, NATKIT_PUNCH_MAX_PREDICTED);
+  for (guint k = 1; k <= count; k++)
+    {
+      gint port = (gint) mapping->last_port + (gint) k * mapping->step;
+
+      if (port >= 1 && port <= 65535)
+        out[n++] = (guint16) port;
+    }
+  return n;
+}
+
+/* Random ↔ endpoint-independent: the random side opens many sockets
+ * (hard), the other probes its ports (easy). Random on both sides: no
+ * port on either side can be known or guessed in time. */
+NatkitPunchBirthdayRole
+natkit_punch_birthday_role (const NatkitPunchMapping *ours,
+                            const NatkitPunchMapping *theirs)
+{
+  if (ours->kind == NATKIT_PUNCH_MAPPING_RANDOM &&
+      theirs->kind == NATKIT_PUNCH_MAPPING_RANDOM)
+    return NATKIT_PUNCH_BIRTHDAY_HOPELESS;
+  if (ours->kind == NATKIT_PUNCH_MAPPING_RANDOM &&
+      theirs->kind == NATKIT_PUNCH_MAPPING_INDEPENDENT)
+    return NATKIT_PUNCH_BIRTHDAY_HARD;
+  if (ours->kind == NATKIT_PUNCH_MAPPING_INDEPENDENT &&
+      theirs->kind == NATKIT_PUNCH_MAPPING_RANDOM)
+    return NATKIT_PUNCH_BIRTHDAY_EASY;
+  return NATKIT_PUNCH_BIRTHDAY_NONE;
+}
+
 char *
 natkit_punch_offer_build (const char                 *session_id,
                           const guint8                token[NATKIT_PUNCH_TOKEN_SIZE],
                           const NatkitPunchCandidate *candidates,
                           guint                       n_candidates,
-                          const char                 *nat_type)
+                          const char                 *nat_type,
+                          const NatkitPunchMapping   *mapping)
 {
   g_autoptr(JsonBuilder) b = json_builder_new ();
   g_autoptr(JsonNode) root = NULL;
@@ -341,6 +445,18 @@ natkit_punch_offer_build (const char                 *session_id,
     {
       json_builder_set_member_name (b, "nat");
       json_builder_add_string_value (b, nat_type);
+    }
+  if (mapping != NULL && mapping->kind != NATKIT_PUNCH_MAPPING_UNKNOWN)
+    {
+      json_builder_set_member_name (b, "mapping");
+      json_builder_add_string_value (b, natkit_punch_mapping_to_string (mapping->kind));
+      if (mapping->kind == NATKIT_PUNCH_MAPPING_SEQUENTIAL)
+        {
+          json_builder_set_member_name (b, "step");
+          json_builder_add_int_value (b, mapping->step);
+          json_builder_set_member_name (b, "last");
+          json_builder_add_int_value (b, mapping->last_port);
+        }
     }
   json_builder_set_member_name (b, "candidates");
   json_builder_begin_array (b);
@@ -364,6 +480,37 @@ natkit_punch_offer_build (const char                 *session_id,
   return json_to_string (root, FALSE);
 }
 
+/* "mapping" (and for a sequential one "step" and "last"): a member that is
+ * missing, of another type or out of its range makes the mapping unknown,
+ * as from a peer that does not measure it; the offer itself stands. */
+static void
+parse_mapping (JsonObject         *body,
+               NatkitPunchMapping *out)
+{
+  const char *kind = member_string (body, "mapping");
+
+  out->kind = NATKIT_PUNCH_MAPPING_UNKNOWN;
+  out->step = 0;
+  out->last_port = 0;
+  if (g_strcmp0 (kind, "independent") == 0)
+    out->kind = NATKIT_PUNCH_MAPPING_INDEPENDENT;
+  else if (g_strcmp0 (kind, "random") == 0)
+    out->kind = NATKIT_PUNCH_MAPPING_RANDOM;
+  else if (g_strcmp0 (kind, "sequential") == 0)
+    {
+      gint64 step = member_int (body, "step", 0);
+      gint64 last = member_int (body, "last", 0);
+
+      if (step != 0 && step >= -NATKIT_PUNCH_MAX_STEP && step <= NATKIT_PUNCH_MAX_STEP &&
+          last >= 1 && last <= 65535)
+        {
+          out->kind = NATKIT_PUNCH_MAPPING_SEQUENTIAL;
+          out->step = (gint) step;
+          out->last_port = (guint16) last;
+        }
+    }
+}
+
 static void
 clear_candidate (gpointer data)
 {
@@ -376,11 +523,13 @@ natkit_punch_offer_parse (const char  *text,
                           guint8       out_token[NATKIT_PUNCH_TOKEN_SIZE],
                           GArray     **out_candidates,
                           char       **out_nat_type,
+                          NatkitPunchMapping *out_mapping,
                           GError     **error)
 {
   g_autoptr(JsonNode) node = NULL;
   g_autoptr(GArray) candidates = NULL;
   g_autofree guint8 *token = NULL;
+  NatkitPunchMapping mapping;
   JsonObject *body;
   JsonNode *list;
   JsonArray *array;
@@ -428,6 +577,7 @@ natkit_punch_offer_parse (const char  *text,
     }
   if (nat != NULL && strlen (nat) > 32)
     nat = NULL;
+  parse_mapping (body, &mapping);
 
   list = json_object_get_member (body, "candidates");
   if (list == NULL || !JSON_NODE_HOLDS_ARRAY (list))
@@ -476,6 +626,8 @@ natkit_punch_offer_parse (const char  *text,
   memcpy (out_token, token, NATKIT_PUNCH_TOKEN_SIZE);
   if (out_nat_type)
     *out_nat_type = g_strdup (nat);
+  if (out_mapping)
+    *out_mapping = mapping;
   if (out_candidates)
     *out_candidates = g_steal_pointer (&candidates);
   return TRUE;

@@ -76,17 +76,58 @@ void      natkit_punch_candidate_clear (NatkitPunchCandidate *candidate);
 const char *natkit_punch_candidate_type_to_string (NatkitPunchCandidateType type);
 gboolean  natkit_punch_address_is_sendable (GInetSocketAddress *address);
 
-/* The "holepunch" signaling body. */
+/* How the sender's NAT picks the public port of a new mapping, measured
+ * from one socket towards two STUN destinations (docs/protocol.md 7.1). */
+typedef enum {
+  NATKIT_PUNCH_MAPPING_UNKNOWN,      /* fewer than two answers, or not said */
+  NATKIT_PUNCH_MAPPING_INDEPENDENT,  /* the same port for every destination */
+  NATKIT_PUNCH_MAPPING_SEQUENTIAL,   /* a new port per destination, step apart */
+  NATKIT_PUNCH_MAPPING_RANDOM,       /* a new port per destination, unpredictable */
+} NatkitPunchMappingKind;
+
+#define NATKIT_PUNCH_MAX_STEP       16   /* |step| of a sequential mapping */
+#define NATKIT_PUNCH_MAX_PREDICTED  16   /* ports predicted at most */
+
+typedef struct
+{
+  NatkitPunchMappingKind kind;
+  gint                   step;       /* SEQUENTIAL: port delta, 1 <= |step| <= 16 */
+  guint16                last_port;  /* SEQUENTIAL: the last port it handed out */
+} NatkitPunchMapping;
+
+const char *natkit_punch_mapping_to_string (NatkitPunchMappingKind kind);
+void      natkit_punch_mapping_classify (const guint16      *ports,
+                                         guint               n_ports,
+                                         NatkitPunchMapping *out);
+guint     natkit_punch_predict_ports    (const NatkitPunchMapping *mapping,
+                                         guint               count,
+                                         guint16            *out);
+
+/* Who does what in a birthday punch, from both sides' mappings; both
+ * sides reach complementary answers from the same two offers. */
+typedef enum {
+  NATKIT_PUNCH_BIRTHDAY_NONE,        /* not needed, or cannot be planned */
+  NATKIT_PUNCH_BIRTHDAY_HARD,        /* ours is random: many sockets */
+  NATKIT_PUNCH_BIRTHDAY_EASY,        /* the peer's is random: probe its ports */
+  NATKIT_PUNCH_BIRTHDAY_HOPELESS,    /* both random: hole punching cannot work */
+} NatkitPunchBirthdayRole;
+
+NatkitPunchBirthdayRole natkit_punch_birthday_role (const NatkitPunchMapping *ours,
+                                                    const NatkitPunchMapping *theirs);
+
+/* The "holepunch" signaling body. @mapping may be NULL (not said). */
 char     *natkit_punch_offer_build (const char           *session_id,
                                     const guint8          token[NATKIT_PUNCH_TOKEN_SIZE],
                                     const NatkitPunchCandidate *candidates,
                                     guint                 n_candidates,
-                                    const char           *nat_type);
+                                    const char           *nat_type,
+                                    const NatkitPunchMapping *mapping);
 gboolean  natkit_punch_offer_parse (const char           *text,
                                     char                **out_session_id,
                                     guint8                out_token[NATKIT_PUNCH_TOKEN_SIZE],
                                     GArray              **out_candidates,
                                     char                **out_nat_type,
+                                    NatkitPunchMapping   *out_mapping,
                                     GError              **error);
 
 G_END_DECLS

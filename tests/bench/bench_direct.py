@@ -17,11 +17,21 @@ this prints per pair:
   echoed byte, in ms and RTTs — the DESIGN goal is the first byte within
   3 RTT of the candidates arriving;
 - the failover time of one run (a direct path cut on both routers while a
-  stream flows; from the cut to the echo growing again), with --failover.
+  stream flows; from the cut to the echo growing again), with --failover;
+- the birthday punch (docs/protocol.md 7.4) for symmetric <-> port-restricted,
+  both orders, --birthday-runs times each (default 5; 0 skips it): how often
+  the punch found a path (and how often it did before the relay, so that
+  the connection started direct), the easy side's probes and the hard
+  side's packets and sockets, the time from the birthday's start to the
+  path and the whole connect time. The figures come from the plugin's
+  "birthday punch:" debug lines on both hosts. Every run has a second STUN
+  server (the peers need two to learn how their NATs map). The limits can
+  be changed with NATKIT_HOLEPUNCH_BIRTHDAY_SOCKETS, _PROBES, _RATE, _MS.
 
 Needs root (the lab). Prints figures; asserts nothing.
 
 Usage: bench_direct.py [--latency MS] [--pairs A:B,...] [--failover]
+                       [--birthday-runs N] [--birthday-only]
 """
 
 import argparse
@@ -40,8 +50,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "lab"))
 
 from natlab import NAT_TYPES, Lab, LabSkip, check_requirements  # noqa: E402
 import test_lab_direct  # noqa: E402
-from test_lab_relay import (NAT_TOOL, SERVER, peer_env, start_listener,  # noqa: E402
-                            start_server, stop)
+from test_lab_direct import start_second_stun, stun_config  # noqa: E402
+from test_lab_relay import (NAT_TOOL, SERVER, Events, peer_env,  # noqa: E402
+                            start_listener, start_server, stop)
 
 STAMP = re.compile(rb"(\d\d):(\d\d):(\d\d)\.(\d\d\d): (.*)")
 
@@ -135,6 +146,109 @@ def one_pair(tmp, nat_a, nat_b, latency):
         return res
 
 
+BIRTHDAY_WON = re.compile(
+    rb"birthday punch: won \([a-z-]+\); the (hard|easy) side[^:]*: (\d+) (?:packets|probes)"
+    rb"(?: from (\d+) sockets)?[^;]*? in (\d+) ms")
+BIRTHDAY_SIDE = re.compile(
+    rb"birthday punch: (?:won|not needed|out of time|every probe)[^;]*[;,] the (hard|easy) "
+    rb"side[^:]*: (\d+) (?:packets|probes)(?: from (\d+) sockets)?")
+
+
+def birthday_run(tmp, nat_a, nat_b, latency, run):
+    """One connection between a symmetric and a port-restricted site, both
+    hosts logging natkit-holepunch's debug lines."""
+    name = "bd-%s-%s-%d" % (nat_a, nat_b, run)
+    os.environ["NATLAB_DEBUG"] = "natkit-holepunch"   # the listener's log
+    with Lab(site_a=nat_a, site_b=nat_b, turn=False, latency_ms=latency) as lab:
+        server, ready = start_server(lab, tmp)
+        stun2, ready2 = start_second_stun(lab, tmp)
+        stun_config(tmp, "b-" + name, lab)
+        stun_config(tmp, "a-" + name, lab)
+        listener, lev, address = start_listener(lab, tmp, "host_b", "b-" + name)
+        res = {}
+        if not (ready and ready2 and address):
+            for p in (listener, server, stun2):
+                stop(p)
+            return {"error": "servers or listener did not start"}
+        env = peer_env(tmp, "a-" + name)
+        proc = lab.popen("host_a", "exec env %s G_MESSAGES_DEBUG=natkit-holepunch "
+                         "%s connect --json %s" % (env, NAT_TOOL, address),
+                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+        ev = Events(proc)
+        got = ev.wait("connected", 30) or {}
+        res["method"] = got.get("method")
+        res["connect_ms"] = got.get("elapsed_ms")
+        # the birthday punch goes on after a relay won the race (an
+        # upgrade): wait for its end on both hosts
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            ev.poll(0.2)
+            lev.poll(0.05)
+            both = ev.text + lev.text
+            if BIRTHDAY_WON.search(both) or b"birthday punch for the peer's" in both:
+                ev.poll(0.5)
+                lev.poll(0.5)
+                break
+        both = ev.text + lev.text
+        won = BIRTHDAY_WON.search(both)
+        res["won"] = bool(won)
+        if won:
+            res["won_ms"] = int(won.group(4))
+        for m in BIRTHDAY_SIDE.finditer(both):
+            if m.group(1) == b"easy":
+                res["probes"] = max(res.get("probes", 0), int(m.group(2)))
+            else:
+                res["packets"] = max(res.get("packets", 0), int(m.group(2)))
+                res["sockets"] = max(res.get("sockets", 0), int(m.group(3) or 0))
+        for m in (won,) if won else ():
+            if m.group(1) == b"easy":
+                res["probes"] = max(res.get("probes", 0), int(m.group(2)))
+            else:
+                res["packets"] = max(res.get("packets", 0), int(m.group(2)))
+                res["sockets"] = max(res.get("sockets", 0), int(m.group(3) or 0))
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        for p in (proc, listener, server, stun2):
+            stop(p)
+        os.environ.pop("NATLAB_DEBUG", None)
+        return res
+
+
+def birthday_bench(tmp, runs, latency):
+    print("\nbirthday punch, symmetric <-> port-restricted, %d runs per order, "
+          "%.1f ms one way per WAN link" % (runs, latency))
+    print("%-34s %4s %-9s %9s %8s %7s %8s %8s" % (
+        "pair", "run", "method", "connect", "birthday", "probes", "packets", "sockets"))
+    for a, b in (("port-restricted", "symmetric"), ("symmetric", "port-restricted")):
+        results = []
+        for i in range(runs):
+            r = birthday_run(tmp, a, b, latency, i)
+            results.append(r)
+            print("%-34s %4d %-9s %9s %8s %7s %8s %8s%s" % (
+                "%s <-> %s" % (a, b), i + 1, r.get("method") or "-",
+                fmt(r.get("connect_ms")),
+                ("%s ms" % r["won_ms"]) if r.get("won") else "lost",
+                fmt(r.get("probes")), fmt(r.get("packets")), fmt(r.get("sockets")),
+                ("  (%s)" % r["error"]) if r.get("error") else ""))
+            sys.stdout.flush()
+        won = [r for r in results if r.get("won")]
+        first = [r for r in results if r.get("method") == "holepunch"]
+        med = (lambda xs: sorted(xs)[len(xs) // 2] if xs else None)
+        print("%s <-> %s: the birthday punch found a path in %d of %d runs (%d of them "
+              "before the relay); median %s probes, %s hard-side packets, %s ms from its "
+              "start; median connect %s ms" % (
+                  a, b, len(won), runs, len(first),
+                  fmt(med([r["probes"] for r in won if "probes" in r])),
+                  fmt(med([r["packets"] for r in won if "packets" in r])),
+                  fmt(med([r["won_ms"] for r in won])),
+                  fmt(med([r["connect_ms"] for r in results
+                           if isinstance(r.get("connect_ms"), int)]))))
+        sys.stdout.flush()
+
+
 def fmt(v, spec="%.0f"):
     return spec % v if isinstance(v, (int, float)) else "-"
 
@@ -146,6 +260,10 @@ def main():
     p.add_argument("--pairs", help="A:B,... (default: every pair)")
     p.add_argument("--failover", action="store_true",
                    help="also time a failover (port-restricted pair, 20 MB stream)")
+    p.add_argument("--birthday-runs", type=int, default=5,
+                   help="runs of the birthday punch per order (default 5; 0: none)")
+    p.add_argument("--birthday-only", action="store_true",
+                   help="only the birthday punch figures")
     args = p.parse_args()
     try:
         check_requirements(turn=False)
@@ -159,6 +277,10 @@ def main():
     pairs = ([tuple(x.split(":")) for x in args.pairs.split(",")] if args.pairs else
              [(a, b) for i, a in enumerate(NAT_TYPES) for b in NAT_TYPES[i:]])
     tmp = tempfile.mkdtemp(prefix="nkbench-direct-")
+    if args.birthday_only:
+        birthday_bench(tmp, max(args.birthday_runs, 1), args.latency)
+        subprocess.run(["rm", "-rf", tmp])
+        return 0
     print("connect times, %.1f ms one way per WAN link" % args.latency)
     print("%-34s %-9s %7s %9s %7s %14s %8s %14s %8s" % (
         "pair", "method", "RTT ms", "connect", "in RTT", "cand->session", "in RTT",
@@ -180,6 +302,8 @@ def main():
         print("\nfailover (port-restricted pair, %s MB stream, cut on both routers):"
               % os.environ["NATKIT_LAB_FAILOVER_MB"])
         test_lab_direct.check_failover(Tap(), tmp)
+    if args.birthday_runs > 0:
+        birthday_bench(tmp, args.birthday_runs, args.latency)
     subprocess.run(["rm", "-rf", tmp])
     return 0
 

@@ -42,17 +42,21 @@ LLVMFuzzerTestOneInput (const guint8 *data,
   g_autoptr(GArray) candidates = NULL;
   g_autoptr(GError) error = NULL;
   guint8 token[NATKIT_PUNCH_TOKEN_SIZE];
+  NatkitPunchMapping mapping;
 
   memcpy (text, data, size);
   text[size] = '\0';
 
-  if (natkit_punch_offer_parse (text, &session, token, &candidates, &nat, &error))
+  if (natkit_punch_offer_parse (text, &session, token, &candidates, &nat, &mapping, &error))
     {
       g_autofree char *rebuilt = NULL;
       g_autofree char *session2 = NULL;
       g_autofree char *nat2 = NULL;
       g_autoptr(GArray) candidates2 = NULL;
       guint8 token2[NATKIT_PUNCH_TOKEN_SIZE];
+      NatkitPunchMapping mapping2;
+      guint16 predicted[NATKIT_PUNCH_MAX_PREDICTED];
+      guint n_predicted;
 
       g_assert_no_error (error);
       g_assert_cmpuint (strlen (text), <=, 8192);
@@ -61,16 +65,38 @@ LLVMFuzzerTestOneInput (const guint8 *data,
       g_assert_cmpuint (strlen (session), <=, 64);
       g_assert_true (nat == NULL || strlen (nat) <= 32);
       check_candidates (candidates);
+      /* a mapping is one of the known kinds; a sequential one within its
+       * limits, and what the plugin predicts from it stays in the port space */
+      g_assert_cmpint (mapping.kind, >=, NATKIT_PUNCH_MAPPING_UNKNOWN);
+      g_assert_cmpint (mapping.kind, <=, NATKIT_PUNCH_MAPPING_RANDOM);
+      if (mapping.kind == NATKIT_PUNCH_MAPPING_SEQUENTIAL)
+        {
+          g_assert_cmpint (mapping.step, !=, 0);
+          g_assert_cmpint (ABS (mapping.step), <=, NATKIT_PUNCH_MAX_STEP);
+          g_assert_cmpuint (mapping.last_port, >=, 1);
+        }
+      else
+        {
+          g_assert_cmpint (mapping.step, ==, 0);
+          g_assert_cmpuint (mapping.last_port, ==, 0);
+        }
+      n_predicted = natkit_punch_predict_ports (&mapping, G_MAXUINT, predicted);
+      g_assert_cmpuint (n_predicted, <=, NATKIT_PUNCH_MAX_PREDICTED);
+      for (guint i = 0; i < n_predicted; i++)
+        g_assert_cmpuint (predicted[i], >=, 1);
 
       /* what we would send back parses to the same */
       rebuilt = natkit_punch_offer_build (session, token,
                                           (const NatkitPunchCandidate *) (gpointer) candidates->data,
-                                          candidates->len, nat);
-      if (!natkit_punch_offer_parse (rebuilt, &session2, token2, &candidates2, &nat2, &error))
+                                          candidates->len, nat, &mapping);
+      if (!natkit_punch_offer_parse (rebuilt, &session2, token2, &candidates2, &nat2, &mapping2, &error))
         g_error ("%s, rebuilt from an accepted offer, is refused: %s", rebuilt, error->message);
       g_assert_cmpstr (session2, ==, session);
       g_assert_cmpmem (token2, sizeof token2, token, sizeof token);
       g_assert_cmpstr (nat2, ==, nat);
+      g_assert_cmpint (mapping2.kind, ==, mapping.kind);
+      g_assert_cmpint (mapping2.step, ==, mapping.step);
+      g_assert_cmpuint (mapping2.last_port, ==, mapping.last_port);
       g_assert_cmpuint (candidates2->len, ==, candidates->len);
       for (guint i = 0; i < candidates->len; i++)
         {

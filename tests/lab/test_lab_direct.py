@@ -20,10 +20,35 @@ symmetric = address-and-port-dependent mapping (APDM) + APDF; udp-blocked
 - EIM on both sides: each side's STUN address is the one the peer's
   packets reach, and its own outgoing punch opened its filter: direct;
 - APDM on one side: its packets to the peer leave from a port nobody
-  announced. The other side accepts them only if its filter does not
-  care about the source port (none, EIF, ADF), then answers to that
-  port: direct. With APDF there (port-restricted, symmetric) the punch
-  never gets in: relay.
+  announced. The other side accepts them if its filter does not care
+  about the source port (none, EIF, ADF), then answers to that port:
+  direct. With APDF there (port-restricted) the plain punch never gets
+  in, but the birthday punch does (docs/protocol.md 7.4): the symmetric
+  side opens 256 sockets that all punch the other's public address, the
+  port-restricted side probes random ports of the symmetric side's public
+  address until one lands on a port one of those sockets got (about 1 -
+  e^-8 within 2048 probes over the 64512 ports of fully-random
+  masquerading): direct, both orders. The peers learn which side is which
+  from the mapping each measured against two STUN servers (natkit-server
+  and a second one on the lab's other server address, in the peers'
+  config.json), so every pair here runs with both.
+- APDM on both sides (symmetric <-> symmetric): no port on either side can
+  be known or guessed in time; hole punching fails at once, saying so,
+  and the relay carries the connection.
+
+Sequential mapping (a NAT that hands out ports a small step apart, which
+the peer then predicts and punches) cannot be tested here: Linux's NAT
+either keeps the source port or picks one at random, never the next one.
+The prediction is unit-tested in tests/unit/test-holepunch-proto.c with
+synthetic port sequences.
+
+For the symmetric <-> port-restricted pairs the test also counts the UDP
+sockets each host has open while the connection runs: the birthday
+punch's losing sockets are all closed. The connection may start on the
+relay (it joins the race 250 ms in) and move to the punched path: that
+counts as direct, and the test says which happened. With the birthday
+punch cut down to 1 socket and 1 probe, hole punching alone fails and
+says what the birthday punch did.
 
 Then: a third host in the lab's internet captures every punch packet it
 sees and replays it from its own address, and sprays forged ones; the
@@ -35,7 +60,9 @@ reason.
 
 Needs root; skips (exit 77, or NATLAB_SKIP_EXIT) otherwise."""
 
+import json
 import os
+import select
 import shlex
 import subprocess
 import sys
@@ -48,7 +75,7 @@ sys.path.insert(0, HERE)
 
 from natlab import NAT_TYPES, Lab, LabSkip, check_requirements  # noqa: E402
 from labtap import Tap, skip_all  # noqa: E402
-from test_lab_relay import (NAT_TOOL, SERVER, Events, connect,  # noqa: E402
+from test_lab_relay import (NAT_TOOL, PORT, SERVER, Events, connect,  # noqa: E402
                             file_sha, peer_env, start_listener, start_server,
                             stop, write_random)
 
@@ -61,10 +88,11 @@ def direct_expected(a, b):
         return False
     if a == "symmetric" and b == "symmetric":
         return False
-    if a == "symmetric":
-        return b in FILTER_IGNORES_PORT
-    if b == "symmetric":
-        return a in FILTER_IGNORES_PORT
+    if "symmetric" in (a, b):
+        other = b if a == "symmetric" else a
+        # the plain punch where the filter ignores ports, the birthday
+        # punch against port-restricted
+        return other in FILTER_IGNORES_PORT or other == "port-restricted"
     return True
 
 
@@ -121,6 +149,39 @@ open(sys.argv[3], "w").write("%d %d %d\n" % (replayed, forged, len(seen)))
 """
 
 
+def start_second_stun(lab, tmp):
+    """A second natkit-server in the lab's internet, on the other server
+    address, used only for its STUN answers: with two STUN destinations
+    hole punching learns how each NAT maps (same port, a step apart, or
+    random), which the birthday punch needs."""
+    proc = lab.popen("inet", "exec %s --json --listen %s:%d --udp-port %d" % (
+        SERVER, lab.server_ips[1], PORT, PORT),
+        stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, "stun2.log"), "ab"))
+    line = b""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not line.endswith(b"\n"):
+        r, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if r:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            line += chunk
+    try:
+        ready = json.loads(line)
+    except ValueError:
+        ready = None
+    return proc, ready
+
+
+def stun_config(tmp, name, lab):
+    """config.json of the peer @name (test_lab_relay.peer_env's folders):
+    the second STUN server, after natkit-server's own UDP port."""
+    folder = os.path.join(tmp, name, "config", "natkit")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump({"stun": ["%s:%d" % (lab.server_ips[1], PORT)]}, f)
+
+
 def block_direct(lab, site, source_ip):
     """Router of @site drops UDP from @source_ip before NAT sees it."""
     router = lab.site(site).router
@@ -139,18 +200,26 @@ def check_pair(tap, tmp, nat_a, nat_b, attacker=False, replay_only=False):
     if replay_only:
         label += ", B's own packets to A dropped"
     direct = direct_expected(nat_a, nat_b)
+    if is_birthday_pair(nat_a, nat_b) and not attacker and not replay_only:
+        check_birthday_pair(tap, tmp, nat_a, nat_b)
+        return
     with Lab(site_a=nat_a, site_b=nat_b, turn=False) as lab:
         server, ready = start_server(lab, tmp)
-        if not tap.ok(ready and ready.get("event") == "ready",
-                      "%s: natkit-server is ready" % label,
+        stun2, ready2 = start_second_stun(lab, tmp)
+        if not tap.ok(ready and ready.get("event") == "ready" and ready2,
+                      "%s: natkit-server and the second STUN server are ready" % label,
                       diag=open(os.path.join(tmp, "server.log"), "rb").read()[-2000:]):
             stop(server)
+            stop(stun2)
             return
+        stun_config(tmp, "b-" + nat_b, lab)
+        stun_config(tmp, "a-" + nat_a, lab)
         listener, lev, address = start_listener(lab, tmp, "host_b", "b-" + nat_b)
         if not address:
             tap.ok(False, "%s: B listens" % label, diag=lev.text[-2000:])
             stop(listener)
             stop(server)
+            stop(stun2)
             return
         if replay_only:
             # only the third host's copies of B's punch packets reach A
@@ -187,6 +256,13 @@ def check_pair(tap, tmp, nat_a, nat_b, attacker=False, replay_only=False):
                        label, got.get("method"), got.get("elapsed_ms"),
                        got.get("remote_address")),
                    diag="expected %s; rc %s, stderr %r" % (want, rc, cev.text[-3000:]))
+            if nat_a == nat_b == "symmetric":
+                why = [e.get("reason", "") for e in cev.events
+                       if e.get("event") == "attempt-failed" and e.get("method") == "holepunch"]
+                tap.ok(any("new random port for every destination" in w for w in why),
+                       "%s: hole punching gave up at once, saying why: %s" % (
+                           label, (why[0][:140] if why else None)),
+                       diag=cev.text[-2000:])
             tried = [e.get("method") for e in cev.events if e.get("event") == "attempt"]
             tap.ok("holepunch" in tried and (direct or "relay" in tried),
                    "%s: attempt events for %s" % (label, ", ".join(tried)),
@@ -209,6 +285,7 @@ def check_pair(tap, tmp, nat_a, nat_b, attacker=False, replay_only=False):
                        label, text[0] if text else "?", text[1] if text else "?"))
         stop(listener)
         stop(server)
+        stop(stun2)
 
 
 FEEDER = r"""
@@ -225,6 +302,136 @@ for i in range(n):
     time.sleep(seconds / n)
 open(out, "w").write(h.hexdigest())
 """
+
+
+def udp_sockets(lab, ns):
+    """The UDP sockets open in namespace @ns (only natkit runs there)."""
+    out = lab.run(ns, ["ss", "-uanH"]).stdout or ""
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def is_birthday_pair(a, b):
+    return sorted((a, b)) == ["port-restricted", "symmetric"]
+
+
+def check_birthday_pair(tap, tmp, nat_a, nat_b):
+    """symmetric <-> port-restricted: the birthday punch. A streams 256 KiB
+    to B's `cat` over 4 s. The connection is direct from the start, or (when
+    the relay opened first: it starts 250 ms into the race) moves to the
+    punched path within 10 s; the path leads to B's public address and is
+    the birthday punch's. While it runs neither host keeps more than a
+    handful of UDP sockets: the hard side's 255 losing sockets (and its
+    first socket) were closed when the path was found. The echo arrives
+    byte-identical."""
+    label = "%s <-> %s (birthday punch)" % (nat_a, nat_b)
+    with Lab(site_a=nat_a, site_b=nat_b, turn=False) as lab:
+        server, ready = start_server(lab, tmp)
+        stun2, ready2 = start_second_stun(lab, tmp)
+        stun_config(tmp, "b-bd", lab)
+        stun_config(tmp, "a-bd", lab)
+        listener, lev, address = start_listener(lab, tmp, "host_b", "b-bd")
+        if not tap.ok(ready and ready2 and address, "%s: servers and listener are up" % label,
+                      diag=lev.text[-2000:]):
+            for p in (listener, server, stun2):
+                stop(p)
+            return
+        feeder = os.path.join(tmp, "feeder.py")
+        with open(feeder, "w") as f:
+            f.write(FEEDER)
+        digest_file = os.path.join(tmp, "bd.sha")
+        outfile = os.path.join(tmp, "bd-out")
+        for old in (digest_file, outfile):
+            if os.path.exists(old):
+                os.unlink(old)
+        env = peer_env(tmp, "a-bd")
+        proc = lab.popen("host_a", "exec python3 %s %d 4 %s | env %s %s connect --json %s > %s"
+                         % (feeder, 256 * 1024, digest_file, env, NAT_TOOL, address, outfile),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        ev = Events(proc)
+        got = ev.wait("connected", 30) or {}
+        remote = got.get("remote_address") or ""
+        how = "from the start"
+        if got.get("method") == "relay":
+            changed = ev.wait("path-changed", 10) or {}
+            if changed.get("to") == "holepunch":
+                remote = changed.get("remote_address") or ""
+                how = "after the relay opened first (path-changed: %s)" % changed.get("reason")
+            else:
+                how = None
+        elif got.get("method") != "holepunch":
+            how = None
+        tap.ok(how is not None,
+               "%s: direct %s (connected via %s in %s ms)" % (
+                   label, how, got.get("method"), got.get("elapsed_ms")),
+               diag=ev.text[-3000:])
+        if how is not None:
+            tap.ok(remote.startswith(lab.site("b").public_ip + ":") and "(birthday)" in remote,
+                   "%s: the path is the birthday punch's, to B's public address: %s" % (
+                       label, remote), diag=ev.text[-2000:])
+        ev.poll(1)
+        a_sockets = udp_sockets(lab, "host_a")
+        b_sockets = udp_sockets(lab, "host_b")
+        tap.ok(proc.poll() is None and len(a_sockets) <= 8 and len(b_sockets) <= 8,
+               "%s: while connected, A has %d UDP sockets open and B %d (the birthday "
+               "punch opened 257 on the symmetric side)" % (
+                   label, len(a_sockets), len(b_sockets)),
+               diag="A:\n%s\nB:\n%s" % ("\n".join(a_sockets), "\n".join(b_sockets)))
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            ev.poll(0.5)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        want = open(digest_file).read().strip() if os.path.exists(digest_file) else "?"
+        same = os.path.exists(outfile) and file_sha(outfile) == want
+        tap.ok(proc.returncode == 0 and same, "%s: 256 KiB echoed back byte-identical" % label,
+               diag="rc %s, out %d bytes; %r" % (
+                   proc.returncode, os.path.getsize(outfile) if os.path.exists(outfile) else -1,
+                   ev.text[-1500:]))
+        for p in (listener, server, stun2):
+            stop(p)
+
+
+def check_birthday_failure(tap, tmp, nat_a="port-restricted", nat_b="symmetric"):
+    """The birthday punch cut down to 1 socket and 1 probe for 1 s on both
+    sides (NATKIT_HOLEPUNCH_BIRTHDAY_*: a probe lands with a probability of
+    1 in 64512): hole punching alone fails, and the reason says what the
+    birthday punch did (this side's probes)."""
+    label = "%s <-> %s, birthday punch limited to 1 socket and 1 probe" % (nat_a, nat_b)
+    limits = {"NATKIT_HOLEPUNCH_BIRTHDAY_SOCKETS": "1", "NATKIT_HOLEPUNCH_BIRTHDAY_PROBES": "1",
+              "NATKIT_HOLEPUNCH_BIRTHDAY_MS": "1000"}
+    saved = {k: os.environ.get(k) for k in limits}
+    os.environ.update(limits)   # the lab's processes inherit them
+    try:
+        with Lab(site_a=nat_a, site_b=nat_b, turn=False) as lab:
+            server, ready = start_server(lab, tmp)
+            stun2, ready2 = start_second_stun(lab, tmp)
+            stun_config(tmp, "b-bf", lab)
+            stun_config(tmp, "a-bf", lab)
+            listener, lev, address = start_listener(lab, tmp, "host_b", "b-bf")
+            if not tap.ok(ready and ready2 and address, "%s: servers and listener are up" % label,
+                          diag=lev.text[-2000:]):
+                for p in (listener, server, stun2):
+                    stop(p)
+                return
+            infile = os.path.join(tmp, "in")
+            write_random(infile, 1024, label)
+            rc, cev = connect(lab, tmp, "host_a", "a-bf", address, infile,
+                              os.path.join(tmp, "out"), timeout=60, method="holepunch")
+            why = (cev.wait("connect-failed", 0) or {}).get("reason", "")
+            tap.ok(rc != 0 and "birthday punch" in why and
+                   "the easy side: 1 probes to random ports of %s" % lab.site("b").public_ip in why,
+                   "%s: hole punching fails, saying what the birthday punch did: %s" % (
+                       label, why[why.find("the birthday punch"):][:200]),
+                   diag="rc %s, stderr %r" % (rc, cev.text[-3000:]))
+            for p in (listener, server, stun2):
+                stop(p)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def unblock(lab, site):
@@ -405,6 +612,9 @@ def main():
         if not only:
             # both orders where the roles matter for the mapping arithmetic
             check_pair(tap, tmp, "restricted", "symmetric")
+            # the birthday punch with the hard side as the initiator
+            check_pair(tap, tmp, "symmetric", "port-restricted")
+            check_birthday_failure(tap, tmp)
             check_pair(tap, tmp, "full-cone", "full-cone", attacker=True)
             # the only answers that reach A are the third host's replays of
             # B's: A must not take the third host's address for B's

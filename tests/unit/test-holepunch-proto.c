@@ -420,7 +420,7 @@ expect_offer (const char  *text,
   guint8 token[NATKIT_PUNCH_TOKEN_SIZE];
   GArray *candidates = NULL;
 
-  if (!natkit_punch_offer_parse (text, &out_session, token, &candidates, &out_nat, &error))
+  if (!natkit_punch_offer_parse (text, &out_session, token, &candidates, &out_nat, NULL, &error))
     g_error ("refused %s: %s", text, error->message);
   g_assert_no_error (error);
   g_assert_cmpstr (out_session, ==, session);
@@ -459,7 +459,7 @@ expect_bad_offer (const char *text,
   GArray *candidates = NULL;
   guint8 token[NATKIT_PUNCH_TOKEN_SIZE];
 
-  if (natkit_punch_offer_parse (text, &session, token, &candidates, &nat, &error))
+  if (natkit_punch_offer_parse (text, &session, token, &candidates, &nat, NULL, &error))
     g_error ("accepted %s", text);
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
   if (strstr (error->message, fragment) == NULL)
@@ -494,7 +494,8 @@ test_offer_round_trip (void)
         g_inet_socket_address_new_from_string (want[i].ip, want[i].port));
     }
 
-  text = natkit_punch_offer_build (session, token_0_15, in, G_N_ELEMENTS (in), "port-restricted");
+  text = natkit_punch_offer_build (session, token_0_15, in, G_N_ELEMENTS (in), "port-restricted",
+                                   NULL);
   g_assert_nonnull (strstr (text, "\"op\":\"holepunch\""));
   g_assert_nonnull (strstr (text, "\"token\":\"" TOKEN64 "\""));
   candidates = expect_offer (text, session, "port-restricted");
@@ -503,7 +504,7 @@ test_offer_round_trip (void)
     expect_candidate (candidates, i, want[i].type, want[i].ip, want[i].port);
 
   /* no NAT type, no candidates */
-  text_no_nat = natkit_punch_offer_build ("s", token_0_15, NULL, 0, NULL);
+  text_no_nat = natkit_punch_offer_build ("s", token_0_15, NULL, 0, NULL, NULL);
   g_assert_null (strstr (text_no_nat, "\"nat\""));
   none = expect_offer (text_no_nat, "s", NULL);
   g_assert_cmpuint (none->len, ==, 0);
@@ -512,7 +513,7 @@ test_offer_round_trip (void)
   {
     guint8 token[NATKIT_PUNCH_TOKEN_SIZE];
 
-    g_assert_true (natkit_punch_offer_parse (text, NULL, token, NULL, NULL, NULL));
+    g_assert_true (natkit_punch_offer_parse (text, NULL, token, NULL, NULL, NULL, NULL));
     g_assert_cmpmem (token, sizeof token, token_0_15, sizeof token_0_15);
   }
 
@@ -666,7 +667,7 @@ test_offer_malformed (void)
     { "{" NATKIT "," OP "," SESSION "," TOKEN ",\"candidates\":\"10.0.0.1:9\"}", "no list of candidates" },
   };
 
-  g_assert_false (natkit_punch_offer_parse (NULL, NULL, (guint8[16]) { 0 }, NULL, NULL, NULL));
+  g_assert_false (natkit_punch_offer_parse (NULL, NULL, (guint8[16]) { 0 }, NULL, NULL, NULL, NULL));
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     expect_bad_offer (cases[i].text, cases[i].fragment);
 }
@@ -701,7 +702,7 @@ test_offer_max_candidates (void)
       in[i].type = NATKIT_PUNCH_CANDIDATE_HOST;
       in[i].address = G_INET_SOCKET_ADDRESS (g_inet_socket_address_new_from_string (ip, 2000 + i));
     }
-  built = natkit_punch_offer_build ("s-1", token_0_15, in, 20, NULL);
+  built = natkit_punch_offer_build ("s-1", token_0_15, in, 20, NULL, NULL);
   g_assert_null (strstr (built, "192.0.2.17\""));
   rebuilt = expect_offer (built, "s-1", NULL);
   g_assert_cmpuint (rebuilt->len, ==, NATKIT_PUNCH_MAX_CANDIDATES);
@@ -797,6 +798,223 @@ test_address_is_sendable (void)
   g_assert_false (sendable ("2001:db8::1", 0));
 }
 
+/* ---- mapping behavior, port prediction, birthday roles ------------------ */
+
+static void
+expect_mapping (const guint16          *ports,
+                guint                   n,
+                NatkitPunchMappingKind  kind,
+                gint                    step,
+                guint16                 last)
+{
+  NatkitPunchMapping m = { 99, 99, 99 };
+
+  natkit_punch_mapping_classify (ports, n, &m);
+  g_assert_cmpstr (natkit_punch_mapping_to_string (m.kind), ==,
+                   natkit_punch_mapping_to_string (kind));
+  g_assert_cmpint (m.step, ==, step);
+  g_assert_cmpuint (m.last_port, ==, last);
+}
+
+static void
+test_mapping_classify (void)
+{
+  /* synthetic sequences of the ports one socket got towards successive
+   * destinations, as NATs of each kind hand them out */
+  static const guint16 same[] = { 40000, 40000, 40000 };
+  static const guint16 next[] = { 50001, 50002 };
+  static const guint16 next_other_hosts[] = { 50001, 50002, 50005, 50006 };  /* others took 3, 4 */
+  static const guint16 by_two[] = { 1030, 1032, 1034 };
+  static const guint16 downwards[] = { 60010, 60006 };
+  static const guint16 edge[] = { 1000, 1016 };
+  static const guint16 too_far[] = { 1000, 1017 };
+  static const guint16 random_ports[] = { 64309, 4131 };
+  static const guint16 back_and_forth[] = { 2000, 2001, 2000 };
+  static const guint16 some_same[] = { 3000, 3000, 3001 };   /* neither kind */
+
+  expect_mapping (same, 0, NATKIT_PUNCH_MAPPING_UNKNOWN, 0, 0);
+  expect_mapping (same, 1, NATKIT_PUNCH_MAPPING_UNKNOWN, 0, 0);
+  expect_mapping (same, 2, NATKIT_PUNCH_MAPPING_INDEPENDENT, 0, 0);
+  expect_mapping (same, 3, NATKIT_PUNCH_MAPPING_INDEPENDENT, 0, 0);
+  expect_mapping (next, 2, NATKIT_PUNCH_MAPPING_SEQUENTIAL, 1, 50002);
+  expect_mapping (next_other_hosts, 4, NATKIT_PUNCH_MAPPING_SEQUENTIAL, 1, 50006);
+  expect_mapping (by_two, 3, NATKIT_PUNCH_MAPPING_SEQUENTIAL, 2, 1034);
+  expect_mapping (downwards, 2, NATKIT_PUNCH_MAPPING_SEQUENTIAL, -4, 60006);
+  expect_mapping (edge, 2, NATKIT_PUNCH_MAPPING_SEQUENTIAL, 16, 1016);
+  expect_mapping (too_far, 2, NATKIT_PUNCH_MAPPING_RANDOM, 0, 0);
+  expect_mapping (random_ports, 2, NATKIT_PUNCH_MAPPING_RANDOM, 0, 0);
+  expect_mapping (back_and_forth, 3, NATKIT_PUNCH_MAPPING_RANDOM, 0, 0);
+  expect_mapping (some_same, 3, NATKIT_PUNCH_MAPPING_RANDOM, 0, 0);
+}
+
+static void
+test_predict_ports (void)
+{
+  NatkitPunchMapping up = { NATKIT_PUNCH_MAPPING_SEQUENTIAL, 2, 50010 };
+  NatkitPunchMapping down = { NATKIT_PUNCH_MAPPING_SEQUENTIAL, -1, 3 };
+  NatkitPunchMapping top = { NATKIT_PUNCH_MAPPING_SEQUENTIAL, 16, 65500 };
+  NatkitPunchMapping eim = { NATKIT_PUNCH_MAPPING_INDEPENDENT, 0, 0 };
+  NatkitPunchMapping bad = { NATKIT_PUNCH_MAPPING_SEQUENTIAL, 17, 1000 };
+  guint16 out[NATKIT_PUNCH_MAX_PREDICTED + 4];
+  guint n;
+
+  n = natkit_punch_predict_ports (&up, 4, out);
+  g_assert_cmpuint (n, ==, 4);
+  g_assert_cmpuint (out[0], ==, 50012);
+  g_assert_cmpuint (out[1], ==, 50014);
+  g_assert_cmpuint (out[3], ==, 50018);
+
+  /* off either end of the port space: left out, never wrapped or 0 */
+  n = natkit_punch_predict_ports (&down, 8, out);
+  g_assert_cmpuint (n, ==, 2);
+  g_assert_cmpuint (out[0], ==, 2);
+  g_assert_cmpuint (out[1], ==, 1);
+  n = natkit_punch_predict_ports (&top, 8, out);
+  g_assert_cmpuint (n, ==, 2);
+  g_assert_cmpuint (out[0], ==, 65516);
+  g_assert_cmpuint (out[1], ==, 65532);
+
+  /* at most NATKIT_PUNCH_MAX_PREDICTED */
+  n = natkit_punch_predict_ports (&up, 1000, out);
+  g_assert_cmpuint (n, ==, NATKIT_PUNCH_MAX_PREDICTED);
+  g_assert_cmpuint (out[n - 1], ==, 50010 + 2 * NATKIT_PUNCH_MAX_PREDICTED);
+
+  /* nothing to predict */
+  g_assert_cmpuint (natkit_punch_predict_ports (&eim, 8, out), ==, 0);
+  g_assert_cmpuint (natkit_punch_predict_ports (&bad, 8, out), ==, 0);
+
+  /* a sequence that goes on as classified is predicted: the NAT's next
+   * mapping (the first punch towards the peer) is the first prediction */
+  {
+    static const guint16 seen[] = { 40100, 40103, 40106 };
+    NatkitPunchMapping m;
+
+    natkit_punch_mapping_classify (seen, G_N_ELEMENTS (seen), &m);
+    n = natkit_punch_predict_ports (&m, 3, out);
+    g_assert_cmpuint (n, ==, 3);
+    g_assert_cmpuint (out[0], ==, 40109);
+    g_assert_cmpuint (out[2], ==, 40115);
+  }
+}
+
+static void
+test_birthday_role (void)
+{
+  static const NatkitPunchMappingKind kinds[] = {
+    NATKIT_PUNCH_MAPPING_UNKNOWN, NATKIT_PUNCH_MAPPING_INDEPENDENT,
+    NATKIT_PUNCH_MAPPING_SEQUENTIAL, NATKIT_PUNCH_MAPPING_RANDOM,
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (kinds); i++)
+    for (guint j = 0; j < G_N_ELEMENTS (kinds); j++)
+      {
+        NatkitPunchMapping ours = { kinds[i], 0, 0 };
+        NatkitPunchMapping theirs = { kinds[j], 0, 0 };
+        NatkitPunchBirthdayRole mine = natkit_punch_birthday_role (&ours, &theirs);
+        NatkitPunchBirthdayRole peer = natkit_punch_birthday_role (&theirs, &ours);
+        NatkitPunchBirthdayRole want = NATKIT_PUNCH_BIRTHDAY_NONE;
+
+        if (kinds[i] == NATKIT_PUNCH_MAPPING_RANDOM && kinds[j] == NATKIT_PUNCH_MAPPING_RANDOM)
+          want = NATKIT_PUNCH_BIRTHDAY_HOPELESS;
+        else if (kinds[i] == NATKIT_PUNCH_MAPPING_RANDOM &&
+                 kinds[j] == NATKIT_PUNCH_MAPPING_INDEPENDENT)
+          want = NATKIT_PUNCH_BIRTHDAY_HARD;
+        else if (kinds[i] == NATKIT_PUNCH_MAPPING_INDEPENDENT &&
+                 kinds[j] == NATKIT_PUNCH_MAPPING_RANDOM)
+          want = NATKIT_PUNCH_BIRTHDAY_EASY;
+        g_assert_cmpint (mine, ==, want);
+        /* both sides agree from the same two offers */
+        if (mine == NATKIT_PUNCH_BIRTHDAY_HARD)
+          g_assert_cmpint (peer, ==, NATKIT_PUNCH_BIRTHDAY_EASY);
+        else if (mine == NATKIT_PUNCH_BIRTHDAY_EASY)
+          g_assert_cmpint (peer, ==, NATKIT_PUNCH_BIRTHDAY_HARD);
+        else
+          g_assert_cmpint (peer, ==, mine);
+      }
+}
+
+static void
+expect_offer_mapping (const char             *text,
+                      NatkitPunchMappingKind  kind,
+                      gint                    step,
+                      guint16                 last)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GArray) candidates = NULL;
+  g_autofree char *session = NULL;
+  guint8 token[NATKIT_PUNCH_TOKEN_SIZE];
+  NatkitPunchMapping m = { 99, 99, 99 };
+
+  if (!natkit_punch_offer_parse (text, &session, token, &candidates, NULL, &m, &error))
+    g_error ("refused %s: %s", text, error->message);
+  g_assert_cmpstr (natkit_punch_mapping_to_string (m.kind), ==,
+                   natkit_punch_mapping_to_string (kind));
+  g_assert_cmpint (m.step, ==, step);
+  g_assert_cmpuint (m.last_port, ==, last);
+}
+
+#define OFFER_HEAD "{\"natkit\":1,\"op\":\"holepunch\",\"session\":\"s\",\"token\":\"" TOKEN64 "\","
+#define OFFER_TAIL "\"candidates\":[]}"
+
+static void
+test_offer_mapping (void)
+{
+  static const NatkitPunchMapping in[] = {
+    { NATKIT_PUNCH_MAPPING_INDEPENDENT, 0, 0 },
+    { NATKIT_PUNCH_MAPPING_SEQUENTIAL, -16, 1 },
+    { NATKIT_PUNCH_MAPPING_SEQUENTIAL, 3, 65535 },
+    { NATKIT_PUNCH_MAPPING_RANDOM, 0, 0 },
+  };
+  NatkitPunchMapping unknown = { NATKIT_PUNCH_MAPPING_UNKNOWN, 5, 5 };
+
+  for (guint i = 0; i < G_N_ELEMENTS (in); i++)
+    {
+      g_autofree char *text = natkit_punch_offer_build ("s", token_0_15, NULL, 0, "symmetric", &in[i]);
+
+      g_assert_nonnull (strstr (text, "\"nat\":\"symmetric\""));   /* "nat" as before */
+      expect_offer_mapping (text, in[i].kind, in[i].step, in[i].last_port);
+      g_assert_true ((strstr (text, "\"step\"") != NULL) ==
+                     (in[i].kind == NATKIT_PUNCH_MAPPING_SEQUENTIAL));
+    }
+  {
+    /* unknown: not said at all, as by a peer that predates it */
+    g_autofree char *text = natkit_punch_offer_build ("s", token_0_15, NULL, 0, NULL, &unknown);
+    g_autofree char *text2 = natkit_punch_offer_build ("s", token_0_15, NULL, 0, NULL, NULL);
+
+    g_assert_null (strstr (text, "\"mapping\""));
+    g_assert_cmpstr (text, ==, text2);
+    expect_offer_mapping (text, NATKIT_PUNCH_MAPPING_UNKNOWN, 0, 0);
+  }
+
+  /* strict: anything off makes the mapping unknown, the offer stands */
+  expect_offer_mapping (OFFER_HEAD "\"mapping\":\"random\",\"step\":4,\"last\":9," OFFER_TAIL,
+                        NATKIT_PUNCH_MAPPING_RANDOM, 0, 0);
+  expect_offer_mapping (OFFER_HEAD "\"mapping\":\"sequential\",\"step\":1,\"last\":2," OFFER_TAIL,
+                        NATKIT_PUNCH_MAPPING_SEQUENTIAL, 1, 2);
+  expect_offer_mapping (OFFER_HEAD "\"mapping\":\"sequential\",\"step\":0,\"last\":2," OFFER_TAIL,
+                        NATKIT_PUNCH_MAPPING_UNKNOWN, 0, 0);
+  expect_offer_mapping (OFFER_HEAD "\"mapping\":\"sequential\",\"step\":17,\"last\":2," OFFER_TAIL,
+                        NATKIT_PUNCH_MAPPING_UNKNOWN, 0, 0);
+  expect_offer_mapping (OFFER_HEAD "\"mapping\":\"sequential\",\"step\":-17,\"last\":2," OFFER_TAIL,
+                        NATKIT_PUNCH_MAPPING_UNKNOWN, 0, 0);
+  expect_offer_mapping (OFFER_HEAD "\"mapping\":\"sequential\",\"step\":2,\"last\":0," OFFER_TAIL,
+                        NATKIT_PUNCH_MAPPING_UNKNOWN, 0, 0);
+  expect_offer_mapping (OFFER_HEAD "\"mapping\":\"sequential\",\"step\":2,\"last\":65536," OFFER_TAIL,
+                        NATKIT_PUNCH_MAPPING_UNKNOWN, 0, 0);
+  expect_offer_mapping (OFFER_HEAD "\"mapping\":\"sequential\",\"step\":2," OFFER_TAIL,
+                        NATKIT_PUNCH_MAPPING_UNKNOWN, 0, 0);
+  expect_offer_mapping (OFFER_HEAD "\"mapping\":\"sequential\",\"step\":2.5,\"last\":9," OFFER_TAIL,
+                        NATKIT_PUNCH_MAPPING_UNKNOWN, 0, 0);
+  expect_offer_mapping (OFFER_HEAD "\"mapping\":\"sequential\",\"step\":\"2\",\"last\":9," OFFER_TAIL,
+                        NATKIT_PUNCH_MAPPING_UNKNOWN, 0, 0);
+  expect_offer_mapping (OFFER_HEAD "\"mapping\":\"Random\"," OFFER_TAIL,
+                        NATKIT_PUNCH_MAPPING_UNKNOWN, 0, 0);
+  expect_offer_mapping (OFFER_HEAD "\"mapping\":[\"random\"]," OFFER_TAIL,
+                        NATKIT_PUNCH_MAPPING_UNKNOWN, 0, 0);
+  expect_offer_mapping (OFFER_HEAD "\"mapping\":true," OFFER_TAIL,
+                        NATKIT_PUNCH_MAPPING_UNKNOWN, 0, 0);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -816,6 +1034,10 @@ main (int    argc,
   g_test_add_func ("/natkit/holepunch/proto/offer/round-trip", test_offer_round_trip);
   g_test_add_func ("/natkit/holepunch/proto/offer/limits", test_offer_limits);
   g_test_add_func ("/natkit/holepunch/proto/offer/malformed", test_offer_malformed);
+  g_test_add_func ("/natkit/holepunch/proto/offer/mapping", test_offer_mapping);
+  g_test_add_func ("/natkit/holepunch/proto/mapping/classify", test_mapping_classify);
+  g_test_add_func ("/natkit/holepunch/proto/mapping/predict", test_predict_ports);
+  g_test_add_func ("/natkit/holepunch/proto/mapping/birthday-role", test_birthday_role);
   g_test_add_func ("/natkit/holepunch/proto/offer/max-candidates", test_offer_max_candidates);
   g_test_add_func ("/natkit/holepunch/proto/offer/unsendable", test_offer_unsendable);
   g_test_add_func ("/natkit/holepunch/proto/address-is-sendable", test_address_is_sendable);
