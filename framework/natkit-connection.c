@@ -132,6 +132,7 @@ struct _NatkitConnection
   guint                  retire_id;
 
   GCancellable          *recover;
+  gulong                 registered_id;    /* waiting for the server again */
   guint                  retry_id;
   guint                  retry_ms;
   gint64                 recover_deadline;
@@ -320,6 +321,8 @@ stop_everything (NatkitConnection *self)
   g_clear_handle_id (&self->keepalive_id, g_source_remove);
   g_clear_handle_id (&self->retry_id, g_source_remove);
   g_clear_handle_id (&self->recover_timeout_id, g_source_remove);
+  if (self->registered_id)
+    g_clear_signal_handler (&self->registered_id, self->signaling);
   if (self->recover)
     {
       g_cancellable_cancel (self->recover);
@@ -982,6 +985,25 @@ retry_cb (gpointer user_data)
 }
 
 static void
+registered_again_cb (GObject    *object,
+                     GParamSpec *pspec,
+                     gpointer    user_data)
+{
+  NatkitConnection *self = user_data;
+
+  if (!natkit_rendezvous_is_registered (NATKIT_RENDEZVOUS (object)))
+    return;
+  g_clear_signal_handler (&self->registered_id, object);
+  if (self->recover && self->retry_id)
+    {
+      g_debug ("registered at the server again: looking for a path to %s now", self->peer_id);
+      g_clear_handle_id (&self->retry_id, g_source_remove);
+      self->retry_ms = RETRY_MIN_MS;
+      retry_cb (self);
+    }
+}
+
+static void
 reopen_cb (GObject      *source,
            GAsyncResult *res,
            gpointer      user_data)
@@ -999,6 +1021,12 @@ reopen_cb (GObject      *source,
                error->message, self->retry_ms);
       self->retry_id = g_timeout_add (self->retry_ms, retry_cb, self);
       self->retry_ms = MIN (self->retry_ms * 2, RETRY_MAX_MS);
+      /* the signaling server is gone too (a router that lost its bindings
+       * cuts that connection as well): try again the moment it is back */
+      if (NATKIT_IS_RENDEZVOUS (self->signaling) && !self->registered_id &&
+          !natkit_rendezvous_is_registered (NATKIT_RENDEZVOUS (self->signaling)))
+        self->registered_id = g_signal_connect (self->signaling, "notify::registered",
+                                                G_CALLBACK (registered_again_cb), self);
       return;
     }
   _natkit_connection_replace_path (self, path);

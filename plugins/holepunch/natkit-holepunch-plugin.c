@@ -1184,10 +1184,19 @@ offer_sent_cb (GObject      *source,
                GAsyncResult *result,
                gpointer      user_data)
 {
+  g_autoptr(GTask) task = user_data;
   g_autoptr(GError) error = NULL;
+  Attempt *a = g_task_get_task_data (task);
 
-  if (!natkit_signaling_send_finish (NATKIT_SIGNALING (source), result, &error))
-    g_debug ("could not send the hole punching offer: %s", error->message);
+  if (natkit_signaling_send_finish (NATKIT_SIGNALING (source), result, &error))
+    return;
+  g_debug ("could not send the hole punching offer: %s", error->message);
+  /* the peer cannot punch towards candidates it never got: no use
+   * waiting for the time limit */
+  if (a->task == task && !attempt_done (a))
+    attempt_fail (a, g_error_new (NATKIT_ERROR, NATKIT_ERROR_UNAVAILABLE,
+                                  "could not send our candidates to the peer: %s",
+                                  error->message));
 }
 
 static void
@@ -1236,7 +1245,8 @@ gather_done (Attempt *a)
                                     (NatkitPunchCandidate *) a->local->data,
                                     a->local->len, NULL, &a->mapping);
   g_debug ("sending %u candidates to %s", a->local->len, a->peer_id);
-  natkit_signaling_send_async (a->signaling, a->peer_id, offer, NULL, offer_sent_cb, NULL);
+  natkit_signaling_send_async (a->signaling, a->peer_id, offer, NULL, offer_sent_cb,
+                               g_object_ref (a->task));
   a->offer_sent = TRUE;
   start_punching (a);
 }
