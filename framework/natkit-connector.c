@@ -1951,14 +1951,23 @@ reopen_start (NatkitConnector     *self,
     }
 
   /* the method whose path was just lost is tried last: what cut it is
-   * likely still there (the upgrade brings it back when it works again);
-   * a search for a faster path leaves out the current method */
+   * likely still there (the upgrade brings it back when it works again).
+   * A lost direct path puts the relayed methods first: the methods walk
+   * one by one here, and another direct one (tcp-holepunch after
+   * holepunch) can take seconds to fail when the cut is not UDP only;
+   * the upgrade then moves onto a direct path that works. A search for a
+   * faster path leaves out the current method. */
   {
     g_autoptr(GStrvBuilder) order = g_strv_builder_new ();
     const char *lost = exclude ? exclude : _natkit_connection_get_lost_method (connection);
+    gboolean relay_first = !exclude && lost && method_cost (self, lost) < NATKIT_COST_RELAYED;
 
+    for (guint i = 0; relay_first && e->methods && e->methods[i]; i++)
+      if (method_cost (self, e->methods[i]) == NATKIT_COST_RELAYED)
+        g_strv_builder_add (order, e->methods[i]);
     for (guint i = 0; e->methods && e->methods[i]; i++)
-      if (g_strcmp0 (e->methods[i], lost) != 0)
+      if (g_strcmp0 (e->methods[i], lost) != 0 &&
+          !(relay_first && method_cost (self, e->methods[i]) == NATKIT_COST_RELAYED))
         g_strv_builder_add (order, e->methods[i]);
     if (!exclude && lost && e->methods &&
         g_strv_contains ((const char * const *) e->methods, lost))

@@ -189,7 +189,7 @@ cmd_plugins (CommonOptions  *common,
       return EXIT_SUCCESS;
     }
 
-  g_print ("%-12s %-12s %-12s %-9s %s\n", "NAME", "KIND", "RANK", "STATE", "DESCRIPTION");
+  g_print ("%-14s %-12s %-12s %-9s %s\n", "NAME", "KIND", "RANK", "STATE", "DESCRIPTION");
   for (guint i = 0; i < plugins->len; i++)
     {
       NatkitPluginInfo *info = g_ptr_array_index (plugins, i);
@@ -198,7 +198,7 @@ cmd_plugins (CommonOptions  *common,
       g_autofree char *rank = loaded ?
         natkit_rank_to_string (natkit_plugin_info_get_rank (info)) : g_strdup ("-");
 
-      g_print ("%-12s %-12s %-12s %-9s %s\n",
+      g_print ("%-14s %-12s %-12s %-9s %s\n",
                natkit_plugin_info_get_name (info),
                loaded ? enum_nick (NATKIT_TYPE_PLUGIN_KIND,
                                    natkit_plugin_info_get_kind (info)) : "-",
@@ -952,7 +952,7 @@ cmd_history (CommonOptions  *common,
                "worked and which failed, once you connect.\n");
       return EXIT_SUCCESS;
     }
-  g_print ("%-12s %-10s %8s %9s %8s %10s  %s\n", "PEER", "METHOD", "WORKED",
+  g_print ("%-12s %-13s %8s %9s %8s %10s  %s\n", "PEER", "METHOD", "WORKED",
            "FAILED", "IN A ROW", "CONNECT", "LAST FAILURE");
   ids = json_object_get_members (json_node_get_object (peers));
   for (GList *l = ids; l; l = l->next)
@@ -974,7 +974,7 @@ cmd_history (CommonOptions  *common,
                              json_object_get_int_member (o, "connect_ms")) :
             g_strdup ("-");
 
-          g_print ("%-12s %-10s %8" G_GINT64_FORMAT " %9" G_GINT64_FORMAT " %8"
+          g_print ("%-12s %-13s %8" G_GINT64_FORMAT " %9" G_GINT64_FORMAT " %8"
                    G_GINT64_FORMAT " %10s  %s\n", short_id, (const char *) m->data,
                    json_object_get_int_member_with_default (o, "successes", 0),
                    json_object_get_int_member_with_default (o, "failures", 0),

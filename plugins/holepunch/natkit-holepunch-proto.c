@@ -420,13 +420,14 @@ natkit_punch_birthday_role (const NatkitPunchMapping *ours,
   return NATKIT_PUNCH_BIRTHDAY_NONE;
 }
 
-char *
-natkit_punch_offer_build (const char                 *session_id,
-                          const guint8                token[NATKIT_PUNCH_TOKEN_SIZE],
-                          const NatkitPunchCandidate *candidates,
-                          guint                       n_candidates,
-                          const char                 *nat_type,
-                          const NatkitPunchMapping   *mapping)
+static char *
+offer_build (const char                 *op,
+             const char                 *session_id,
+             const guint8                token[NATKIT_PUNCH_TOKEN_SIZE],
+             const NatkitPunchCandidate *candidates,
+             guint                       n_candidates,
+             const char                 *nat_type,
+             const NatkitPunchMapping   *mapping)
 {
   g_autoptr(JsonBuilder) b = json_builder_new ();
   g_autoptr(JsonNode) root = NULL;
@@ -436,7 +437,7 @@ natkit_punch_offer_build (const char                 *session_id,
   json_builder_set_member_name (b, "natkit");
   json_builder_add_int_value (b, 1);
   json_builder_set_member_name (b, "op");
-  json_builder_add_string_value (b, "holepunch");
+  json_builder_add_string_value (b, op);
   json_builder_set_member_name (b, "session");
   json_builder_add_string_value (b, session_id);
   json_builder_set_member_name (b, "token");
@@ -511,20 +512,44 @@ parse_mapping (JsonObject         *body,
     }
 }
 
+char *
+natkit_punch_offer_build (const char                 *session_id,
+                          const guint8                token[NATKIT_PUNCH_TOKEN_SIZE],
+                          const NatkitPunchCandidate *candidates,
+                          guint                       n_candidates,
+                          const char                 *nat_type,
+                          const NatkitPunchMapping   *mapping)
+{
+  return offer_build ("holepunch", session_id, token, candidates, n_candidates, nat_type,
+                      mapping);
+}
+
+/* The "tcp-holepunch" body: the same members, another op. */
+char *
+natkit_punch_tcp_offer_build (const char                 *session_id,
+                              const guint8                token[NATKIT_PUNCH_TOKEN_SIZE],
+                              const NatkitPunchCandidate *candidates,
+                              guint                       n_candidates)
+{
+  return offer_build ("tcp-holepunch", session_id, token, candidates, n_candidates, NULL,
+                      NULL);
+}
+
 static void
 clear_candidate (gpointer data)
 {
   natkit_punch_candidate_clear (data);
 }
 
-gboolean
-natkit_punch_offer_parse (const char  *text,
-                          char       **out_session_id,
-                          guint8       out_token[NATKIT_PUNCH_TOKEN_SIZE],
-                          GArray     **out_candidates,
-                          char       **out_nat_type,
-                          NatkitPunchMapping *out_mapping,
-                          GError     **error)
+static gboolean
+offer_parse (const char          *op,
+             const char          *text,
+             char               **out_session_id,
+             guint8               out_token[NATKIT_PUNCH_TOKEN_SIZE],
+             GArray             **out_candidates,
+             char               **out_nat_type,
+             NatkitPunchMapping  *out_mapping,
+             GError             **error)
 {
   g_autoptr(JsonNode) node = NULL;
   g_autoptr(GArray) candidates = NULL;
@@ -552,7 +577,7 @@ natkit_punch_offer_parse (const char  *text,
     }
   body = json_node_get_object (node);
   if (member_int (body, "natkit", 0) != 1 ||
-      g_strcmp0 (member_string (body, "op"), "holepunch") != 0)
+      g_strcmp0 (member_string (body, "op"), op) != 0)
     {
       g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                            "not a natkit hole punching offer");
@@ -631,4 +656,81 @@ natkit_punch_offer_parse (const char  *text,
   if (out_candidates)
     *out_candidates = g_steal_pointer (&candidates);
   return TRUE;
+}
+
+gboolean
+natkit_punch_offer_parse (const char          *text,
+                          char               **out_session_id,
+                          guint8               out_token[NATKIT_PUNCH_TOKEN_SIZE],
+                          GArray             **out_candidates,
+                          char               **out_nat_type,
+                          NatkitPunchMapping  *out_mapping,
+                          GError             **error)
+{
+  return offer_parse ("holepunch", text, out_session_id, out_token, out_candidates,
+                      out_nat_type, out_mapping, error);
+}
+
+gboolean
+natkit_punch_tcp_offer_parse (const char  *text,
+                              char       **out_session_id,
+                              guint8       out_token[NATKIT_PUNCH_TOKEN_SIZE],
+                              GArray     **out_candidates,
+                              GError     **error)
+{
+  return offer_parse ("tcp-holepunch", text, out_session_id, out_token, out_candidates,
+                      NULL, NULL, error);
+}
+
+/* ---- TCP simultaneous open (docs/protocol.md 7.4) ----------------------- */
+
+void
+natkit_punch_tcp_key_derive (NatkitPunchKey *key,
+                             const char     *session_id,
+                             const guint8    initiator_token[NATKIT_PUNCH_TOKEN_SIZE],
+                             const guint8    responder_token[NATKIT_PUNCH_TOKEN_SIZE])
+{
+  g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  static const char label[] = "natkit-tcp-holepunch-v1";
+  gsize len = sizeof key->key;
+
+  g_checksum_update (sum, (const guchar *) label, sizeof label);  /* with its NUL */
+  g_checksum_update (sum, (const guchar *) session_id, strlen (session_id) + 1);
+  g_checksum_update (sum, initiator_token, NATKIT_PUNCH_TOKEN_SIZE);
+  g_checksum_update (sum, responder_token, NATKIT_PUNCH_TOKEN_SIZE);
+  g_checksum_get_digest (sum, key->key, &len);
+}
+
+void
+natkit_punch_tcp_hello_build (const NatkitPunchKey *key,
+                              const NatkitPunch    *punch,
+                              guint8                out[NATKIT_PUNCH_TCP_HELLO_SIZE])
+{
+  out[0] = 0;
+  out[1] = NATKIT_PUNCH_SIZE;
+  natkit_punch_build (key, punch, out + 2);
+}
+
+gboolean
+natkit_punch_tcp_hello_parse (const NatkitPunchKey *key,
+                              const guint8         *data,
+                              gsize                 len,
+                              NatkitPunch          *out,
+                              GError              **error)
+{
+  if (len != NATKIT_PUNCH_TCP_HELLO_SIZE)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                   "a TCP punch message of %" G_GSIZE_FORMAT " bytes (expected %d)",
+                   len, NATKIT_PUNCH_TCP_HELLO_SIZE);
+      return FALSE;
+    }
+  if (data[0] != 0 || data[1] != NATKIT_PUNCH_SIZE)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                   "not a TCP punch message: a frame of %u bytes (expected %d)",
+                   ((guint) data[0] << 8) | data[1], NATKIT_PUNCH_SIZE);
+      return FALSE;
+    }
+  return natkit_punch_parse (key, data + 2, NATKIT_PUNCH_SIZE, out, error);
 }

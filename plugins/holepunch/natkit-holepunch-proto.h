@@ -130,4 +130,31 @@ gboolean  natkit_punch_offer_parse (const char           *text,
                                     NatkitPunchMapping   *out_mapping,
                                     GError              **error);
 
+/* TCP simultaneous open ("tcp-holepunch", docs/protocol.md 7.4): the same
+ * offer under its own op (no "nat" member), keys under their own label,
+ * and the punch packets as RFC 4571 frames: a 2-byte length (36) first. */
+#define NATKIT_PUNCH_TCP_HELLO_SIZE (2 + NATKIT_PUNCH_SIZE)
+
+char     *natkit_punch_tcp_offer_build (const char                 *session_id,
+                                        const guint8                token[NATKIT_PUNCH_TOKEN_SIZE],
+                                        const NatkitPunchCandidate *candidates,
+                                        guint                       n_candidates);
+gboolean  natkit_punch_tcp_offer_parse (const char           *text,
+                                        char                **out_session_id,
+                                        guint8                out_token[NATKIT_PUNCH_TOKEN_SIZE],
+                                        GArray              **out_candidates,
+                                        GError              **error);
+void      natkit_punch_tcp_key_derive  (NatkitPunchKey       *key,
+                                        const char           *session_id,
+                                        const guint8          initiator_token[NATKIT_PUNCH_TOKEN_SIZE],
+                                        const guint8          responder_token[NATKIT_PUNCH_TOKEN_SIZE]);
+void      natkit_punch_tcp_hello_build (const NatkitPunchKey *key,
+                                        const NatkitPunch    *punch,
+                                        guint8                out[NATKIT_PUNCH_TCP_HELLO_SIZE]);
+gboolean  natkit_punch_tcp_hello_parse (const NatkitPunchKey *key,
+                                        const guint8         *data,
+                                        gsize                 len,
+                                        NatkitPunch          *out,
+                                        GError              **error);
+
 G_END_DECLS

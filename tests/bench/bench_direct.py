@@ -12,8 +12,8 @@ this prints per pair:
 - the whole connect time (from the call: registering at the server,
   connect/accept over signaling, the race, the secure handshake), in ms
   and in RTTs of the direct path;
-- for hole punching, the time from the peer's candidates arriving (A's
-  debug log) to the secure session being up, and from there to the first
+- for hole punching (UDP, or TCP simultaneous open: tcp-holepunch), the
+  time from the peer's candidates arriving (A's debug log) to the secure session being up, and from there to the first
   echoed byte, in ms and RTTs — the DESIGN goal is the first byte within
   3 RTT of the candidates arriving;
 - the failover time of one run (a direct path cut on both routers while a
@@ -30,7 +30,11 @@ this prints per pair:
 
 Needs root (the lab). Prints figures; asserts nothing.
 
-Usage: bench_direct.py [--latency MS] [--pairs A:B,...] [--failover]
+With --method M only that method is allowed (`nat-tool connect --method
+M`), e.g. tcp-holepunch on the pairs with a UDP-blocked side, where the
+race would otherwise wait for the relay's handshake first.
+
+Usage: bench_direct.py [--latency MS] [--pairs A:B,...] [--method M] [--failover]
                        [--birthday-runs N] [--birthday-only]
 """
 
@@ -74,7 +78,7 @@ def ping_rtt(lab, ns, target):
     return sorted(values)[len(values) // 2] if values else None
 
 
-def one_pair(tmp, nat_a, nat_b, latency):
+def one_pair(tmp, nat_a, nat_b, latency, method=None):
     with Lab(site_a=nat_a, site_b=nat_b, turn=False, latency_ms=latency) as lab:
         rtt = None
         ra = ping_rtt(lab, "host_a", lab.server_ips[0])
@@ -88,8 +92,10 @@ def one_pair(tmp, nat_a, nat_b, latency):
             stop(server)
             return {"error": "server or listener did not start"}
         env = peer_env(tmp, "a-%s-%s" % (nat_a, nat_b))
-        proc = lab.popen("host_a", "exec env %s G_MESSAGES_DEBUG=natkit,natkit-holepunch "
-                         "%s connect --json %s" % (env, NAT_TOOL, address),
+        proc = lab.popen("host_a", "exec env %s G_MESSAGES_DEBUG=natkit,natkit-holepunch,"
+                         "natkit-tcp-holepunch %s connect --json %s%s" % (
+                             env, NAT_TOOL, "--method %s " % method if method else "",
+                             address),
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
         res = {"rtt_ms": rtt}
@@ -139,7 +145,7 @@ def one_pair(tmp, nat_a, nat_b, latency):
         stop(proc)
         stop(listener)
         stop(server)
-        if res.get("method") == "holepunch" and t_cand and t_session:
+        if res.get("method") in ("holepunch", "tcp-holepunch") and t_cand and t_session:
             res["cand_to_session_ms"] = (t_session - t_cand) * 1000
             if t_first:
                 res["cand_to_first_byte_ms"] = (t_first - t_cand) * 1000
@@ -258,6 +264,7 @@ def main():
     p.add_argument("--latency", type=float, default=12.5,
                    help="one-way ms on each WAN link (default 12.5: 50 ms RTT A<->B)")
     p.add_argument("--pairs", help="A:B,... (default: every pair)")
+    p.add_argument("--method", help="allow only this method (default: the race)")
     p.add_argument("--failover", action="store_true",
                    help="also time a failover (port-restricted pair, 20 MB stream)")
     p.add_argument("--birthday-runs", type=int, default=5,
@@ -282,14 +289,14 @@ def main():
         subprocess.run(["rm", "-rf", tmp])
         return 0
     print("connect times, %.1f ms one way per WAN link" % args.latency)
-    print("%-34s %-9s %7s %9s %7s %14s %8s %14s %8s" % (
+    print("%-34s %-13s %7s %9s %7s %14s %8s %14s %8s" % (
         "pair", "method", "RTT ms", "connect", "in RTT", "cand->session", "in RTT",
         "cand->1st byte", "in RTT"))
     for a, b in pairs:
-        r = one_pair(tmp, a, b, args.latency)
+        r = one_pair(tmp, a, b, args.latency, args.method)
         rtt = r.get("rtt_ms")
         per = (lambda v: v / rtt if isinstance(v, (int, float)) and rtt else None)
-        print("%-34s %-9s %7s %9s %7s %14s %8s %14s %8s%s" % (
+        print("%-34s %-13s %7s %9s %7s %14s %8s %14s %8s%s" % (
             "%s <-> %s" % (a, b), r.get("method", "-"), fmt(rtt, "%.1f"),
             fmt(r.get("connect_ms")), fmt(per(r.get("connect_ms")), "%.1f"),
             fmt(r.get("cand_to_session_ms")), fmt(per(r.get("cand_to_session_ms")), "%.1f"),

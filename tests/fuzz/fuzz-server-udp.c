@@ -10,7 +10,10 @@
  * one more datagram from the first source. Every answer obeys the
  * no-amplification rule of docs/protocol.md: a STUN Binding response at
  * most 12 (IPv4) / 24 (IPv6) bytes over the request, an 8-byte BOUND or
- * CLOSED, or nothing.
+ * CLOSED, or nothing. The whole input is also the start of a STUN message
+ * over TCP (the TLS port, docs/protocol.md 7.4): the size the server
+ * reads for it is bounded, and the message it answers is the same as a
+ * datagram.
  */
 #include "config.h"
 
@@ -63,6 +66,25 @@ feed (NatkitServer   *server,
   g_free (answer);
 }
 
+static void
+check_stun_over_tcp (const guint8 *data,
+                     gsize         size)
+{
+  gsize need = _natkit_server_stun_tcp_need (data, size);
+
+  if (size < 4)
+    {
+      g_assert_cmpuint (need, ==, 20);
+      return;
+    }
+  if (need == 0)
+    return;   /* the server closes the connection */
+  g_assert_cmpuint (need, >=, 20);
+  g_assert_cmpuint (need, <=, 548);
+  g_assert_cmpuint (need % 4, ==, 0);
+  g_assert_cmpuint (need, ==, 20 + (((gsize) data[2] << 8) | data[3]));
+}
+
 int
 LLVMFuzzerTestOneInput (const guint8 *data,
                         size_t        size)
@@ -96,5 +118,6 @@ LLVMFuzzerTestOneInput (const guint8 *data,
       at += 3 + len;
     }
   feed (server, sources[0], data, size);
+  check_stun_over_tcp (data, size);
   return 0;
 }

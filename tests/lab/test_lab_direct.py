@@ -50,19 +50,52 @@ counts as direct, and the test says which happened. With the birthday
 punch cut down to 1 socket and 1 probe, hole punching alone fails and
 says what the birthday punch did.
 
+A UDP-blocked side still lets TCP out: TCP simultaneous open
+("tcp-holepunch", docs/protocol.md 7.4) gives a direct path where both
+NATs map the TCP port the same for every destination. For TCP every lab
+NAT but symmetric is `masquerade`, which keeps the source port (EIM),
+behind a stateful filter that drops unsolicited SYNs silently (APDF for
+TCP: the full-cone and restricted DNAT maps are UDP only; the routers'
+WAN input drops, so no RST): each side's SYN creates the conntrack entry
+its own NAT lets the peer's SYN in by, and Linux conntrack tracks the
+simultaneous open. symmetric is `masquerade fully-random`: its SYN to
+the peer leaves from a port nobody announced, which the peer's APDF NAT
+drops, and the peer's SYN to the announced port matches nothing. So,
+with a UDP-blocked side:
+
+| other side      | TCP (A: UDP-blocked)               | expected      |
+|-----------------|------------------------------------|---------------|
+| none            | no NAT, no filter: the listener    | tcp-holepunch |
+|                 | accepts, or simultaneous open      |               |
+| full-cone       | EIM + APDF for TCP                 | tcp-holepunch |
+| restricted      | EIM + APDF for TCP                 | tcp-holepunch |
+| port-restricted | EIM + APDF for TCP                 | tcp-holepunch |
+| symmetric       | APDM vs APDF: the SYNs never meet  | relay         |
+| udp-blocked     | EIM + APDF both                    | tcp-holepunch |
+
+Whether the relay (second in the race) or the TCP path connects first
+varies; if the relay does, the connection moves to the TCP path while
+the echo runs (fed over a few seconds so that it is still running), and
+the echo arrives byte-identical either way. For one pair, `--method
+tcp-holepunch` alone connects directly.
+
 Then: a third host in the lab's internet captures every punch packet it
 sees and replays it from its own address, and sprays forged ones; the
 connection is still direct, between A's and B's public addresses. With
 B's own packets to A dropped on A's router, the only answers A gets are
 the third host's replays: they are refused (an answer must echo the
 nonce sent to the address it comes from), hole punching fails with that
-reason.
+reason. Likewise for TCP: A without NAT (its port open to anyone), B's
+TCP to A dropped on A's router, a third host connects to both ends of
+every SYN it sees and sends forged or reflected hellos; A closes every
+such connection and tcp-holepunch fails saying so.
 
 Needs root; skips (exit 77, or NATLAB_SKIP_EXIT) otherwise."""
 
 import json
 import os
 import select
+import re
 import shlex
 import subprocess
 import sys
@@ -80,6 +113,43 @@ from test_lab_relay import (NAT_TOOL, PORT, SERVER, Events, connect,  # noqa: E4
                             stop, write_random)
 
 FILTER_IGNORES_PORT = ("none", "full-cone", "restricted")
+
+
+def tcp_expected(a, b):
+    """Whether only TCP simultaneous open gives a direct path (see above)."""
+    return "udp-blocked" in (a, b) and "symmetric" not in (a, b)
+
+
+FEED = r"""
+import os, sys, time
+# copies the file SRC to stdout over about SECONDS, in 16 KiB pieces
+data = open(sys.argv[1], "rb").read()
+seconds = float(sys.argv[2])
+n = (len(data) + 16383) // 16384
+for i in range(n):
+    os.write(1, data[i * 16384:(i + 1) * 16384])
+    time.sleep(seconds / n)
+"""
+
+
+def connect_slowly(lab, tmp, ns, name, address, infile, outfile, seconds, timeout=60):
+    """nat-tool connect (every method) with @infile fed over @seconds."""
+    feed = os.path.join(tmp, "feed.py")
+    with open(feed, "w") as f:
+        f.write(FEED)
+    env = peer_env(tmp, name)
+    proc = lab.popen(ns, "exec python3 %s %s %s | env %s %s connect --json %s > %s" % (
+        feed, infile, seconds, env, NAT_TOOL, address, outfile),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ev = Events(proc)
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        ev.poll(0.5)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    ev.poll(0.2)
+    return proc.returncode, ev
 
 
 def direct_expected(a, b):
@@ -182,24 +252,29 @@ def stun_config(tmp, name, lab):
         json.dump({"stun": ["%s:%d" % (lab.server_ips[1], PORT)]}, f)
 
 
-def block_direct(lab, site, source_ip):
-    """Router of @site drops UDP from @source_ip before NAT sees it."""
+def block_direct(lab, site, source_ip, proto="udp"):
+    """Router of @site drops UDP (@proto) from @source_ip before NAT sees
+    it; unblock() lifts the UDP block, a TCP one (its own table) stays."""
     router = lab.site(site).router
-    for cmd in (["nft", "add", "table", "ip", "nklab_block"],
-                ["nft", "add", "chain", "ip", "nklab_block", "pre",
+    table = "nklab_block" if proto == "udp" else "nklab_block_" + proto
+    for cmd in (["nft", "add", "table", "ip", table],
+                ["nft", "add", "chain", "ip", table, "pre",
                  "{ type filter hook prerouting priority -300 ; }"],
-                ["nft", "add", "rule", "ip", "nklab_block", "pre", "ip", "saddr",
-                 source_ip, "meta", "l4proto", "udp", "drop"]):
+                ["nft", "add", "rule", "ip", table, "pre", "ip", "saddr",
+                 source_ip, "meta", "l4proto", proto, "drop"]):
         lab.run(router, cmd, check=True)
 
 
-def check_pair(tap, tmp, nat_a, nat_b, attacker=False, replay_only=False):
+def check_pair(tap, tmp, nat_a, nat_b, attacker=False, replay_only=False, method=None):
     label = "%s <-> %s" % (nat_a, nat_b)
+    if method:
+        label += " (--method %s)" % method
     if attacker:
         label += " with a third host replaying and forging punches"
     if replay_only:
         label += ", B's own packets to A dropped"
     direct = direct_expected(nat_a, nat_b)
+    tcp = tcp_expected(nat_a, nat_b)
     if is_birthday_pair(nat_a, nat_b) and not attacker and not replay_only:
         check_birthday_pair(tap, tmp, nat_a, nat_b)
         return
@@ -246,6 +321,48 @@ def check_pair(tap, tmp, nat_a, nat_b, attacker=False, replay_only=False):
                    "%s: hole punching fails, the replayed answers refused: %s" % (
                        label, why[-160:]),
                    diag="rc %s, stderr %r" % (rc, cev.text[-3000:]))
+        elif tcp and method:
+            # that method alone
+            rc, cev = connect(lab, tmp, "host_a", "a-" + nat_a, address, infile, outfile,
+                              timeout=60, method=method)
+            got = cev.wait("connected", 0) or {}
+            remote = got.get("remote_address") or ""
+            tap.ok(rc == 0 and got.get("method") == method and
+                   remote.startswith(lab.site("b").public_ip + ":"),
+                   "%s: --method %s connects directly (%s ms, to %s)" % (
+                       label, method, got.get("elapsed_ms"), remote),
+                   diag="rc %s, stderr %r" % (rc, cev.text[-3000:]))
+            same = os.path.exists(outfile) and file_sha(outfile) == digest
+            tap.ok(same, "%s: 256 KiB echoed back byte-identical" % label,
+                   diag="out %d bytes" % (os.path.getsize(outfile)
+                                          if os.path.exists(outfile) else -1))
+        elif tcp:
+            rc, cev = connect_slowly(lab, tmp, "host_a", "a-" + nat_a, address, infile,
+                                     outfile, 6)
+            got = cev.wait("connected", 0) or {}
+            moves = [e for e in cev.events if e.get("event") == "path-changed"]
+            final = moves[-1] if moves else got
+            how = got.get("method")
+            if moves:
+                how += " then " + " then ".join(str(m.get("to")) for m in moves)
+            tap.ok(rc == 0 and final.get("to", final.get("method")) == "tcp-holepunch",
+                   "%s: connected via %s: TCP simultaneous open where UDP is blocked "
+                   "(to %s)" % (label, how, final.get("remote_address")),
+                   diag="rc %s, stderr %r" % (rc, cev.text[-3000:]))
+            tried = [e.get("method") for e in cev.events if e.get("event") == "attempt"]
+            tap.ok("holepunch" in tried and "tcp-holepunch" in tried,
+                   "%s: attempt events for %s" % (label, ", ".join(tried)),
+                   diag=cev.text[-1500:])
+            remote = final.get("remote_address") or ""
+            tap.ok(remote.startswith(lab.site("b").public_ip + ":") and "/tcp" in remote,
+                   "%s: the TCP path leads to B's public address %s" % (
+                       label, lab.site("b").public_ip),
+                   diag="remote address %r" % remote)
+            same = os.path.exists(outfile) and file_sha(outfile) == digest
+            tap.ok(same, "%s: 256 KiB echoed back byte-identical%s" % (
+                label, " across the move" if moves else ""),
+                   diag="out %d bytes" % (os.path.getsize(outfile)
+                                          if os.path.exists(outfile) else -1))
         else:
             rc, cev = connect(lab, tmp, "host_a", "a-" + nat_a, address, infile, outfile,
                               timeout=60, method=None)
@@ -286,6 +403,105 @@ def check_pair(tap, tmp, nat_a, nat_b, attacker=False, replay_only=False):
         stop(listener)
         stop(server)
         stop(stun2)
+
+
+STRAY = r"""
+import os, socket, struct, sys, time
+# Watches the lab's internet for TCP SYNs and connects to both ends of
+# each (but natkit-server's), again and again: to an end that accepts, it sends either a forged
+# hello (a valid frame and header, a random MAC) or the hello it received
+# there, reflected. Writes "connections forged reflected".
+cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(3))
+cap.settimeout(0.05)
+me, seconds, report, server = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+end = time.monotonic() + seconds
+ends = {}
+connections = forged = reflected = 0
+next_round = 0
+while time.monotonic() < end:
+    try:
+        frame, where = cap.recvfrom(65536)
+    except socket.timeout:
+        frame = None
+    if frame and frame[12:14] == b"\x08\x00" and len(frame) > 14 + 20 + 20:
+        ip = frame[14:]
+        ihl = (ip[0] & 15) * 4
+        tcp = ip[ihl:]
+        if ip[9] == 6 and tcp[13] & 0x12 == 0x02:  # SYN without ACK
+            src, dst = socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20])
+            sport, dport = struct.unpack("!HH", tcp[:4])
+            for e in ((src, sport), (dst, dport)):
+                if e[0] not in (me, server) and not e[0].startswith("10."):
+                    ends.setdefault(e, 0)
+    if time.monotonic() < next_round:
+        continue
+    next_round = time.monotonic() + 0.3
+    for e in list(ends):
+        s = socket.socket()
+        s.bind((me, 0))
+        s.settimeout(0.3)
+        try:
+            s.connect(e)
+            connections += 1
+            ends[e] += 1
+            if ends[e] % 2:
+                s.sendall(b"\x00\x24NH\x01\x01" + os.urandom(32))
+                forged += 1
+            else:
+                got = s.recv(38)
+                s.sendall(got)
+                reflected += 1
+            s.recv(64)
+        except OSError:
+            pass
+        finally:
+            s.close()
+open(report, "w").write("%d %d %d\n" % (connections, forged, reflected))
+"""
+
+
+def check_tcp_stray(tap, tmp, nat_a="none", nat_b="udp-blocked"):
+    """A (no NAT: its TCP port is open to anyone) and B (UDP-blocked);
+    A's router drops every TCP packet from B, so only strangers' connections
+    reach A's port. A third host in the lab's internet connects to every
+    end of every SYN it sees and sends a forged hello, or A's own hello
+    reflected: A closes each of them, and tcp-holepunch fails saying so."""
+    label = "%s <-> %s, B's TCP to A dropped, a third host connecting" % (nat_a, nat_b)
+    with Lab(site_a=nat_a, site_b=nat_b, turn=False) as lab:
+        server, ready = start_server(lab, tmp)
+        listener, lev, address = start_listener(lab, tmp, "host_b", "b-stray")
+        if not (ready and address):
+            tap.ok(False, "%s: server and listener are up" % label, diag=lev.text[-2000:])
+            stop(listener)
+            stop(server)
+            return
+        block_direct(lab, "a", lab.site("b").public_ip, proto="tcp")
+        script = os.path.join(tmp, "stray.py")
+        with open(script, "w") as f:
+            f.write(STRAY)
+        report = os.path.join(tmp, "stray.out")
+        spy = lab.popen("inet", "exec python3 %s %s 15 %s %s" % (
+            script, lab.server_ips[1], report, lab.server_ips[0]))
+        time.sleep(0.5)
+        infile = os.path.join(tmp, "in")
+        write_random(infile, 1024, label)
+        rc, cev = connect(lab, tmp, "host_a", "a-stray", address, infile,
+                          os.path.join(tmp, "out"), timeout=60, method="tcp-holepunch")
+        failed = cev.wait("connect-failed", 0) or {}
+        why = failed.get("reason", "")
+        closed = re.search(r"\((\d+) closed for not authenticating\)", why)
+        tap.ok(rc != 0 and "none completed the authenticated hello" in why and
+               closed is not None and int(closed.group(1)) > 0,
+               "%s: tcp-holepunch fails, the strangers' connections closed: %s" % (
+                   label, why[-200:]),
+               diag="rc %s, stderr %r" % (rc, cev.text[-3000:]))
+        spy.wait(30)
+        text = open(report).read().split() if os.path.exists(report) else []
+        tap.ok(len(text) == 3 and int(text[1]) > 0 and int(text[2]) > 0,
+               "%s: the third host made %s connections (%s forged hellos, %s reflected)" % (
+                   label, *(text if len(text) == 3 else ["?"] * 3)))
+        stop(listener)
+        stop(server)
 
 
 FEEDER = r"""
@@ -440,8 +656,8 @@ def unblock(lab, site):
 
 
 def check_upgrade(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
-    """Direct UDP between the sites blocked at the start: the connection
-    lands on the relay. The block lifted: it moves to a direct path within
+    """Direct UDP (and TCP, throughout) between the sites blocked at the
+    start: the connection lands on the relay. The block lifted: it moves to a direct path within
     10 s, and the stream that runs all along arrives byte-identical."""
     label = "upgrade %s <-> %s" % (nat_a, nat_b)
     with Lab(site_a=nat_a, site_b=nat_b, turn=False) as lab:
@@ -454,6 +670,10 @@ def check_upgrade(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
             return
         block_direct(lab, "a", lab.site("b").public_ip)
         block_direct(lab, "b", lab.site("a").public_ip)
+        # TCP between the sites stays blocked: the move is to UDP hole
+        # punching (tcp-holepunch has its own checks above)
+        block_direct(lab, "a", lab.site("b").public_ip, proto="tcp")
+        block_direct(lab, "b", lab.site("a").public_ip, proto="tcp")
         feeder = os.path.join(tmp, "feeder.py")
         with open(feeder, "w") as f:
             f.write(FEEDER)
@@ -505,9 +725,9 @@ def check_upgrade(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
 
 def check_failover(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
     """A 50 MB stream from A to B on a direct path; the direct path cut
-    mid-transfer (a drop rule on both routers): the connection moves to the
-    relay, a path-changed event says why, and the transfer completes
-    byte-identical. One way (B stores what arrives): with an echo, both
+    mid-transfer (drop rules for UDP and TCP on both routers): the
+    connection moves to the relay, a path-changed event says why, and the
+    transfer completes byte-identical. One way (B stores what arrives): with an echo, both
     directions stall together, and libnice's PseudoTCP gives up on a
     receive window that stays closed for 15 s."""
     label = "failover %s <-> %s" % (nat_a, nat_b)
@@ -536,8 +756,10 @@ def check_failover(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
                "%s: connected via %s" % (label, got.get("method")), diag=ev.text[-2000:])
         ev.poll(5)
         before = os.path.getsize(received) if os.path.exists(received) else 0
-        block_direct(lab, "a", lab.site("b").public_ip)
-        block_direct(lab, "b", lab.site("a").public_ip)
+        # the direct paths cut: UDP, and TCP (or tcp-holepunch takes over)
+        for proto in ("udp", "tcp"):
+            block_direct(lab, "a", lab.site("b").public_ip, proto=proto)
+            block_direct(lab, "b", lab.site("a").public_ip, proto=proto)
         cut = time.monotonic()
         # data flowing again: after what B receives stalled (no growth for
         # 0.5 s), the first growth
@@ -615,6 +837,8 @@ def main():
             # the birthday punch with the hard side as the initiator
             check_pair(tap, tmp, "symmetric", "port-restricted")
             check_birthday_failure(tap, tmp)
+            check_pair(tap, tmp, "udp-blocked", "port-restricted", method="tcp-holepunch")
+            check_tcp_stray(tap, tmp)
             check_pair(tap, tmp, "full-cone", "full-cone", attacker=True)
             # the only answers that reach A are the third host's replays of
             # B's: A must not take the third host's address for B's

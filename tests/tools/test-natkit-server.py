@@ -623,6 +623,74 @@ class StunAndAmplificationTest(ServerTestCase):
         self.assertLessEqual(len(answer), len(request) + 12)
         self.assertEqual(xor_mapped_address(answer, txid), s.getsockname())
 
+    def tcp_stun(self, request, split=None):
+        """Sends @request over TCP to the TLS port (in two writes at
+        @split); returns everything the server sent before it closed."""
+        s = socket.create_connection((HOST, self.server.tls_port), timeout=3)
+        self.socks.append(s)
+        if split:
+            s.sendall(request[:split])
+            time.sleep(0.1)
+            s.sendall(request[split:])
+        else:
+            s.sendall(request)
+        got = b""
+        while True:
+            try:
+                chunk = s.recv(4096)
+            except ConnectionResetError:
+                chunk = b""  # closed with our bytes unread
+            if not chunk:
+                return s, got
+            got += chunk
+
+    def test_stun_binding_over_tcp(self):
+        # RFC 8489 6.2.2: STUN over TCP, no framing, on the TLS port
+        txid = os.urandom(12)
+        s, answer = self.tcp_stun(stun_fingerprint(stun_request(txid)))
+        self.assertTrue(answer, "no answer to a STUN Binding request over TCP")
+        self.assertEqual(xor_mapped_address(answer, txid), s.getsockname())
+
+    def test_stun_binding_over_tcp_in_pieces(self):
+        txid = os.urandom(12)
+        s, answer = self.tcp_stun(stun_request(txid), split=3)
+        self.assertEqual(xor_mapped_address(answer, txid), s.getsockname())
+
+    def test_stun_over_tcp_garbage_closed(self):
+        # a STUN-looking first byte, then a length that is not a multiple
+        # of 4: closed without an answer
+        _, answer = self.tcp_stun(struct.pack("!HHI", 0x0001, 7, MAGIC_COOKIE) +
+                                  os.urandom(19))
+        self.assertEqual(answer, b"")
+        # a Binding response is not answered
+        _, answer = self.tcp_stun(struct.pack("!HHI", 0x0101, 0, MAGIC_COOKIE) +
+                                  os.urandom(12))
+        self.assertEqual(answer, b"")
+
+    def test_silent_connections_limited_per_address(self):
+        # connections that have not sent their first byte (TLS or STUN?)
+        # count against the 32 unauthenticated connections per address
+        silent = [socket.create_connection((HOST, self.server.tls_port), timeout=3)
+                  for _ in range(32)]
+        try:
+            time.sleep(0.3)
+            extra = socket.create_connection((HOST, self.server.tls_port), timeout=3)
+            self.socks.append(extra)
+            try:
+                self.assertEqual(extra.recv(1), b"", "a 33rd silent connection was kept")
+            except ConnectionResetError:
+                pass
+        finally:
+            for s in silent:
+                s.close()
+        time.sleep(0.3)
+        self.assertTrue(self.registered())
+
+    def test_tls_after_stun_over_tcp(self):
+        # the same port still serves TLS control connections
+        self.tcp_stun(stun_request(os.urandom(12)))
+        self.assertTrue(self.registered())
+
     def test_stun_short_request_dropped(self):
         s = self.udp()
         s.send(stun_request(os.urandom(12))[:19])

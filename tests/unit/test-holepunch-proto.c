@@ -1015,6 +1015,127 @@ test_offer_mapping (void)
                         NATKIT_PUNCH_MAPPING_UNKNOWN, 0, 0);
 }
 
+/* ---- TCP simultaneous open ("tcp-holepunch") ---------------------------- */
+
+static void
+test_tcp_offer (void)
+{
+  NatkitPunchCandidate in[2];
+  g_autofree char *text = NULL;
+  g_autofree char *udp_text = NULL;
+  g_autofree char *session = NULL;
+  g_autoptr(GArray) candidates = NULL;
+  g_autoptr(GError) error = NULL;
+  guint8 token[NATKIT_PUNCH_TOKEN_SIZE];
+
+  in[0].type = NATKIT_PUNCH_CANDIDATE_HOST;
+  in[0].address = G_INET_SOCKET_ADDRESS (g_inet_socket_address_new_from_string ("10.0.1.2", 40000));
+  in[1].type = NATKIT_PUNCH_CANDIDATE_SRFLX;
+  in[1].address = G_INET_SOCKET_ADDRESS (g_inet_socket_address_new_from_string ("203.0.113.10", 40000));
+
+  text = natkit_punch_tcp_offer_build ("tcp-session", token_0_15, in, G_N_ELEMENTS (in));
+  g_assert_nonnull (strstr (text, "\"op\":\"tcp-holepunch\""));
+  g_assert_null (strstr (text, "\"nat\""));
+  g_assert_true (natkit_punch_tcp_offer_parse (text, &session, token, &candidates, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (session, ==, "tcp-session");
+  g_assert_cmpmem (token, sizeof token, token_0_15, sizeof token_0_15);
+  g_assert_cmpuint (candidates->len, ==, 2);
+  expect_candidate (candidates, 0, NATKIT_PUNCH_CANDIDATE_HOST, "10.0.1.2", 40000);
+  expect_candidate (candidates, 1, NATKIT_PUNCH_CANDIDATE_SRFLX, "203.0.113.10", 40000);
+
+  /* one op is not the other: neither parser takes the other's offer */
+  g_assert_false (natkit_punch_offer_parse (text, NULL, token, NULL, NULL, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_clear_error (&error);
+  udp_text = natkit_punch_offer_build ("tcp-session", token_0_15, in, G_N_ELEMENTS (in), NULL, NULL);
+  g_assert_false (natkit_punch_tcp_offer_parse (udp_text, NULL, token, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_clear_error (&error);
+
+  /* the same strict reading as the UDP offer's */
+  g_assert_false (natkit_punch_tcp_offer_parse ("{\"natkit\":1,\"op\":\"tcp-holepunch\"}"
+                                                "{\"x\":1}", NULL, token, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_clear_error (&error);
+  g_assert_false (natkit_punch_tcp_offer_parse ("{\"natkit\":1,\"op\":\"tcp-holepunch\","
+                                                "\"session\":\"s\",\"token\":\"" TOKEN64 "\"}",
+                                                NULL, token, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);   /* no candidates list */
+
+  for (guint i = 0; i < G_N_ELEMENTS (in); i++)
+    natkit_punch_candidate_clear (&in[i]);
+}
+
+static void
+test_tcp_hello (void)
+{
+  NatkitPunchKey key, other;
+  NatkitPunch punch, out;
+  guint8 hello[NATKIT_PUNCH_TCP_HELLO_SIZE];
+  guint8 longer[NATKIT_PUNCH_TCP_HELLO_SIZE + 1];
+  g_autoptr(GError) error = NULL;
+
+  natkit_punch_tcp_key_derive (&key, "tcp-session", initiator_token, responder_token);
+  for (int type = NATKIT_PUNCH_PUNCH; type <= NATKIT_PUNCH_CONFIRM; type++)
+    for (guint8 role = 0; role <= 1; role++)
+      {
+        make_punch (&punch, type, role);
+        natkit_punch_tcp_hello_build (&key, &punch, hello);
+        /* an RFC 4571 frame of one punch packet */
+        g_assert_cmpuint (hello[0], ==, 0);
+        g_assert_cmpuint (hello[1], ==, NATKIT_PUNCH_SIZE);
+        g_assert_cmpuint (hello[2], ==, 'N');
+        g_assert_true (natkit_punch_tcp_hello_parse (&key, hello, sizeof hello, &out, &error));
+        g_assert_no_error (error);
+        g_assert_cmpint (out.type, ==, type);
+        g_assert_cmpuint (out.sender_role, ==, role);
+        g_assert_cmpmem (out.nonce, sizeof out.nonce, punch.nonce, sizeof punch.nonce);
+        g_assert_cmpmem (out.echo, sizeof out.echo, punch.echo, sizeof punch.echo);
+      }
+
+  /* every bit matters */
+  for (guint i = 0; i < sizeof hello; i++)
+    for (guint bit = 0; bit < 8; bit++)
+      {
+        hello[i] ^= 1 << bit;
+        g_assert_false (natkit_punch_tcp_hello_parse (&key, hello, sizeof hello, &out, NULL));
+        hello[i] ^= 1 << bit;
+      }
+  g_assert_true (natkit_punch_tcp_hello_parse (&key, hello, sizeof hello, &out, NULL));
+
+  /* other lengths */
+  g_assert_false (natkit_punch_tcp_hello_parse (&key, hello, sizeof hello - 1, &out, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_clear_error (&error);
+  memcpy (longer, hello, sizeof hello);
+  longer[sizeof hello] = 0;
+  g_assert_false (natkit_punch_tcp_hello_parse (&key, longer, sizeof longer, &out, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_clear_error (&error);
+  g_assert_false (natkit_punch_tcp_hello_parse (&key, hello, 0, &out, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+  g_clear_error (&error);
+
+  /* another session, or the UDP punch's key for the same tokens: refused */
+  natkit_punch_tcp_key_derive (&other, "tcp-session-2", initiator_token, responder_token);
+  g_assert_false (natkit_punch_tcp_hello_parse (&other, hello, sizeof hello, &out, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED);
+  g_clear_error (&error);
+  natkit_punch_key_derive (&other, "tcp-session", initiator_token, responder_token);
+  g_assert_cmpint (memcmp (other.key, key.key, sizeof key.key), !=, 0);
+  g_assert_false (natkit_punch_tcp_hello_parse (&other, hello, sizeof hello, &out, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED);
+  g_clear_error (&error);
+
+  /* a UDP punch packet, framed, does not pass for a TCP hello */
+  make_punch (&punch, NATKIT_PUNCH_PUNCH, 0);
+  hello[0] = 0;
+  hello[1] = NATKIT_PUNCH_SIZE;
+  natkit_punch_build (&other, &punch, hello + 2);
+  g_assert_false (natkit_punch_tcp_hello_parse (&key, hello, sizeof hello, &out, NULL));
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1041,6 +1162,8 @@ main (int    argc,
   g_test_add_func ("/natkit/holepunch/proto/offer/max-candidates", test_offer_max_candidates);
   g_test_add_func ("/natkit/holepunch/proto/offer/unsendable", test_offer_unsendable);
   g_test_add_func ("/natkit/holepunch/proto/address-is-sendable", test_address_is_sendable);
+  g_test_add_func ("/natkit/holepunch/proto/tcp/offer", test_tcp_offer);
+  g_test_add_func ("/natkit/holepunch/proto/tcp/hello", test_tcp_hello);
 
   return g_test_run ();
 }

@@ -142,6 +142,7 @@ struct _NatkitServer
   GHashTable         *peers;          /* peer id → Conn* */
   GHashTable         *circuits;       /* id → Circuit* */
   GHashTable         *unauth;         /* ip → count */
+  GHashTable         *sniffs;         /* Sniff* set: TCP connections not yet TLS or STUN */
   GArray             *closed;         /* ClosedCircuit */
   guint               n_reservations;
   guint32             next_circuit;
@@ -1264,6 +1265,196 @@ conn_new (NatkitServer *self,
   return conn;
 }
 
+static gsize stun_answer (const guint8          *data,
+                          gsize                  len,
+                          const struct sockaddr *from,
+                          socklen_t              from_len,
+                          guint8                *answer,
+                          gsize                  answer_size);
+
+/* Starts TLS on a connection whose first byte says it is TLS. */
+static void
+conn_start_tls (NatkitServer      *self,
+                GSocketConnection *connection,
+                char              *ip,        /* taken */
+                guint16            port)
+{
+  g_autoptr(GError) error = NULL;
+  GIOStream *tls;
+  Conn *conn;
+
+  tls = g_tls_server_connection_new (G_IO_STREAM (connection), self->certificate, &error);
+  if (!tls)
+    {
+      g_warning ("cannot set up TLS: %s", error->message);
+      g_free (ip);
+      return;
+    }
+  g_socket_set_option (g_socket_connection_get_socket (connection), IPPROTO_TCP,
+                       TCP_NODELAY, 1, NULL);
+  /* peers are authenticated by their keys, not certificates: no CA
+   * database per connection */
+  g_tls_connection_set_database (G_TLS_CONNECTION (tls), NULL);
+
+  conn = conn_new (self, ip, port);
+  conn->base = g_object_ref (connection);
+  conn->tls = tls;
+
+  g_tls_connection_handshake_async (G_TLS_CONNECTION (tls), G_PRIORITY_DEFAULT,
+                                    conn->cancellable, handshake_cb, conn_ref (conn));
+}
+
+/* ---- STUN over TCP on the TLS port (docs/protocol.md 7.4) --------------- */
+
+/* A new TCP connection until its first byte arrives: 0x00 or 0x01 starts
+ * a STUN message (RFC 8489 §6.2.2, no framing: the header says the
+ * length), 20..23 a TLS record. One Binding request is answered, then
+ * the connection closes. */
+#define STUN_TCP_MAX      548
+#define MAX_SNIFFS        1024
+#define SNIFF_DEADLINE_MS 10000
+
+typedef struct
+{
+  NatkitServer      *self;
+  GSocketConnection *connection;
+  char              *ip;
+  guint16            port;
+  GSource           *readable;
+  GSource           *deadline;
+  guint8             buffer[STUN_TCP_MAX];
+  gsize              have;
+  gboolean           stun;
+} Sniff;
+
+static void
+sniff_free (gpointer data)
+{
+  Sniff *sniff = data;
+
+  if (sniff->readable)
+    {
+      g_source_destroy (sniff->readable);
+      g_source_unref (sniff->readable);
+    }
+  if (sniff->deadline)
+    {
+      g_source_destroy (sniff->deadline);
+      g_source_unref (sniff->deadline);
+    }
+  if (sniff->connection)
+    {
+      g_io_stream_close (G_IO_STREAM (sniff->connection), NULL, NULL);
+      g_object_unref (sniff->connection);
+    }
+  g_free (sniff->ip);
+  g_free (sniff);
+}
+
+gsize
+_natkit_server_stun_tcp_need (const guint8 *data,
+                              gsize         len)
+{
+  gsize want;
+
+  if (len < 4)
+    return 20;
+  want = 20 + (((gsize) data[2] << 8) | data[3]);
+  return want > STUN_TCP_MAX || (want & 3) != 0 ? 0 : want;
+}
+
+static gboolean
+sniff_readable_cb (GSocket      *socket,
+                   GIOCondition  condition,
+                   gpointer      user_data)
+{
+  Sniff *sniff = user_data;
+  NatkitServer *self = sniff->self;
+  g_autoptr(GError) error = NULL;
+
+  if (!sniff->stun)
+    {
+      guint8 first;
+      gssize n = g_socket_receive_message (socket, NULL,
+                                           &(GInputVector) { &first, 1 }, 1,
+                                           NULL, NULL, &(int) { MSG_PEEK }, NULL, &error);
+
+      if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        return G_SOURCE_CONTINUE;
+      if (n <= 0)
+        {
+          g_hash_table_remove (self->sniffs, sniff);
+          return G_SOURCE_REMOVE;
+        }
+      if (first > 0x01)
+        {
+          /* TLS (or garbage the handshake will refuse): the usual way */
+          GSocketConnection *connection = g_steal_pointer (&sniff->connection);
+          char *ip = g_steal_pointer (&sniff->ip);
+          guint16 port = sniff->port;
+
+          g_hash_table_remove (self->sniffs, sniff);
+          g_socket_set_blocking (socket, TRUE);   /* as the service gave it */
+          conn_start_tls (self, connection, ip, port);
+          g_object_unref (connection);
+          return G_SOURCE_REMOVE;
+        }
+      sniff->stun = TRUE;
+    }
+
+  for (;;)
+    {
+      gsize want = _natkit_server_stun_tcp_need (sniff->buffer, sniff->have);
+      gssize n;
+
+      if (want == 0)
+        {
+          g_info ("closing a STUN-over-TCP connection from %s: not a STUN message",
+                  sniff->ip);
+          g_hash_table_remove (self->sniffs, sniff);
+          return G_SOURCE_REMOVE;
+        }
+      if (sniff->have == want)
+        {
+          guint8 answer[STUN_TCP_MAX];
+          g_autoptr(GSocketAddress) remote = g_socket_get_remote_address (socket, NULL);
+          struct sockaddr_storage native;
+          gsize answer_len = 0;
+
+          if (remote != NULL &&
+              g_socket_address_to_native (remote, &native, sizeof native, NULL))
+            answer_len = stun_answer (sniff->buffer, sniff->have,
+                                      (const struct sockaddr *) &native,
+                                      (socklen_t) g_socket_address_get_native_size (remote),
+                                      answer, sizeof answer);
+          /* a few dozen bytes into an empty send buffer: never blocks */
+          if (answer_len > 0)
+            g_socket_send (socket, (const char *) answer, answer_len, NULL, NULL);
+          g_hash_table_remove (self->sniffs, sniff);
+          return G_SOURCE_REMOVE;
+        }
+      n = g_socket_receive (socket, (char *) sniff->buffer + sniff->have,
+                            want - sniff->have, NULL, &error);
+      if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        return G_SOURCE_CONTINUE;
+      if (n <= 0)
+        {
+          g_hash_table_remove (self->sniffs, sniff);
+          return G_SOURCE_REMOVE;
+        }
+      sniff->have += n;
+    }
+}
+
+static gboolean
+sniff_deadline_cb (gpointer user_data)
+{
+  Sniff *sniff = user_data;
+
+  g_hash_table_remove (sniff->self->sniffs, sniff);
+  return G_SOURCE_REMOVE;
+}
+
 static gboolean
 incoming_cb (GSocketService    *service,
              GSocketConnection *connection,
@@ -1272,10 +1463,11 @@ incoming_cb (GSocketService    *service,
 {
   NatkitServer *self = user_data;
   g_autoptr(GSocketAddress) remote = g_socket_connection_get_remote_address (connection, NULL);
-  g_autoptr(GError) error = NULL;
   g_autofree char *ip = NULL;
-  GIOStream *tls;
-  Conn *conn;
+  GSocket *socket = g_socket_connection_get_socket (connection);
+  GHashTableIter iter;
+  gpointer key;
+  Sniff *sniff;
   guint n;
 
   if (self->stopping || !G_IS_INET_SOCKET_ADDRESS (remote))
@@ -1283,32 +1475,41 @@ incoming_cb (GSocketService    *service,
 
   ip = g_inet_address_to_string (g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (remote)));
   n = GPOINTER_TO_UINT (g_hash_table_lookup (self->unauth, ip));
+  /* those still silent count as unauthenticated too */
+  g_hash_table_iter_init (&iter, self->sniffs);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    if (g_str_equal (((Sniff *) key)->ip, ip))
+      n++;
   if (n >= MAX_UNAUTH_PER_IP)
     {
       g_info ("refusing a connection from %s: %u unauthenticated connections "
               "from that address already", ip, n);
       return FALSE;
     }
-
-  tls = g_tls_server_connection_new (G_IO_STREAM (connection), self->certificate, &error);
-  if (!tls)
+  if (g_hash_table_size (self->sniffs) >= MAX_SNIFFS)
     {
-      g_warning ("cannot set up TLS: %s", error->message);
+      g_info ("refusing a connection from %s: %u connections have not said "
+              "yet whether they speak TLS or STUN", ip, MAX_SNIFFS);
       return FALSE;
     }
-  g_socket_set_option (g_socket_connection_get_socket (connection), IPPROTO_TCP,
-                       TCP_NODELAY, 1, NULL);
-  /* peers are authenticated by their keys, not certificates: no CA
-   * database per connection */
-  g_tls_connection_set_database (G_TLS_CONNECTION (tls), NULL);
 
-  conn = conn_new (self, g_steal_pointer (&ip),
-                   g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (remote)));
-  conn->base = g_object_ref (connection);
-  conn->tls = tls;
-
-  g_tls_connection_handshake_async (G_TLS_CONNECTION (tls), G_PRIORITY_DEFAULT,
-                                    conn->cancellable, handshake_cb, conn_ref (conn));
+  /* TLS or STUN: the first byte says (the client speaks first in both) */
+  g_socket_set_blocking (socket, FALSE);
+  sniff = g_new0 (Sniff, 1);
+  sniff->self = self;
+  sniff->connection = g_object_ref (connection);
+  sniff->ip = g_steal_pointer (&ip);
+  sniff->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (remote));
+  sniff->readable = g_socket_create_source (socket, G_IO_IN, NULL);
+  g_source_set_callback (sniff->readable, (GSourceFunc) (void (*)(void)) sniff_readable_cb,
+                         sniff, NULL);
+  g_source_set_static_name (sniff->readable, "[natkit-server] first byte");
+  g_source_attach (sniff->readable, g_main_context_get_thread_default ());
+  sniff->deadline = g_timeout_source_new (SNIFF_DEADLINE_MS);
+  g_source_set_callback (sniff->deadline, sniff_deadline_cb, sniff, NULL);
+  g_source_set_static_name (sniff->deadline, "[natkit-server] first byte deadline");
+  g_source_attach (sniff->deadline, g_main_context_get_thread_default ());
+  g_hash_table_add (self->sniffs, sniff);
   return TRUE;
 }
 
@@ -1691,6 +1892,7 @@ natkit_server_finalize (GObject *object)
   g_clear_pointer (&self->peers, g_hash_table_unref);
   g_clear_pointer (&self->circuits, g_hash_table_unref);
   g_clear_pointer (&self->unauth, g_hash_table_unref);
+  g_clear_pointer (&self->sniffs, g_hash_table_unref);
   g_clear_pointer (&self->closed, g_array_unref);
   g_clear_object (&self->certificate);
   g_free (self->fingerprint);
@@ -1717,6 +1919,7 @@ natkit_server_init (NatkitServer *self)
   self->peers = g_hash_table_new (g_str_hash, g_str_equal);
   self->circuits = g_hash_table_new (NULL, NULL);
   self->unauth = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->sniffs = g_hash_table_new_full (NULL, NULL, sniff_free, NULL);
   self->closed = g_array_new (FALSE, FALSE, sizeof (ClosedCircuit));
   self->read_buffer = g_malloc (READ_BUFFER_SIZE);
   natkit_server_limits_init (&self->limits);
@@ -1894,7 +2097,7 @@ natkit_server_start (NatkitServer  *self,
   g_signal_connect (self->service, "incoming", G_CALLBACK (incoming_cb), self);
   g_socket_service_start (self->service);
   self->sweep_id = g_timeout_add_seconds (5, sweep_cb, self);
-  g_message ("natkit-server %s listening on %s:%u (TLS) and %s:%u (UDP: relay, STUN)",
+  g_message ("natkit-server %s listening on %s:%u (TLS, STUN over TCP) and %s:%u (UDP: relay, STUN)",
              PACKAGE_VERSION, self->host, self->tls_port, self->host, self->udp_port);
   return TRUE;
 }
@@ -1949,6 +2152,7 @@ natkit_server_stop_async (NatkitServer        *self,
   self->stopping = TRUE;
   if (self->service)
     g_socket_service_stop (self->service);
+  g_hash_table_remove_all (self->sniffs);
 
   for (GList *l = circuits; l; l = l->next)
     circuit_close (self, l->data, "the server is shutting down");

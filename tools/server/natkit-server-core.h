@@ -60,6 +60,13 @@ gsize         _natkit_server_handle_udp     (NatkitServer             *self,
                                              guint8                   *answer,
                                              gsize                     answer_size);
 
+/* STUN over TCP (on the TLS port): how many bytes the message that
+ * starts with @data (@len bytes so far) takes in all; 0 when it cannot be
+ * a STUN message this server answers (too long, a length not a multiple
+ * of 4). */
+gsize         _natkit_server_stun_tcp_need  (const guint8             *data,
+                                             gsize                     len);
+
 /* Test hooks (fuzz targets): no sockets needed. */
 void          _natkit_server_add_test_circuit (NatkitServer           *self,
                                                guint32                 id,
