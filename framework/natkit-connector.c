@@ -18,6 +18,7 @@
 #include "natkit.h"
 #include "natkit-connector-private.h"
 #include "natkit-nat-info-private.h"
+#include "natkit-rendezvous-private.h"
 #include "natkit-session-private.h"
 #include "natkit-wire-private.h"
 
@@ -471,6 +472,15 @@ make_request (NatkitConnector  *self,
           g_strdup_printf ("%s:%u", host, natkit_rendezvous_get_udp_port (r));
 
         g_strv_builder_add (stun, server);
+        /* its second STUN port: two destinations tell how our NAT maps */
+        if (_natkit_rendezvous_get_stun_port2 (r) != 0)
+          {
+            g_autofree char *server2 = strchr (host, ':') ?
+              g_strdup_printf ("[%s]:%u", host, _natkit_rendezvous_get_stun_port2 (r)) :
+              g_strdup_printf ("%s:%u", host, _natkit_rendezvous_get_stun_port2 (r));
+
+            g_strv_builder_add (stun, server2);
+          }
       }
     if (configured)
       g_strv_builder_addv (stun, (const char **) configured);

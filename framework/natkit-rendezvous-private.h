@@ -16,5 +16,6 @@ gboolean _natkit_rendezvous_handle_frame          (NatkitRendezvous *self,
                                                    gsize             len);
 /* Pretends registration succeeded (no socket): for the fuzz target. */
 void     _natkit_rendezvous_set_registered_for_testing (NatkitRendezvous *self);
+guint16  _natkit_rendezvous_get_stun_port2         (NatkitRendezvous *self);
 
 G_END_DECLS

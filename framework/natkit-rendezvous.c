@@ -103,6 +103,7 @@ struct _NatkitRendezvous
   gboolean           closed;
   char              *observed_address;
   guint16            udp_port;
+  guint16            stun_port2;
   GError            *last_error;
 
   guint              next_id;
@@ -1375,6 +1376,8 @@ handle_hello (NatkitRendezvous *self,
     }
   if (_natkit_wire_get_int (message, "udp_port", 1, 65535, &udp_port, NULL))
     self->udp_port = udp_port;
+  self->stun_port2 = _natkit_wire_get_int (message, "stun_port2", 1, 65535, &udp_port, NULL)
+                     ? udp_port : 0;
   if (version < NATKIT_WIRE_VERSION)
     {
       g_autoptr(GError) e =
@@ -1424,6 +1427,8 @@ registered (NatkitRendezvous *self,
     }
   if (_natkit_wire_get_int (reply, "udp_port", 1, 65535, &udp_port, NULL))
     self->udp_port = udp_port;
+  if (_natkit_wire_get_int (reply, "stun_port2", 1, 65535, &udp_port, NULL))
+    self->stun_port2 = udp_port;
 
   g_debug ("registered at natkit-server %s as %s (seen from %s)", self->server,
            natkit_identity_get_peer_id (self->identity),
@@ -2162,4 +2167,11 @@ _natkit_rendezvous_set_registered_for_testing (NatkitRendezvous *self)
 {
   self->registered = TRUE;
   self->udp_port = self->port;
+}
+
+/* natkit-server's second STUN port (only STUN answers there), or 0 */
+guint16
+_natkit_rendezvous_get_stun_port2 (NatkitRendezvous *self)
+{
+  return self->stun_port2;
 }

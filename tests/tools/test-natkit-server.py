@@ -192,6 +192,7 @@ class Server:
         assert ready["event"] == "ready", ready
         self.tls_port = ready["tls_port"]
         self.udp_port = ready["udp_port"]
+        self.stun_port2 = ready.get("stun_port2", 0)
         self.fingerprint = ready["fingerprint"]
 
     def stderr(self):
@@ -613,6 +614,28 @@ class StunAndAmplificationTest(ServerTestCase):
         self.assertLessEqual(len(answer), 20 + 12)
         self.assertEqual(xor_mapped_address(answer, txid), s.getsockname())
 
+    def test_stun_second_port(self):
+        # a second UDP port answers STUN only, from that port, so that a
+        # client sees whether its NAT maps two destinations alike
+        port2 = self.server.stun_port2
+        self.assertNotIn(port2, (0, self.server.udp_port))
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socks.append(s)
+        s.bind((HOST, 0))
+        s.settimeout(2)
+        txid = os.urandom(12)
+        s.sendto(stun_request(txid), (HOST, port2))
+        answer, source = s.recvfrom(2048)
+        self.assertEqual(source, (HOST, port2))
+        self.assertLessEqual(len(answer), 20 + 12)
+        self.assertEqual(xor_mapped_address(answer, txid), s.getsockname())
+        # nothing else is answered there: not a relay packet, not garbage
+        s.sendto(relay(1, 1234, b"x" * 16), (HOST, port2))
+        s.sendto(os.urandom(64), (HOST, port2))
+        s.settimeout(0.5)
+        with self.assertRaises(socket.timeout):
+            s.recvfrom(2048)
+
     def test_stun_binding_with_fingerprint(self):
         s = self.udp()
         txid = os.urandom(12)
@@ -875,6 +898,24 @@ class CommandLineTest(unittest.TestCase):
             r = self.run_server("--listen", "%s:0" % HOST, "--udp-port", str(port))
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("%s:%d" % (HOST, port), r.stderr)
+
+    def test_stun_port2(self):
+        # by default the UDP port + 1; 0 turns it off; taken: an error that
+        # names it and the option
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+            r = self.run_server("--listen", "%s:0" % HOST, "--stun-port2", str(port))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("%s:%d" % (HOST, port), r.stderr)
+        self.assertIn("--stun-port2", r.stderr)
+        r = self.run_server("--stun-port2", "70000")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        server = Server("--stun-port2", "0")
+        try:
+            self.assertEqual(server.stun_port2, 0)
+        finally:
+            server.stop()
 
     def test_same_port_taken_on_udp(self):
         # an explicit port is used for TLS and UDP, or the server fails:

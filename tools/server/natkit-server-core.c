@@ -135,6 +135,10 @@ struct _NatkitServer
   GSocketService     *service;
   GSocket            *udp;
   GSource            *udp_source;
+  gboolean            stun2_enabled;   /* a second UDP port, STUN only */
+  guint16             stun2_port;
+  GSocket            *stun2;
+  GSource            *stun2_source;
   guint               sweep_id;
   guint8             *read_buffer;
 
@@ -755,6 +759,8 @@ handle_register (Conn       *conn,
   json_object_set_string_member (reply, "peer_id", peer_id);
   json_object_set_string_member (reply, "observed_address", conn->remote);
   json_object_set_int_member (reply, "udp_port", self->udp_port);
+  if (self->stun2)
+    json_object_set_int_member (reply, "stun_port2", self->stun2_port);
   json_object_set_object_member (reply, "limits", limits_object (self));
   send_json (conn, reply);
 }
@@ -1228,6 +1234,8 @@ handshake_cb (GObject      *source,
   json_object_set_string_member (hello, "server", "natkit-server " PACKAGE_VERSION);
   json_object_set_string_member (hello, "challenge", challenge);
   json_object_set_int_member (hello, "udp_port", conn->server->udp_port);
+  if (conn->server->stun2)
+    json_object_set_int_member (hello, "stun_port2", conn->server->stun2_port);
   send_json (conn, hello);
   start_reading (conn);
   conn_unref (conn);
@@ -1788,6 +1796,38 @@ udp_readable_cb (GSocket      *socket,
   return G_SOURCE_CONTINUE;
 }
 
+/* The second STUN port: Binding requests only, answered from this port
+ * (a client measures whether its NAT maps both destinations alike). The
+ * same rule as on the main port: an answer is at most the request + 12
+ * bytes. */
+static gboolean
+stun2_readable_cb (GSocket      *socket,
+                   GIOCondition  condition,
+                   gpointer      user_data)
+{
+  NatkitServer *self = user_data;
+  int fd = g_socket_get_fd (socket);
+  guint8 answer[128];
+
+  for (int i = 0; i < UDP_BATCH; i++)
+    {
+      struct sockaddr_storage from;
+      socklen_t from_len = sizeof from;
+      ssize_t n = recvfrom (fd, self->read_buffer, READ_BUFFER_SIZE, MSG_DONTWAIT,
+                            (struct sockaddr *) &from, &from_len);
+      gsize answer_len;
+
+      if (n < 0)
+        break;
+      answer_len = stun_answer (self->read_buffer, n, (struct sockaddr *) &from, from_len,
+                                answer, sizeof answer);
+      if (answer_len > 0)
+        (void) sendto (fd, answer, answer_len, MSG_DONTWAIT, (struct sockaddr *) &from,
+                       from_len);
+    }
+  return G_SOURCE_CONTINUE;
+}
+
 /* ---- housekeeping ------------------------------------------------------- */
 
 static gboolean
@@ -1860,6 +1900,16 @@ natkit_server_dispose (GObject *object)
     {
       g_socket_close (self->udp, NULL);
       g_clear_object (&self->udp);
+    }
+  if (self->stun2_source)
+    {
+      g_source_destroy (self->stun2_source);
+      g_clear_pointer (&self->stun2_source, g_source_unref);
+    }
+  if (self->stun2)
+    {
+      g_socket_close (self->stun2, NULL);
+      g_clear_object (&self->stun2);
     }
   g_clear_handle_id (&self->sweep_id, g_source_remove);
 
@@ -2094,6 +2144,32 @@ natkit_server_start (NatkitServer  *self,
                          self, NULL);
   g_source_attach (self->udp_source, g_main_context_get_thread_default ());
 
+  if (self->stun2_enabled)
+    {
+      g_autoptr(GSocketAddress) stun2_address = g_inet_socket_address_new (address,
+                                                                            self->stun2_port);
+      g_autoptr(GSocketAddress) stun2_bound = NULL;
+
+      self->stun2 = g_socket_new (g_inet_address_get_family (address), G_SOCKET_TYPE_DATAGRAM,
+                                  G_SOCKET_PROTOCOL_UDP, &local_error);
+      if (!self->stun2 || !g_socket_bind (self->stun2, stun2_address, FALSE, &local_error))
+        {
+          g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_UNAVAILABLE,
+                       "cannot listen on %s:%u (UDP, second STUN port): %s — choose "
+                       "another with --stun-port2, or 0 for none", self->host,
+                       self->stun2_port, local_error->message);
+          return FALSE;
+        }
+      stun2_bound = g_socket_get_local_address (self->stun2, NULL);
+      if (stun2_bound)
+        self->stun2_port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (stun2_bound));
+      g_socket_set_blocking (self->stun2, FALSE);
+      self->stun2_source = g_socket_create_source (self->stun2, G_IO_IN, NULL);
+      g_source_set_callback (self->stun2_source,
+                             (GSourceFunc) (void (*)(void)) stun2_readable_cb, self, NULL);
+      g_source_attach (self->stun2_source, g_main_context_get_thread_default ());
+    }
+
   g_signal_connect (self->service, "incoming", G_CALLBACK (incoming_cb), self);
   g_socket_service_start (self->service);
   self->sweep_id = g_timeout_add_seconds (5, sweep_cb, self);
@@ -2196,6 +2272,23 @@ guint16
 natkit_server_get_udp_port (NatkitServer *self)
 {
   return self->udp_port;
+}
+
+/* A second UDP port that answers STUN Binding requests only (0: the
+ * kernel picks one); before natkit_server_start(). */
+void
+natkit_server_set_stun_port2 (NatkitServer *self,
+                              guint16       port)
+{
+  self->stun2_enabled = TRUE;
+  self->stun2_port = port;
+}
+
+/* 0 when there is none */
+guint16
+natkit_server_get_stun_port2 (NatkitServer *self)
+{
+  return self->stun2 ? self->stun2_port : 0;
 }
 
 const char *

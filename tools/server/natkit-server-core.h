@@ -41,6 +41,9 @@ gboolean      natkit_server_stop_finish     (NatkitServer             *self,
                                              GError                  **error);
 guint16       natkit_server_get_tls_port    (NatkitServer             *self);
 guint16       natkit_server_get_udp_port    (NatkitServer             *self);
+void          natkit_server_set_stun_port2  (NatkitServer             *self,
+                                             guint16                   port);
+guint16       natkit_server_get_stun_port2  (NatkitServer             *self);
 const char   *natkit_server_get_fingerprint (NatkitServer             *self);
 guint         natkit_server_get_n_peers     (NatkitServer             *self);
 guint         natkit_server_get_n_circuits  (NatkitServer             *self);

@@ -19,6 +19,7 @@
 
 static char *opt_listen = NULL;
 static int opt_udp_port = -1;
+static int opt_stun_port2 = -1;
 static char *opt_cert = NULL;
 static char *opt_key = NULL;
 static char *opt_state_dir = NULL;
@@ -38,6 +39,9 @@ static const GOptionEntry entries[] = {
     "Address and TLS port to listen on (default 0.0.0.0:7000; port 0 picks one)", "HOST:PORT" },
   { "udp-port", 'u', 0, G_OPTION_ARG_INT, &opt_udp_port,
     "UDP port for the relay and STUN (default: the TLS port)", "PORT" },
+  { "stun-port2", 0, 0, G_OPTION_ARG_INT, &opt_stun_port2,
+    "A second UDP port that answers STUN only, so clients can tell how their NAT maps "
+    "(default: the UDP port + 1; 0: none)", "PORT" },
   { "tls-certificate", 0, 0, G_OPTION_ARG_FILENAME, &opt_cert,
     "TLS certificate (PEM); without it a self-signed one is generated", "FILE" },
   { "tls-key", 0, 0, G_OPTION_ARG_FILENAME, &opt_key,
@@ -206,6 +210,11 @@ main (int    argc,
       g_printerr ("natkit-server: --udp-port must be 0 to 65535\n");
       return 2;
     }
+  if (opt_stun_port2 < -1 || opt_stun_port2 > 65535)
+    {
+      g_printerr ("natkit-server: --stun-port2 must be 0 (none) to 65535\n");
+      return 2;
+    }
 
   natkit_server_limits_init (&limits);
 #define SET_LIMIT(opt, field) if ((opt) >= 0) limits.field = (opt)
@@ -236,6 +245,14 @@ main (int    argc,
   if (opt_udp_port < 0 && port != 0)
     server = (g_object_unref (server),
               natkit_server_new (host, port, port, certificate, &limits));
+  if (opt_stun_port2 != 0)
+    {
+      guint udp = opt_udp_port >= 0 ? (guint) opt_udp_port : port;
+
+      /* the UDP port + 1, or one the kernel picks when that is picked too */
+      natkit_server_set_stun_port2 (server, opt_stun_port2 > 0 ? (guint16) opt_stun_port2 :
+                                            udp > 0 && udp < 65535 ? (guint16) (udp + 1) : 0);
+    }
   if (!natkit_server_start (server, &error))
     {
       g_printerr ("natkit-server: %s\n", error->message);
@@ -244,9 +261,10 @@ main (int    argc,
 
   if (opt_json)
     {
-      g_print ("{\"event\":\"ready\",\"tls_port\":%u,\"udp_port\":%u,\"fingerprint\":\"%s\"}\n",
+      g_print ("{\"event\":\"ready\",\"tls_port\":%u,\"udp_port\":%u,\"stun_port2\":%u,"
+               "\"fingerprint\":\"%s\"}\n",
                natkit_server_get_tls_port (server), natkit_server_get_udp_port (server),
-               natkit_server_get_fingerprint (server));
+               natkit_server_get_stun_port2 (server), natkit_server_get_fingerprint (server));
     }
   else
     g_print ("natkit-server listening on %s:%u (TLS) and UDP port %u\n"
