@@ -662,14 +662,17 @@ keepalive_cb (gpointer user_data)
   if (!self->path)
     return G_SOURCE_CONTINUE;
 
-  /* data moving (or an answer overdue): probe fast; else keep alive */
+  /* data moving (or an answer outstanding): probe fast; else keep alive.
+   * A cut path goes quiet at once (the stream waits for acknowledgements
+   * that do not come): the probe sent while data moved must still be
+   * followed up within PROBE_ACTIVE_MS, not a keepalive interval later. */
   sent = natkit_path_get_bytes_sent (self->path);
   received = natkit_path_get_bytes_received (self->path);
   active = sent != self->probe_sent || received != self->probe_received;
   self->probe_sent = sent;
   self->probe_received = received;
-  interval = active || self->missed > 0 || self->trial_old ? PROBE_ACTIVE_MS
-                                                          : self->keepalive_ms;
+  interval = active || self->missed > 0 || self->ping_outstanding || self->trial_old ?
+             PROBE_ACTIVE_MS : self->keepalive_ms;
   notify_bytes (self);
   if (now - self->last_ping < (gint64) interval * 1000)
     return G_SOURCE_CONTINUE;

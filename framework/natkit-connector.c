@@ -556,7 +556,6 @@ typedef struct
 {
   NatkitConnector        *connector;
   NatkitTraversalRequest *request;
-  NatkitSession          *session;     /* NULL: path only (reopen) */
   NatkitPath             *path;
   char                   *method;
   GCancellable           *cancellable;
@@ -581,7 +580,6 @@ attempt_data_free (gpointer data)
   g_clear_object (&d->parent);
   g_clear_object (&d->cancellable);
   g_clear_object (&d->request);
-  g_clear_object (&d->session);
   if (d->path)
     {
       natkit_path_close (d->path);
@@ -618,30 +616,12 @@ attempt_fail (GTask  *task,
   if (d->timed_out && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     {
       g_task_return_new_error (task, NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
-                               "no %s within %u s",
-                               d->path ? "secure handshake" : "path",
+                               "no path within %u s",
                                natkit_traversal_request_get_timeout (d->request) / 1000);
       g_error_free (error);
       return;
     }
   g_task_return_error (task, error);
-}
-
-static void
-attempt_handshake_cb (GObject      *source,
-                      GAsyncResult *res,
-                      gpointer      user_data)
-{
-  g_autoptr(GTask) task = user_data;
-  AttemptData *d = g_task_get_task_data (task);
-  GError *error = NULL;
-
-  if (!_natkit_session_handshake_finish (NATKIT_SESSION (source), res, &error))
-    {
-      attempt_fail (task, error);
-      return;
-    }
-  g_task_return_pointer (task, g_steal_pointer (&d->path), g_object_unref);
 }
 
 static void
@@ -664,31 +644,15 @@ attempt_path_cb (GObject      *source,
            natkit_path_get_local_address (d->path),
            natkit_path_get_remote_address (d->path),
            natkit_path_get_transport (d->path));
-  if (!d->session)
-    {
-      g_task_return_pointer (task, g_steal_pointer (&d->path), g_object_unref);
-      return;
-    }
-
-  /* the handshake has its own budget, on top of the path's */
-  if (d->timeout)
-    {
-      g_source_destroy (d->timeout);
-      g_source_unref (d->timeout);
-      d->timeout = NULL;
-    }
-  _natkit_session_handshake_async (d->session, d->path, HANDSHAKE_TIMEOUT_MS,
-                                   d->cancellable, attempt_handshake_cb,
-                                   g_steal_pointer (&task));
+  g_task_return_pointer (task, g_steal_pointer (&d->path), g_object_unref);
 }
 
-/* Runs @method's traversal; with @session, also the handshake on the path.
- * Returns the path. */
+/* Runs @method's traversal (the secure handshake on the path is the
+ * caller's: one session per connection). Returns the path. */
 static void
 run_attempt (NatkitConnector        *self,
              NatkitTraversalRequest *request,
              const char             *method,
-             NatkitSession          *session,
              GCancellable           *cancellable,
              GAsyncReadyCallback     callback,
              gpointer                user_data)
@@ -703,7 +667,6 @@ run_attempt (NatkitConnector        *self,
   d = g_new0 (AttemptData, 1);
   d->connector = g_object_ref (self);
   d->request = g_object_ref (request);
-  d->session = session ? g_object_ref (session) : NULL;
   d->method = g_strdup (method);
   d->cancellable = g_cancellable_new ();
   if (cancellable)
@@ -765,7 +728,6 @@ typedef struct
   GStrv             order;       /* reopen: the methods in the order to try */
   gint64            started;
   guint             next;
-  NatkitSession    *session;
   gboolean          reopen;
   GSource          *accept_timeout;
 } ConnectData;
@@ -786,7 +748,6 @@ connect_data_free (gpointer data)
   g_ptr_array_unref (d->failures);
   g_free (d->joined);
   g_strfreev (d->order);
-  g_clear_object (&d->session);
   g_free (d);
 }
 
@@ -860,8 +821,7 @@ method_done_cb (GObject      *source,
       _natkit_manager_emit_progress (self->manager, e->session_id, e->peer_id,
                                      "attempt-failed", method, error->message);
       g_ptr_array_add (d->failures, g_strdup_printf ("%s: %s", method, error->message));
-      g_clear_object (&d->session);
-      try_next_method (g_steal_pointer (&task));
+          try_next_method (g_steal_pointer (&task));
       return;
     }
 
@@ -910,7 +870,7 @@ try_next_method (GTask *task)
   _natkit_manager_emit_progress (self->manager, e->session_id, e->peer_id, "attempt",
                                  method, NULL);
   request = make_request (self, e, NATKIT_ROLE_INITIATOR);
-  run_attempt (self, request, method, NULL, g_task_get_cancellable (task),
+  run_attempt (self, request, method, g_task_get_cancellable (task),
                method_done_cb, task);
 }
 
@@ -1462,7 +1422,7 @@ race_launch (Race       *race,
   _natkit_manager_record_attempt (self->manager, method);
   _natkit_manager_emit_progress (self->manager, e->session_id, e->peer_id, "attempt",
                                  method, NULL);
-  run_attempt (self, request, method, NULL, ra->cancellable, race_attempt_cb, ra);
+  run_attempt (self, request, method, ra->cancellable, race_attempt_cb, ra);
 }
 
 static gboolean
@@ -2213,7 +2173,7 @@ handle_attempt (NatkitConnector *self,
   request = make_request (self, e, NATKIT_ROLE_RESPONDER);
   _natkit_manager_emit_progress (self->manager, e->session_id, e->peer_id, "attempt",
                                  method, NULL);
-  run_attempt (self, request, method, NULL, e->attempt, responder_done_cb, r);
+  run_attempt (self, request, method, e->attempt, responder_done_cb, r);
 }
 
 static void

@@ -58,10 +58,42 @@
 #define PSEUDO_TCP_MTU_SLACK     92
 /* the largest stream segment, whatever the path (QUIC's 1200 bytes) */
 #define STREAM_MAX_SEGMENT       1200
+/* PseudoTCP delays an acknowledgement of in-order data by 100 ms unless a
+ * second segment comes first. In its loss recovery (NewReno, no SACK) the
+ * sender retransmits one segment per acknowledgement, and each one that
+ * fills a hole is in-order data: after a burst of losses (a relay's full
+ * socket buffer) every lost segment cost 100 ms, tens of seconds at the
+ * end of a big transfer. A short delay keeps pairs of segments under one
+ * acknowledgement at speed and makes recovery as fast as the round trip. */
+#define STREAM_ACK_DELAY_MS      5
 #define CONV_FROM_INITIATOR      1
 #define CONV_FROM_RESPONDER      2
 #define MIN_RETRANSMIT_MS        100
 #define MAX_RETRANSMIT_MS        1000
+/* PseudoTCP's header: where the fields this file reads are */
+#define SEGMENT_SEQ              4
+#define SEGMENT_ACK              8
+#define SEGMENT_FLAGS            13
+#define SEGMENT_TSVAL            16
+#define SEGMENT_TSECR            20
+/* After a move to another path the stream resends what the peer has not
+ * acknowledged (see stream_resend_start ()): first this much, then, like
+ * slow start, as much more as each acknowledgement covers, up to the
+ * maximum. */
+#define RESEND_INITIAL_WINDOW    (4 * (STREAM_MAX_SEGMENT + PSEUDO_TCP_HEADER))
+#define RESEND_MAX_WINDOW        (256 * 1024)
+/* a move resends only when the previous path was lost, or when nothing
+ * was acknowledged for this long (the peer following us after an outage) */
+#define RESEND_QUIET_US          (500 * G_TIME_SPAN_MILLISECOND)
+/* The first resent segments may arrive before the peer has the new path
+ * (both sides open it at once): without an acknowledgement for this long
+ * the resending starts over from the acknowledgement, then waits twice as
+ * long, and gives up (leaves it to PseudoTCP) after RESEND_RETRIES. */
+#define RESEND_RETRY_MS          200
+#define RESEND_RETRIES           10
+/* sequence numbers and PseudoTCP's millisecond clock wrap */
+#define SEQ_LT(a, b)             ((gint32) ((guint32) (a) - (guint32) (b)) < 0)
+#define SEQ_LE(a, b)             ((gint32) ((guint32) (a) - (guint32) (b)) <= 0)
 
 typedef enum {
   STATE_NEW,
@@ -159,6 +191,25 @@ struct _NatkitSession
   guint             close_idle_s;
   NatkitSessionStream *stream;
   GList            *sources;        /* StreamSource */
+
+  /* What our outgoing stream sent and the peer has not acknowledged yet,
+   * as sent (GBytes, PseudoTCP segments in sequence order), to resend it
+   * after a move to another path: see stream_resend_start (). */
+  GQueue            unacked;
+  guint32           unacked_end;    /* just past the last stored segment */
+  guint32           acked;          /* the peer's latest acknowledgement */
+  gint64            acked_at;       /* when it last moved on */
+  gboolean          resending;
+  guint32           resend_next;    /* resent up to here */
+  guint32           resend_end;     /* resend up to here */
+  guint32           resend_window;  /* bytes past the acknowledgement */
+  GSource          *resend_timer;
+  guint             resend_retries; /* without an acknowledgement */
+  /* Round-trip samples from segments sent before the last move measure
+   * the outage (or the old path), not the path: PseudoTCP does not take
+   * them while this is set (see stream_segment ()). */
+  gboolean          rtt_fence;
+  guint32           rtt_fence_ms;
 
   char             *close_reason;
 };
@@ -755,6 +806,227 @@ update_mtu (NatkitSession *self)
     pseudo_tcp_socket_notify_mtu (self->in.tcp, advise);
 }
 
+/* The stream's resending after a move.
+ *
+ * libnice's PseudoTCP has no SACK and no go-back-N: after an outage that
+ * swallowed a whole window, it retransmits one segment per timeout, and
+ * its timeout has backed off during the outage and then grows from
+ * round-trip samples that span the outage (the peer echoes timestamps of
+ * segments sent before it). A 1 MB window then took minutes, often more
+ * than its 15 retransmissions allow. So the session keeps what the
+ * outgoing stream sent until the peer acknowledges it and, when the
+ * session moves to another path after the old one went quiet, resends it
+ * there itself, with fresh timestamps, paced by the peer's
+ * acknowledgements; and it hides round-trip samples from before the move
+ * from PseudoTCP. The peer's PseudoTCP takes the resent segments like any
+ * retransmission (DTLS gives each record a fresh sequence number). */
+
+static guint32
+segment_get_u32 (const guint8 *segment,
+                 gsize         offset)
+{
+  guint32 value;
+
+  memcpy (&value, segment + offset, sizeof value);
+  return GUINT32_FROM_BE (value);
+}
+
+static void
+segment_set_u32 (guint8  *segment,
+                 gsize    offset,
+                 guint32  value)
+{
+  value = GUINT32_TO_BE (value);
+  memcpy (segment + offset, &value, sizeof value);
+}
+
+/* PseudoTCP's clock: the monotonic clock in ms, in 32 bits */
+static guint32
+pseudo_tcp_now (void)
+{
+  return (guint32) (g_get_monotonic_time () / 1000);
+}
+
+/* Keeps a data segment the outgoing stream just sent. */
+static void
+stream_remember (NatkitSession *self,
+                 const guint8  *segment,
+                 gsize          len)
+{
+  guint32 seq;
+
+  /* data only: no control (connect), FIN or RST segment */
+  if (len <= PSEUDO_TCP_HEADER || segment[SEGMENT_FLAGS] != 0)
+    return;
+  seq = segment_get_u32 (segment, SEGMENT_SEQ);
+  /* a retransmission of what is stored already */
+  if (self->unacked.length > 0 && SEQ_LT (seq, self->unacked_end))
+    return;
+  g_queue_push_tail (&self->unacked, g_bytes_new (segment, len));
+  self->unacked_end = seq + (guint32) (len - PSEUDO_TCP_HEADER);
+}
+
+static void
+stream_resend_stop (NatkitSession *self)
+{
+  if (self->resend_timer != NULL)
+    {
+      g_source_destroy (self->resend_timer);
+      g_clear_pointer (&self->resend_timer, g_source_unref);
+    }
+  if (!self->resending)
+    return;
+  self->resending = FALSE;
+  g_debug ("session with %s: resent the unacknowledged stream up to %u",
+           self->short_peer_id, self->resend_next);
+}
+
+static void stream_resend_pump (NatkitSession *self);
+static void stream_resend_arm  (NatkitSession *self);
+
+static gboolean
+stream_resend_timeout_cb (gpointer user_data)
+{
+  NatkitSession *self = user_data;
+
+  g_clear_pointer (&self->resend_timer, g_source_unref);
+  if (!self->resending || self->state != STATE_ESTABLISHED)
+    return G_SOURCE_REMOVE;
+  if (++self->resend_retries > RESEND_RETRIES)
+    {
+      g_debug ("session with %s: no acknowledgement for the resent stream; "
+               "leaving it to the stream's retransmissions", self->short_peer_id);
+      stream_resend_stop (self);
+      return G_SOURCE_REMOVE;
+    }
+  /* start over from what the peer has */
+  self->resend_next = self->acked;
+  self->resend_window = RESEND_INITIAL_WINDOW;
+  stream_resend_arm (self);
+  stream_resend_pump (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* (Re)starts the wait for the next acknowledgement. */
+static void
+stream_resend_arm (NatkitSession *self)
+{
+  if (self->resend_timer != NULL)
+    {
+      g_source_destroy (self->resend_timer);
+      g_clear_pointer (&self->resend_timer, g_source_unref);
+    }
+  self->resend_timer = g_timeout_source_new (RESEND_RETRY_MS <<
+                                            MIN (self->resend_retries, 4));
+  g_source_set_callback (self->resend_timer, stream_resend_timeout_cb, self, NULL);
+  g_source_set_static_name (self->resend_timer, "[natkit] session stream resend");
+  g_source_attach (self->resend_timer, self->context);
+}
+
+/* Resends stored segments, as far as the window allows. */
+static void
+stream_resend_pump (NatkitSession *self)
+{
+  guint8 copy[MAX_RECORD];
+  guint32 now = pseudo_tcp_now ();
+
+  for (GList *l = self->unacked.head; l != NULL && self->resending; l = l->next)
+    {
+      gsize size;
+      const guint8 *segment = g_bytes_get_data (l->data, &size);
+      guint32 seq = segment_get_u32 (segment, SEGMENT_SEQ);
+      guint32 end = seq + (guint32) (size - PSEUDO_TCP_HEADER);
+
+      if (SEQ_LE (end, self->resend_next))
+        continue;
+      if (!SEQ_LT (seq, self->resend_end))
+        break;
+      if (end - self->acked > self->resend_window)
+        return;   /* the next acknowledgement opens the window */
+
+      memcpy (copy, segment, size);
+      segment_set_u32 (copy, SEGMENT_TSVAL, now);
+      send_record (self, NATKIT_SESSION_MSG_STREAM, copy, size);
+      self->resend_next = end;
+      if (self->state != STATE_ESTABLISHED)
+        return;
+    }
+  /* all resent once: done when the peer acknowledges it (stream_acked ()),
+   * or started over by the timer */
+}
+
+/* The peer acknowledged our outgoing stream up to @ack. */
+static void
+stream_acked (NatkitSession *self,
+              guint32        ack)
+{
+  guint32 advance;
+
+  if (self->acked_at != 0 && !SEQ_LT (self->acked, ack))
+    return;
+  advance = self->acked_at != 0 ? ack - self->acked : 0;
+  self->acked = ack;
+  self->acked_at = g_get_monotonic_time ();
+
+  while (self->unacked.length > 0)
+    {
+      gsize size;
+      const guint8 *segment = g_bytes_get_data (g_queue_peek_head (&self->unacked), &size);
+      guint32 end = segment_get_u32 (segment, SEGMENT_SEQ) +
+                    (guint32) (size - PSEUDO_TCP_HEADER);
+
+      if (!SEQ_LE (end, ack))
+        break;
+      g_bytes_unref (g_queue_pop_head (&self->unacked));
+    }
+
+  if (self->resending)
+    {
+      if (SEQ_LE (self->resend_end, ack))
+        {
+          stream_resend_stop (self);
+          return;
+        }
+      if (SEQ_LT (self->resend_next, ack))
+        self->resend_next = ack;
+      self->resend_window = MIN (self->resend_window + advance, RESEND_MAX_WINDOW);
+      self->resend_retries = 0;
+      stream_resend_arm (self);
+      stream_resend_pump (self);
+    }
+}
+
+/* The session moved to another path: @lost says the previous one was
+ * lost (or there was none). */
+static void
+stream_resend_start (NatkitSession *self,
+                     gboolean       lost)
+{
+  gsize size;
+  const guint8 *head;
+
+  self->rtt_fence = TRUE;
+  self->rtt_fence_ms = pseudo_tcp_now ();
+
+  if (self->state != STATE_ESTABLISHED || self->unacked.length == 0)
+    return;
+  /* the old path still delivers (an upgrade): PseudoTCP copes */
+  if (!lost && g_get_monotonic_time () - self->acked_at < RESEND_QUIET_US)
+    return;
+
+  head = g_bytes_get_data (g_queue_peek_head (&self->unacked), &size);
+  self->resending = TRUE;
+  self->resend_next = segment_get_u32 (head, SEGMENT_SEQ);
+  self->resend_end = self->unacked_end;
+  self->resend_window = RESEND_INITIAL_WINDOW;
+  self->resend_retries = 0;
+  stream_resend_arm (self);
+  g_debug ("session with %s: resending %u unacknowledged bytes of the stream "
+           "on the new path", self->short_peer_id,
+           self->resend_end - self->resend_next);
+  stream_resend_pump (self);
+}
+
 /*
  * _natkit_session_set_path:
  * @self: a session
@@ -764,19 +1036,23 @@ update_mtu (NatkitSession *self)
  * the previous paths for as long as they exist and are open (the session
  * holds a reference only on the current one), so nothing in flight is
  * lost; DTLS's replay window drops duplicates. An open stream keeps
- * flowing; its segment size follows the new path's MTU.
+ * flowing; its segment size follows the new path's MTU. When the previous
+ * path was lost (or had gone quiet), what the stream sent and the peer has
+ * not acknowledged is resent over @path at once (stream_resend_start ()).
  */
 void
 _natkit_session_set_path (NatkitSession *self,
                           NatkitPath    *path)
 {
   PathLink *old_link = NULL, *link;
+  gboolean lost;
 
   g_return_if_fail (NATKIT_IS_SESSION (self));
   g_return_if_fail (NATKIT_IS_PATH (path));
 
   if (self->path == path)
     return;
+  lost = self->path == NULL || natkit_path_is_closed (self->path);
 
   if (self->path != NULL)
     {
@@ -811,6 +1087,7 @@ _natkit_session_set_path (NatkitSession *self,
     }
 
   update_mtu (self);
+  stream_resend_start (self, lost);
 }
 
 /*
@@ -870,8 +1147,11 @@ pipe_write_packet_cb (PseudoTcpSocket *tcp,
     {
       g_debug ("session with %s: cannot send a stream segment: %s",
                self->short_peer_id, gnutls_strerror (ret));
-      return gnutls_error_is_fatal (ret) ? WR_FAIL : WR_SUCCESS;
+      if (gnutls_error_is_fatal (ret))
+        return WR_FAIL;
     }
+  if (pipe->outgoing)
+    stream_remember (self, (const guint8 *) buffer, len);
   return WR_SUCCESS;
 }
 
@@ -922,6 +1202,12 @@ pipe_closed_cb (PseudoTcpSocket *tcp,
            pipe->outgoing ? "out" : "in", error ? g_strerror (error) : "done");
   if (pipe->error == 0)
     pipe->error = error;
+  if (pipe->outgoing)
+    {
+      /* nothing of it is sent again */
+      stream_resend_stop (pipe->session);
+      g_queue_clear_full (&pipe->session->unacked, (GDestroyNotify) g_bytes_unref);
+    }
   stream_wake (pipe->session);
 }
 
@@ -1087,6 +1373,7 @@ pipe_init (NatkitSession *self,
                             "callbacks", &callbacks,
                             "support-fin-ack", TRUE,
                             "no-delay", TRUE,
+                            "ack-delay", STREAM_ACK_DELAY_MS,
                             NULL);
   /* Only the buffer in the direction the data flows matters. */
   g_object_set (pipe->tcp, outgoing ? "snd-buf" : "rcv-buf",
@@ -1148,7 +1435,8 @@ stream_segment (NatkitSession *self,
                 gsize          len)
 {
   Pipe *pipe;
-  guint32 conv;
+  guint32 conv, tsecr;
+  guint8 fenced[MAX_RECORD];
 
   memcpy (&conv, segment, sizeof conv);
   conv = GUINT32_FROM_BE (conv);
@@ -1163,6 +1451,23 @@ stream_segment (NatkitSession *self,
                self->short_peer_id, conv);
       return;
     }
+
+  /* the parser checked the length: a whole header is there */
+  tsecr = segment_get_u32 (segment, SEGMENT_TSECR);
+  if (self->rtt_fence && tsecr != 0)
+    {
+      if (SEQ_LT (tsecr, self->rtt_fence_ms))
+        {
+          /* echoes a segment sent before the move: no round-trip sample */
+          memcpy (fenced, segment, len);
+          segment_set_u32 (fenced, SEGMENT_TSECR, 0);
+          segment = fenced;
+        }
+      else
+        self->rtt_fence = FALSE;
+    }
+  if (pipe->outgoing)
+    stream_acked (self, segment_get_u32 (segment, SEGMENT_ACK));
 
   pseudo_tcp_socket_notify_packet (pipe->tcp, (const gchar *) segment, len);
   pipe_clock_update (pipe);
@@ -2252,6 +2557,8 @@ _natkit_session_dispose (GObject *object)
 
   pipe_clear (&self->out);
   pipe_clear (&self->in);
+  stream_resend_stop (self);
+  g_queue_clear_full (&self->unacked, (GDestroyNotify) g_bytes_unref);
 
   while (self->links->len > 0)
     unlink_path (self, g_ptr_array_index (self->links, self->links->len - 1));
@@ -2363,6 +2670,7 @@ _natkit_session_init (NatkitSession *self)
   self->context = g_main_context_ref_thread_default ();
   self->links = g_ptr_array_new ();
   g_queue_init (&self->incoming);
+  g_queue_init (&self->unacked);
   self->record = g_malloc (MAX_RECORD);
   self->outgoing = g_malloc (MAX_RECORD);
   self->stream_buffer = DEFAULT_STREAM_BUFFER;

@@ -1443,6 +1443,24 @@ natkit_holepunch_applies (NatkitTraversal         *traversal,
                            "to exchange addresses over");
       return FALSE;
     }
+  /* what the NAT detections on both sides found (docs/connections.md):
+   * no UDP on either side, no UDP hole punching */
+  for (guint i = 0; i < 2; i++)
+    {
+      NatkitNatInfo *info = i == 0 ? natkit_traversal_request_get_local_nat_info (request)
+                                   : natkit_traversal_request_get_remote_nat_info (request);
+      const char *who = i == 0 ? natkit_traversal_request_get_local_peer_id (request)
+                               : natkit_traversal_request_get_remote_peer_id (request);
+
+      if (info && natkit_nat_info_get_nat_type (info) == NATKIT_NAT_TYPE_UDP_BLOCKED)
+        {
+          g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_NOT_APPLICABLE,
+                       "the network of %.8s… blocks UDP (its NAT detection got no UDP "
+                       "answer), so UDP hole punching cannot work there",
+                       who ? who : "?");
+          return FALSE;
+        }
+    }
   return TRUE;
 }
 

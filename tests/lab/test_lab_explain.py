@@ -15,6 +15,8 @@ connects with every method allowed:
   cannot work: relayed through …"; symmetric ↔ symmetric "… both behind
   symmetric NATs …";
 - for a direct pair it names both NAT types;
+- where a side's detection found no UDP, hole punching declines at once
+  and says so (the responder's "declined" reason);
 - the history records the method per pair of NAT types ("pairs" in
   `nat-tool history --json`), e.g. "symmetric/udp-blocked".
 
@@ -102,6 +104,14 @@ def check_case(tap, tmp, nat_a, nat_b, method, words):
         missing = [w for w in words if w not in why]
         tap.ok(not missing, "%s: explained: %s" % (label, why),
                diag="missing %r" % missing)
+        if "udp-blocked" in (nat_a, nat_b):
+            # the plugin itself declines: the peer's detection found no UDP
+            hp = [f.get("reason", "") for f in got.get("failed", [])
+                  if f.get("method") == "holepunch"]
+            tap.ok(any("blocks UDP" in r for r in hp),
+                   "%s: hole punching is declined at once, with the reason: %s" % (
+                       label, hp[0] if hp else None),
+                   diag=json.dumps(got.get("failed")))
         pair = "%s/%s" % (NICK[nat_a], NICK[nat_b])
         h = history(lab, tmp, "host_a", name_a)
         entry = h.get("pairs", {}).get(pair, {})

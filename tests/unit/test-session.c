@@ -770,6 +770,103 @@ test_stream_path_swap (Fixture       *f,
   g_clear_object (&swap.qb);
 }
 
+/* An outage, then another path: what the outage swallowed is resent at
+ * once, not one segment per (backed-off) PseudoTCP timeout. */
+
+typedef struct
+{
+  Fixture        *f;
+  Transfer       *t;
+  TestMemoryPath *qa;
+  TestMemoryPath *qb;
+  guint64         at_cut;       /* received at the move */
+  guint64         owed;         /* sent by then: must arrive after the move */
+  guint64         new_sent;     /* datagrams a sent on the new path until then */
+  gboolean        cut;
+  gboolean        moved;
+  gboolean        caught_up;
+} Outage;
+
+static gboolean
+outage_move_cb (gpointer data)
+{
+  Outage *o = data;
+
+  /* (what was on its way at the cut arrived still) */
+  o->at_cut = o->t->received;
+  o->owed = o->t->sent;
+  g_test_message ("moving to another path: %" G_GUINT64_FORMAT " bytes received, "
+                  "%" G_GUINT64_FORMAT " written", o->at_cut, o->owed);
+  /* what NatkitConnection does: the dead path is closed, a new one set */
+  test_memory_path_new_pair ("memory-2", 1400, &o->qa, &o->qb);
+  natkit_path_close (NATKIT_PATH (o->f->pa));
+  _natkit_session_set_path (o->f->a, NATKIT_PATH (o->qa));
+  _natkit_session_set_path (o->f->b, NATKIT_PATH (o->qb));
+  o->moved = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+outage_progress (gpointer data,
+                 guint64  received)
+{
+  Outage *o = data;
+
+  if (!o->cut && received >= 2 * MIB)
+    {
+      /* everything from here on is lost, both ways, for 3 s: long enough
+       * for PseudoTCP's timeout to back off a few times */
+      test_memory_path_set_loss (o->f->pa, 1.0);
+      test_memory_path_set_loss (o->f->pb, 1.0);
+      o->cut = TRUE;
+      g_timeout_add_seconds (3, outage_move_cb, o);
+    }
+  else if (o->moved && !o->caught_up && received >= o->owed)
+    {
+      o->new_sent = test_memory_path_get_sent (o->qa);
+      o->caught_up = TRUE;
+    }
+}
+
+static void
+test_stream_outage (Fixture       *f,
+                    gconstpointer  data)
+{
+  Transfer ab;
+  Outage o = { .f = f, .t = &ab };
+  guint64 segments;
+
+  g_test_summary ("After 3 s in which every datagram was lost, the stream "
+                  "resumes on the next path: what was written before the move "
+                  "arrives within a bounded number of datagrams, the transfer "
+                  "byte-identical");
+
+  establish (f);
+  test_memory_path_set_latency (f->pa, 2);
+  test_memory_path_set_latency (f->pb, 2);
+  transfer_start (&ab, "a→b", f->a, f->b, 8 * MIB, 6);
+  ab.on_progress = outage_progress;
+  ab.progress_data = &o;
+  /* one segment per timeout would take many minutes */
+  run_transfers (&ab, NULL, 60);
+  transfer_check (&ab);
+
+  g_assert_true (o.cut && o.moved && o.caught_up);
+  g_assert_cmpuint (o.owed, >, o.at_cut);
+  /* what was owed, in segments: each sent about once (the resend, and
+   * PseudoTCP's own retransmissions of the first few), plus slack */
+  segments = (o.owed - o.at_cut) / 1176 + 1;
+  g_test_message ("%" G_GUINT64_FORMAT " bytes owed after the outage (%"
+                  G_GUINT64_FORMAT " segments) arrived after %" G_GUINT64_FORMAT
+                  " datagrams on the new path", o.owed - o.at_cut, segments,
+                  o.new_sent);
+  g_assert_cmpuint (o.new_sent, <=, 2 * segments + 64);
+
+  transfer_clear (&ab);
+  g_clear_object (&o.qa);
+  g_clear_object (&o.qb);
+}
+
 /* Close */
 
 typedef struct
@@ -1004,6 +1101,7 @@ main (int    argc,
   ADD ("stream/both-ways", test_stream_both_ways);
   ADD ("stream/loss", test_stream_loss);
   ADD ("stream/path-swap", test_stream_path_swap);
+  ADD ("stream/outage", test_stream_outage);
   ADD ("stream/reader-gone", test_stream_reader_gone);
   ADD ("path-lost", test_path_lost);
   ADD ("close", test_close);
