@@ -45,6 +45,7 @@
 #define FASTER_BACKOFF_MIN_S  30     /* after a search that found nothing faster */
 #define FASTER_BACKOFF_MAX_S  600
 #define FASTER_MARGIN         0.8    /* a new path must answer in 80 % of the time */
+#define FASTER_NEXT_S         2      /* after a trial that was no faster: the next method */
 /* loss is over the last LOSS_WINDOW probes */
 #define LOSS_WINDOW           20
 /* the state history keeps its first entry and the last ones */
@@ -97,6 +98,7 @@ struct _NatkitConnection
   gint64                 trial_rtts[SLOW_SAMPLES];
   guint                  trial_samples;
   char                  *slow_method;      /* left for slowness: no upgrade back */
+  GPtrArray             *no_faster;        /* methods tried on trial, no faster */
   gint64                 slow_until;
   gint64                 connected_at;     /* real time, µs */
   GArray                *history;          /* StateChange */
@@ -383,6 +385,7 @@ natkit_connection_finalize (GObject *object)
 
   g_strfreev (self->failures);
   g_free (self->slow_method);
+  g_clear_pointer (&self->no_faster, g_ptr_array_unref);
   g_clear_object (&self->local_nat);
   g_clear_object (&self->remote_nat);
   g_clear_pointer (&self->history, g_array_unref);
@@ -777,6 +780,8 @@ faster_cb (GObject      *source,
     {
       g_debug ("no other path to %s: %s", self->peer_id, error->message);
       back_off_faster (self);
+      if (self->no_faster)
+        g_ptr_array_set_size (self->no_faster, 0);
       return;
     }
   if (self->state != NATKIT_CONNECTION_STATE_CONNECTED || !self->path || self->recover ||
@@ -823,12 +828,18 @@ decide_trial (NatkitConnection *self)
       back_off_faster (self);
       self->slow_until = self->faster_not_before;
       self->faster_backoff_s = 0;
+      if (self->no_faster)
+        g_ptr_array_set_size (self->no_faster, 0);
       end_trial (self);
       return;
     }
 
-  /* no faster: back to the old path, if it is still there */
-  back_off_faster (self);
+  /* no faster: back to the old path, if it is still there; the next
+   * search leaves this method out and comes soon */
+  if (!self->no_faster)
+    self->no_faster = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (self->no_faster, g_strdup (from));
+  self->faster_not_before = g_get_monotonic_time () + FASTER_NEXT_S * G_USEC_PER_SEC;
   if (natkit_path_is_closed (self->trial_old))
     {
       end_trial (self);
@@ -880,9 +891,17 @@ check_speed (NatkitConnection *self,
   g_debug ("connection to %s: %s answers in %" G_GINT64_FORMAT " ms; looking for a faster path",
            self->peer_id, natkit_path_get_method (self->path), (rtt_us + 500) / 1000);
   self->faster = g_cancellable_new ();
-  _natkit_connector_find_other_async (self->connector, self,
-                                      natkit_path_get_method (self->path), self->faster,
-                                      faster_cb, g_object_ref (self));
+  {
+    g_autoptr(GStrvBuilder) exclude = g_strv_builder_new ();
+    g_auto(GStrv) list = NULL;
+
+    g_strv_builder_add (exclude, natkit_path_get_method (self->path));
+    for (guint i = 0; self->no_faster && i < self->no_faster->len; i++)
+      g_strv_builder_add (exclude, g_ptr_array_index (self->no_faster, i));
+    list = g_strv_builder_end (exclude);
+    _natkit_connector_find_other_async (self->connector, self, (const char * const *) list,
+                                        self->faster, faster_cb, g_object_ref (self));
+  }
 }
 
 /* Whether an upgrade to @method should be refused: it was left because

@@ -59,7 +59,7 @@ NatkitCost        _natkit_connector_method_cost       (NatkitConnector     *self
                                                        const char          *method);
 void              _natkit_connector_find_other_async  (NatkitConnector     *self,
                                                        NatkitConnection    *connection,
-                                                       const char          *exclude,
+                                                       const char * const  *exclude,
                                                        GCancellable        *cancellable,
                                                        GAsyncReadyCallback  callback,
                                                        gpointer             user_data);

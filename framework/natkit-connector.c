@@ -19,6 +19,7 @@
 #include "natkit-connector-private.h"
 #include "natkit-nat-info-private.h"
 #include "natkit-rendezvous-private.h"
+#include "natkit-traversal-request-private.h"
 #include "natkit-session-private.h"
 #include "natkit-wire-private.h"
 
@@ -453,6 +454,7 @@ make_request (NatkitConnector  *self,
   natkit_traversal_request_set_timeout (request, METHOD_TIMEOUT_MS);
   natkit_traversal_request_set_local_nat_info (request, e->local_nat);
   natkit_traversal_request_set_remote_nat_info (request, e->remote_nat);
+  _natkit_traversal_request_set_manager (request, self->manager);
 
   /* STUN: natkit-server answers on its UDP port, then the configured ones */
   {
@@ -1894,7 +1896,7 @@ _natkit_connector_connect_finish (NatkitConnector  *self,
 static void
 reopen_start (NatkitConnector     *self,
               NatkitConnection    *connection,
-              const char          *exclude,
+              const char * const  *exclude,
               GCancellable        *cancellable,
               GAsyncReadyCallback  callback,
               gpointer             user_data)
@@ -1929,7 +1931,7 @@ reopen_start (NatkitConnector     *self,
    * faster path leaves out the current method. */
   {
     g_autoptr(GStrvBuilder) order = g_strv_builder_new ();
-    const char *lost = exclude ? exclude : _natkit_connection_get_lost_method (connection);
+    const char *lost = exclude ? NULL : _natkit_connection_get_lost_method (connection);
     gboolean relay_first = !exclude && lost && method_cost (self, lost) < NATKIT_COST_RELAYED;
 
     for (guint i = 0; relay_first && e->methods && e->methods[i]; i++)
@@ -1937,6 +1939,7 @@ reopen_start (NatkitConnector     *self,
         g_strv_builder_add (order, e->methods[i]);
     for (guint i = 0; e->methods && e->methods[i]; i++)
       if (g_strcmp0 (e->methods[i], lost) != 0 &&
+          !(exclude && g_strv_contains (exclude, e->methods[i])) &&
           !(relay_first && method_cost (self, e->methods[i]) == NATKIT_COST_RELAYED))
         g_strv_builder_add (order, e->methods[i]);
     if (!exclude && lost && e->methods &&
@@ -1957,12 +1960,13 @@ _natkit_connector_reopen_async (NatkitConnector     *self,
   reopen_start (self, connection, NULL, cancellable, callback, user_data);
 }
 
-/* A path by any agreed method but @exclude (the current, slow one), for
- * the connection to try; finish with _natkit_connector_reopen_finish(). */
+/* A path by any agreed method but those of @exclude (the current, slow
+ * one, and those found no faster), for the connection to try; finish with
+ * _natkit_connector_reopen_finish(). */
 void
 _natkit_connector_find_other_async (NatkitConnector     *self,
                                     NatkitConnection    *connection,
-                                    const char          *exclude,
+                                    const char * const  *exclude,
                                     GCancellable        *cancellable,
                                     GAsyncReadyCallback  callback,
                                     gpointer             user_data)

@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include <string.h>
+
 #include "natkit-nat-info-private.h"
 
 /**
@@ -575,6 +577,14 @@ _natkit_nat_info_to_json (NatkitNatInfo *self,
   if (self->local_address)
     json_object_set_string_member (o, "local_address", self->local_address);
   json_object_set_int_member (o, "detected", detected);
+  if (self->gateway_services)
+    {
+      JsonArray *services = json_array_new ();
+
+      for (guint i = 0; self->gateway_services[i]; i++)
+        json_array_add_string_element (services, self->gateway_services[i]);
+      json_object_set_array_member (o, "gateway_services", services);
+    }
   return o;
 }
 
@@ -595,6 +605,22 @@ _natkit_nat_info_from_json (JsonObject *object,
   node = json_object_get_member (object, "public_port");
   if (node && JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64)
     info->public_port = CLAMP (json_node_get_int (node), 0, 65535);
+  node = json_object_get_member (object, "gateway_services");
+  if (node && JSON_NODE_HOLDS_ARRAY (node))
+    {
+      JsonArray *services = json_node_get_array (node);
+      g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
+
+      for (guint i = 0; i < json_array_get_length (services) && i < 8; i++)
+        {
+          JsonNode *e = json_array_get_element (services, i);
+
+          if (JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_STRING &&
+              strlen (json_node_get_string (e)) <= 16)
+            g_strv_builder_add (b, json_node_get_string (e));
+        }
+      info->gateway_services = g_strv_builder_end (b);
+    }
   node = json_object_get_member (object, "detected");
   *detected = node && JSON_NODE_HOLDS_VALUE (node) &&
               json_node_get_value_type (node) == G_TYPE_INT64 ? json_node_get_int (node) : 0;

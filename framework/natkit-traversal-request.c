@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "natkit.h"
+#include "natkit-traversal-request-private.h"
 
 /**
  * NatkitTraversalRequest:
@@ -30,6 +31,7 @@ struct _NatkitTraversalRequest
   GStrv             stun_servers;
   NatkitNatInfo    *local_nat;
   NatkitNatInfo    *remote_nat;
+  GWeakRef          manager;     /* for map_port_async() */
 };
 
 G_DEFINE_FINAL_TYPE (NatkitTraversalRequest, natkit_traversal_request, G_TYPE_OBJECT)
@@ -60,6 +62,7 @@ natkit_traversal_request_finalize (GObject *object)
   g_strfreev (self->stun_servers);
   g_clear_object (&self->local_nat);
   g_clear_object (&self->remote_nat);
+  g_weak_ref_clear (&self->manager);
 
   G_OBJECT_CLASS (natkit_traversal_request_parent_class)->finalize (object);
 }
@@ -493,4 +496,94 @@ natkit_traversal_request_set_remote_nat_info (NatkitTraversalRequest *self,
   g_return_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self));
   g_return_if_fail (info == NULL || NATKIT_IS_NAT_INFO (info));
   g_set_object (&self->remote_nat, info);
+}
+
+void
+_natkit_traversal_request_set_manager (NatkitTraversalRequest *self,
+                                       NatkitManager          *manager)
+{
+  g_weak_ref_set (&self->manager, manager);
+}
+
+static void
+map_port_cb (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  GError *error = NULL;
+  NatkitPortMapping *mapping = natkit_manager_map_port_finish (NATKIT_MANAGER (source),
+                                                               result, &error);
+
+  if (mapping)
+    g_task_return_pointer (task, mapping, g_object_unref);
+  else
+    g_task_return_error (task, error);
+}
+
+/**
+ * natkit_traversal_request_map_port_async:
+ * @self: a traversal request
+ * @protocol: UDP or TCP
+ * @internal_port: the local port of the traversal's socket
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called with the mapping
+ * @user_data: data for @callback
+ *
+ * Asks the gateway, through the manager's port mappers (UPnP-IGD,
+ * NAT-PMP, PCP), to forward a public port to @internal_port of this
+ * machine, so that a traversal can offer the peer a *mapped* candidate:
+ * an address that reaches it whatever the NAT does with other flows. The
+ * mapping is renewed while it is held; release it
+ * ([method@Natkit.PortMapping.release_async]) when the traversal is done
+ * with the port. Fails with %NATKIT_ERROR_NOT_APPLICABLE when the request
+ * did not come from a manager (nothing to map with).
+ */
+void
+natkit_traversal_request_map_port_async (NatkitTraversalRequest *self,
+                                         NatkitIpProtocol        protocol,
+                                         guint16                 internal_port,
+                                         GCancellable           *cancellable,
+                                         GAsyncReadyCallback     callback,
+                                         gpointer                user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(NatkitManager) manager = NULL;
+  g_autoptr(NatkitPortMappingRequest) request = NULL;
+
+  g_return_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, natkit_traversal_request_map_port_async);
+  manager = g_weak_ref_get (&self->manager);
+  if (!manager)
+    {
+      g_task_return_new_error (task, NATKIT_ERROR, NATKIT_ERROR_NOT_APPLICABLE,
+                               "no port mapper to ask: this traversal request does not "
+                               "come from a NatkitManager");
+      return;
+    }
+  request = natkit_port_mapping_request_new (protocol, internal_port);
+  natkit_manager_map_port_async (manager, request, NULL, cancellable, map_port_cb,
+                                 g_steal_pointer (&task));
+}
+
+/**
+ * natkit_traversal_request_map_port_finish:
+ * @self: a traversal request
+ * @result: the result passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes [method@Natkit.TraversalRequest.map_port_async].
+ *
+ * Returns: (transfer full): the mapping, or %NULL with an error saying
+ *   why none could be made
+ */
+NatkitPortMapping *
+natkit_traversal_request_map_port_finish (NatkitTraversalRequest  *self,
+                                          GAsyncResult            *result,
+                                          GError                 **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  return g_task_propagate_pointer (G_TASK (result), error);
 }

@@ -12,6 +12,7 @@
 #include "natkit-enums.h"
 #include "natkit-identity.h"
 #include "natkit-nat-info.h"
+#include "natkit-port-mapping.h"
 #include "natkit-rendezvous.h"
 #include "natkit-signaling.h"
 #include "natkit-version-macros.h"
@@ -74,5 +75,16 @@ NatkitNatInfo    *natkit_traversal_request_get_remote_nat_info (NatkitTraversalR
 NATKIT_AVAILABLE_IN_ALL
 void              natkit_traversal_request_set_remote_nat_info (NatkitTraversalRequest *self,
                                                                 NatkitNatInfo          *info);
+NATKIT_AVAILABLE_IN_ALL
+void              natkit_traversal_request_map_port_async  (NatkitTraversalRequest *self,
+                                                            NatkitIpProtocol        protocol,
+                                                            guint16                 internal_port,
+                                                            GCancellable           *cancellable,
+                                                            GAsyncReadyCallback     callback,
+                                                            gpointer                user_data);
+NATKIT_AVAILABLE_IN_ALL
+NatkitPortMapping *natkit_traversal_request_map_port_finish (NatkitTraversalRequest *self,
+                                                             GAsyncResult           *result,
+                                                             GError                **error);
 
 G_END_DECLS

@@ -55,6 +55,7 @@ G_DECLARE_FINAL_TYPE (NatkitHolepunchPath, natkit_holepunch_path,
 
 /* Limits (docs/protocol.md 7.3) */
 #define GATHER_MS          600     /* wait this long at most for STUN */
+#define MAP_WAIT_MS        600     /* and for the gateway's port mapping */
 #define STUN_RESEND_MS     150
 #define PUNCH_BUDGET_MS    4000    /* punching, after both offers are known */
 #define PUNCH_FAST_MS      20      /* the first rounds */
@@ -385,6 +386,11 @@ struct _Attempt
   GSource          *stun_resend;
   gboolean          gathered;
   gboolean          offer_sent;
+  /* a port mapping of our socket at the gateway (UPnP, NAT-PMP, PCP) */
+  GCancellable     *map_cancel;   /* while it is asked for */
+  NatkitPortMapping *port_mapping;
+  gboolean          gather_waits; /* STUN done, the mapping not yet */
+  GSource          *map_timer;
 
   /* punching */
   guint8            token[NATKIT_PUNCH_TOKEN_SIZE];
@@ -462,6 +468,7 @@ attempt_stop (Attempt *a)
   birthday_close (a);
   drop_source (&a->io);
   drop_source (&a->gather_timer);
+  drop_source (&a->map_timer);
   drop_source (&a->stun_resend);
   drop_source (&a->punch_timer);
   drop_source (&a->budget);
@@ -474,11 +481,48 @@ attempt_stop (Attempt *a)
 }
 
 static void
+mapping_released_cb (GObject      *source,
+                     GAsyncResult *result,
+                     gpointer      user_data)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!natkit_port_mapping_release_finish (NATKIT_PORT_MAPPING (source), result, &error))
+    g_debug ("could not release the port mapping of a hole punching socket: %s",
+             error->message);
+}
+
+/* Gives @mapping back to the gateway (takes it). */
+static void
+release_mapping (gpointer mapping)
+{
+  if (mapping == NULL)
+    return;
+  natkit_port_mapping_release_async (mapping, NULL, mapping_released_cb, NULL);
+  g_object_unref (mapping);
+}
+
+static void
+path_closed_release_cb (NatkitPath   *path,
+                        const GError *error,
+                        gpointer      user_data)
+{
+  /* the data's destroy notify releases it */
+  g_object_set_data (G_OBJECT (path), "natkit-holepunch-mapping", NULL);
+}
+
+static void
 attempt_free (gpointer data)
 {
   Attempt *a = data;
 
   attempt_stop (a);
+  if (a->map_cancel)
+    {
+      g_cancellable_cancel (a->map_cancel);
+      g_clear_object (&a->map_cancel);
+    }
+  release_mapping (g_steal_pointer (&a->port_mapping));
   if (a->socket != NULL)
     {
       g_socket_close (a->socket, NULL);
@@ -636,7 +680,17 @@ attempt_succeed (Attempt        *a,
       g_socket_close (a->socket, NULL);
     }
   else
-    path->socket = g_steal_pointer (&a->socket);
+    {
+      path->socket = g_steal_pointer (&a->socket);
+      /* the mapping forwards to this socket: it goes when the path closes
+       * (or, at the latest, with the path) */
+      if (a->port_mapping)
+        {
+          g_object_set_data_full (G_OBJECT (path), "natkit-holepunch-mapping",
+                                  g_steal_pointer (&a->port_mapping), release_mapping);
+          g_signal_connect (path, "closed", G_CALLBACK (path_closed_release_cb), NULL);
+        }
+    }
   path->remote = g_object_ref (remote);
   path->key = a->key;
   path->role = a->role;
@@ -986,6 +1040,22 @@ birthday_start (Attempt *a)
   birthday_tick_cb (a);
 }
 
+/* Whether we, or the peer, offered a gateway's port mapping */
+static gboolean
+has_mapped_candidate (Attempt *a)
+{
+  if (a->port_mapping != NULL)
+    return TRUE;
+  for (guint i = 0; i < a->targets->len; i++)
+    {
+      Target *t = g_ptr_array_index (a->targets, i);
+
+      if (g_strcmp0 (t->origin, "mapped") == 0)
+        return TRUE;
+    }
+  return FALSE;
+}
+
 /* Both offers known: punch. */
 static void
 start_punching (Attempt *a)
@@ -996,6 +1066,13 @@ start_punching (Attempt *a)
     return;
 
   a->birthday = natkit_punch_birthday_role (&a->mapping, &a->peer_mapping);
+  /* a gateway's port mapping on either side does not care how the NAT
+   * picks ports for other flows: punch to it */
+  if (a->birthday == NATKIT_PUNCH_BIRTHDAY_HOPELESS && has_mapped_candidate (a))
+    {
+      g_debug ("both NATs pick random ports, but a port mapping was offered: punching to it");
+      a->birthday = NATKIT_PUNCH_BIRTHDAY_NONE;
+    }
   if (a->birthday == NATKIT_PUNCH_BIRTHDAY_HOPELESS)
     {
       attempt_fail (a, g_error_new (NATKIT_ERROR, NATKIT_ERROR_NOT_APPLICABLE,
@@ -1199,6 +1276,77 @@ offer_sent_cb (GObject      *source,
                                   error->message));
 }
 
+static void gather_done (Attempt *a);
+
+static void
+mapped_cb (GObject      *source,
+           GAsyncResult *result,
+           gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  Attempt *a = g_task_get_task_data (task);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitPortMapping) mapping =
+    natkit_traversal_request_map_port_finish (NATKIT_TRAVERSAL_REQUEST (source), result, &error);
+
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  g_clear_object (&a->map_cancel);
+  if (mapping == NULL)
+    g_debug ("no port mapping for hole punching: %s", error->message);
+  else if (a->task != task || attempt_done (a) || a->gathered)
+    release_mapping (g_steal_pointer (&mapping));   /* too late */
+  else
+    {
+      g_autoptr(GInetAddress) ip =
+        g_inet_address_new_from_string (natkit_port_mapping_get_external_address (mapping) ?
+                                        natkit_port_mapping_get_external_address (mapping) : "");
+      g_autoptr(GSocketAddress) ext = ip ?
+        g_inet_socket_address_new (ip, natkit_port_mapping_get_external_port (mapping)) : NULL;
+
+      g_debug ("the gateway (%s) maps %s:%u to our port %u",
+               natkit_port_mapping_get_method (mapping),
+               natkit_port_mapping_get_external_address (mapping),
+               natkit_port_mapping_get_external_port (mapping), a->port);
+      if (ext)
+        add_local (a, NATKIT_PUNCH_CANDIDATE_MAPPED, G_INET_SOCKET_ADDRESS (ext));
+      a->port_mapping = g_steal_pointer (&mapping);
+    }
+  if (a->task == task && a->gather_waits)
+    gather_done (a);
+}
+
+static gboolean
+map_timer_cb (gpointer user_data)
+{
+  Attempt *a = user_data;
+  G_GNUC_UNUSED g_autoptr(GTask) guard = g_object_ref (a->task);   /* keeps @a alive */
+
+  g_clear_pointer (&a->map_timer, g_source_unref);
+  if (a->map_cancel)
+    {
+      g_debug ("the gateway did not map a port within %u ms: offering without one",
+               MAP_WAIT_MS);
+      g_cancellable_cancel (a->map_cancel);
+      g_clear_object (&a->map_cancel);
+    }
+  if (a->gather_waits)
+    gather_done (a);
+  return G_SOURCE_REMOVE;
+}
+
+/* Whether to ask the gateway for a mapping: only when this machine's NAT
+ * detection found one that offers a port mapping protocol (asking a
+ * gateway that does not answer would hold the offer back for nothing) */
+static gboolean
+worth_mapping (NatkitTraversalRequest *request)
+{
+  NatkitNatInfo *info = natkit_traversal_request_get_local_nat_info (request);
+  const char * const *services = info ? natkit_nat_info_get_gateway_services (info) : NULL;
+
+  return services != NULL && services[0] != NULL;
+}
+
 static void
 gather_done (Attempt *a)
 {
@@ -1213,7 +1361,15 @@ gather_done (Attempt *a)
       g_string_free (seen, TRUE);
       return;
     }
+  if (a->map_cancel != NULL)
+    {
+      /* the gateway's answer is worth waiting for, a little (map_timer) */
+      a->gather_waits = TRUE;
+      g_string_free (seen, TRUE);
+      return;
+    }
   a->gathered = TRUE;
+  drop_source (&a->map_timer);
   drop_source (&a->gather_timer);
   drop_source (&a->stun_resend);
 
@@ -1646,6 +1802,14 @@ natkit_holepunch_open_path_async (NatkitTraversal        *traversal,
                                     G_CALLBACK (message_cb), a);
 
   host_candidates (a);
+  if (worth_mapping (request))
+    {
+      a->map_cancel = g_cancellable_new ();
+      natkit_traversal_request_map_port_async (request, NATKIT_IP_PROTOCOL_UDP, a->port,
+                                               a->map_cancel, mapped_cb, g_object_ref (task));
+      a->map_timer = add_source (g_timeout_source_new (MAP_WAIT_MS), map_timer_cb, a,
+                                 "[natkit-holepunch] mapping");
+    }
   for (guint i = 0; servers != NULL && servers[i] != NULL && a->stun->len < MAX_STUN_SERVERS; i++)
     {
       g_autoptr(GSocketConnectable) connectable =

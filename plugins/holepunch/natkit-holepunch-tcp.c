@@ -769,10 +769,18 @@ offer_sent_cb (GObject      *source,
                GAsyncResult *result,
                gpointer      user_data)
 {
+  g_autoptr(GTask) task = user_data;
   g_autoptr(GError) error = NULL;
+  Attempt *a = g_task_get_task_data (task);
 
-  if (!natkit_signaling_send_finish (NATKIT_SIGNALING (source), result, &error))
-    g_debug ("could not send the TCP hole punching offer: %s", error->message);
+  if (natkit_signaling_send_finish (NATKIT_SIGNALING (source), result, &error))
+    return;
+  g_debug ("could not send the TCP hole punching offer: %s", error->message);
+  /* the peer cannot connect to candidates it never got */
+  if (a->task == task && !attempt_done (a))
+    attempt_fail (a, g_error_new (NATKIT_ERROR, NATKIT_ERROR_UNAVAILABLE,
+                                  "could not send our TCP candidates to the peer: %s",
+                                  error->message));
 }
 
 static void
@@ -795,7 +803,8 @@ gather_done (Attempt *a)
                                         (NatkitPunchCandidate *) (gpointer) a->local->data,
                                         a->local->len);
   g_debug ("sending %u TCP candidates to %s", a->local->len, a->peer_id);
-  natkit_signaling_send_async (a->signaling, a->peer_id, offer, NULL, offer_sent_cb, NULL);
+  natkit_signaling_send_async (a->signaling, a->peer_id, offer, NULL, offer_sent_cb,
+                               g_object_ref (a->task));
   start_punching (a);
 }
 

@@ -75,8 +75,9 @@ def check_rebind(tap, tmp, nat_a="symmetric", nat_b="full-cone"):
         while time.monotonic() < deadline and back is None:
             ev.poll(0.3)
             for e in ev.events:
-                if e.get("event") == "path-changed" and e is not left and \
-                        e.get("to") == "holepunch":
+                # straight back to a new punch, or via the relay
+                if e.get("event") == "path-changed" and e.get("to") == "holepunch" and \
+                        e.get("remote_address") != got.get("remote_address"):
                     back = e
         tap.ok(back is not None,
                "%s: direct again %.1f s after the flush, over a new punch to %s (%s)" % (
