@@ -32,6 +32,7 @@
  *   ],
  *   "plugins": {
  *     "relay": { "rank": "primary+1" },
+ *     "holepunch": { "settings": { "birthday-sockets": 128 } },
  *     "upnp": { "enabled": false }
  *   },
  *   "gateway": "192.168.1.1",
@@ -57,10 +58,20 @@ typedef struct
 
 typedef struct
 {
-  gboolean enabled;
-  gboolean has_rank;
-  int      rank;
+  gboolean    enabled;
+  gboolean    has_rank;
+  int         rank;
+  GHashTable *settings;   /* key → GVariant (b, x or s); NULL: none */
 } PluginOverride;
+
+static void
+plugin_override_free (gpointer data)
+{
+  PluginOverride *o = data;
+
+  g_clear_pointer (&o->settings, g_hash_table_unref);
+  g_free (o);
+}
 
 struct _NatkitConfig
 {
@@ -135,7 +146,7 @@ natkit_config_init (NatkitConfig *self)
   self->rendezvous_servers = g_new0 (char *, 1);
   self->turn_uris = g_new0 (char *, 1);
   self->turn_servers = g_ptr_array_new_with_free_func (turn_server_free);
-  self->plugins = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->plugins = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, plugin_override_free);
   self->keepalive_ms = DEFAULT_KEEPALIVE_MS;
   self->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
   self->stun_timeout_ms = DEFAULT_STUN_TIMEOUT_MS;
@@ -409,9 +420,52 @@ parse_plugins (Parser    *parser,
                                     node_kind (member_value));
               override->has_rank = TRUE;
             }
+          else if (g_str_equal (member, "settings"))
+            {
+              JsonObjectIter settings;
+              const char *setting;
+              JsonNode *setting_value;
+
+              if (!JSON_NODE_HOLDS_OBJECT (member_value))
+                return parse_error (parser, error, member_key,
+                                    "must be an object of the plugin's own settings, "
+                                    "such as {\"birthday-sockets\": 128}, not %s",
+                                    node_kind (member_value));
+              override->settings = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                                          (GDestroyNotify) g_variant_unref);
+              json_object_iter_init (&settings, json_node_get_object (member_value));
+              while (json_object_iter_next (&settings, &setting, &setting_value))
+                {
+                  g_autofree char *setting_key = g_strdup_printf ("%s.%s", member_key, setting);
+                  GVariant *v = NULL;
+
+                  if (JSON_NODE_HOLDS_VALUE (setting_value))
+                    switch (json_node_get_value_type (setting_value))
+                      {
+                      case G_TYPE_INT64:
+                        v = g_variant_new_int64 (json_node_get_int (setting_value));
+                        break;
+                      case G_TYPE_BOOLEAN:
+                        v = g_variant_new_boolean (json_node_get_boolean (setting_value));
+                        break;
+                      case G_TYPE_STRING:
+                        v = g_variant_new_string (json_node_get_string (setting_value));
+                        break;
+                      default:
+                        break;
+                      }
+                  if (v == NULL)
+                    return parse_error (parser, error, setting_key,
+                                        "must be a whole number, true or false, or a "
+                                        "string, not %s", node_kind (setting_value));
+                  g_hash_table_replace (override->settings, g_strdup (setting),
+                                        g_variant_ref_sink (v));
+                }
+            }
           else
             g_warning ("%s: ignoring unknown key “%s” (a plugin takes "
-                       "\"enabled\" and \"rank\")", parser->source, member_key);
+                       "\"enabled\", \"rank\" and \"settings\")", parser->source,
+                       member_key);
         }
     }
 
@@ -1076,4 +1130,34 @@ natkit_config_get_slow_rtt (NatkitConfig *self)
 {
   g_return_val_if_fail (NATKIT_IS_CONFIG (self), DEFAULT_SLOW_RTT_MS);
   return self->slow_rtt_ms;
+}
+
+/**
+ * natkit_config_get_plugin_setting:
+ * @self: a #NatkitConfig
+ * @plugin: a plugin name
+ * @key: the setting's name
+ *
+ * One of a plugin's own settings: `"plugins": {"holepunch": {"settings":
+ * {"birthday-sockets": 128}}}`. Each plugin documents the settings it
+ * reads; unknown ones are left alone.
+ *
+ * Returns: (transfer none) (nullable): the value (type `x` for whole
+ *   numbers, `b` for true and false, `s` for strings), or %NULL when it is
+ *   not set
+ */
+GVariant *
+natkit_config_get_plugin_setting (NatkitConfig *self,
+                                  const char   *plugin,
+                                  const char   *key)
+{
+  PluginOverride *override;
+
+  g_return_val_if_fail (NATKIT_IS_CONFIG (self), NULL);
+  g_return_val_if_fail (plugin != NULL && key != NULL, NULL);
+
+  override = g_hash_table_lookup (self->plugins, plugin);
+  if (override == NULL || override->settings == NULL)
+    return NULL;
+  return g_hash_table_lookup (override->settings, key);
 }

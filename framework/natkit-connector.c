@@ -455,6 +455,7 @@ make_request (NatkitConnector  *self,
   natkit_traversal_request_set_local_nat_info (request, e->local_nat);
   natkit_traversal_request_set_remote_nat_info (request, e->remote_nat);
   _natkit_traversal_request_set_manager (request, self->manager);
+  natkit_traversal_request_set_config (request, natkit_manager_get_config (self->manager));
 
   /* STUN: natkit-server answers on its UDP port, then the configured ones */
   {

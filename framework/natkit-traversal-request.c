@@ -32,6 +32,7 @@ struct _NatkitTraversalRequest
   NatkitNatInfo    *local_nat;
   NatkitNatInfo    *remote_nat;
   GWeakRef          manager;     /* for map_port_async() */
+  NatkitConfig     *config;
 };
 
 G_DEFINE_FINAL_TYPE (NatkitTraversalRequest, natkit_traversal_request, G_TYPE_OBJECT)
@@ -63,6 +64,7 @@ natkit_traversal_request_finalize (GObject *object)
   g_clear_object (&self->local_nat);
   g_clear_object (&self->remote_nat);
   g_weak_ref_clear (&self->manager);
+  g_clear_object (&self->config);
 
   G_OBJECT_CLASS (natkit_traversal_request_parent_class)->finalize (object);
 }
@@ -586,4 +588,36 @@ natkit_traversal_request_map_port_finish (NatkitTraversalRequest  *self,
 {
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
   return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/**
+ * natkit_traversal_request_get_config:
+ * @self: a traversal request
+ *
+ * The manager's settings, for a plugin to read its own
+ * ([method@Natkit.Config.get_plugin_setting]).
+ *
+ * Returns: (transfer none) (nullable): the configuration, or %NULL
+ */
+NatkitConfig *
+natkit_traversal_request_get_config (NatkitTraversalRequest *self)
+{
+  g_return_val_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self), NULL);
+  return self->config;
+}
+
+/**
+ * natkit_traversal_request_set_config:
+ * @self: a traversal request
+ * @config: (nullable): the settings
+ *
+ * Sets what [method@Natkit.TraversalRequest.get_config] returns.
+ */
+void
+natkit_traversal_request_set_config (NatkitTraversalRequest *self,
+                                     NatkitConfig           *config)
+{
+  g_return_if_fail (NATKIT_IS_TRAVERSAL_REQUEST (self));
+  g_return_if_fail (config == NULL || NATKIT_IS_CONFIG (config));
+  g_set_object (&self->config, config);
 }

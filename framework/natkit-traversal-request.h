@@ -10,6 +10,7 @@
 
 #include <gio/gio.h>
 #include "natkit-enums.h"
+#include "natkit-config.h"
 #include "natkit-identity.h"
 #include "natkit-nat-info.h"
 #include "natkit-port-mapping.h"
@@ -75,6 +76,11 @@ NatkitNatInfo    *natkit_traversal_request_get_remote_nat_info (NatkitTraversalR
 NATKIT_AVAILABLE_IN_ALL
 void              natkit_traversal_request_set_remote_nat_info (NatkitTraversalRequest *self,
                                                                 NatkitNatInfo          *info);
+NATKIT_AVAILABLE_IN_ALL
+NatkitConfig     *natkit_traversal_request_get_config      (NatkitTraversalRequest *self);
+NATKIT_AVAILABLE_IN_ALL
+void              natkit_traversal_request_set_config      (NatkitTraversalRequest *self,
+                                                            NatkitConfig           *config);
 NATKIT_AVAILABLE_IN_ALL
 void              natkit_traversal_request_map_port_async  (NatkitTraversalRequest *self,
                                                             NatkitIpProtocol        protocol,

@@ -1735,6 +1735,41 @@ stun_resolved_cb (GObject      *source,
                   GAsyncResult *result,
                   gpointer      user_data);
 
+/* "plugins": {"holepunch": {"settings": {"birthday-sockets": N, …}}}
+ * override the defaults and the environment; a value out of range is
+ * warned about and ignored */
+static void
+limit_from_config (NatkitConfig *config,
+                   const char   *key,
+                   guint        *limit,
+                   guint         min,
+                   guint         max)
+{
+  GVariant *v = config ? natkit_config_get_plugin_setting (config, "holepunch", key) : NULL;
+
+  if (v == NULL)
+    return;
+  if (!g_variant_is_of_type (v, G_VARIANT_TYPE_INT64) ||
+      g_variant_get_int64 (v) < min || g_variant_get_int64 (v) > max)
+    {
+      g_warning ("plugins.holepunch.settings.%s must be a whole number from %u to %u; "
+                 "using %u", key, min, max, *limit);
+      return;
+    }
+  *limit = (guint) g_variant_get_int64 (v);
+}
+
+static void
+limits_from_config (BirthdayLimits        *limits,
+                    NatkitConfig          *config)
+{
+  limit_from_config (config, "birthday-sockets", &limits->sockets, 0, 1024);
+  limit_from_config (config, "birthday-probes", &limits->probes, 0,
+                     (65536 - BIRTHDAY_PORT_MIN) / 2);
+  limit_from_config (config, "birthday-rate", &limits->rate, 100, 100000);
+  limit_from_config (config, "birthday-ms", &limits->ms, 100, 60000);
+}
+
 static void
 natkit_holepunch_open_path_async (NatkitTraversal        *traversal,
                                   NatkitTraversalRequest *request,
@@ -1754,6 +1789,7 @@ natkit_holepunch_open_path_async (NatkitTraversal        *traversal,
   a = g_new0 (Attempt, 1);
   a->task = task;
   a->limits = NATKIT_HOLEPUNCH (traversal)->limits;
+  limits_from_config (&a->limits, natkit_traversal_request_get_config (request));
   g_task_set_task_data (task, a, attempt_free);
   a->signaling = g_object_ref (natkit_traversal_request_get_signaling (request));
   a->session_id = g_strdup (natkit_traversal_request_get_session_id (request));

@@ -230,6 +230,45 @@ test_shipped_example (void)
   g_assert_cmpuint (natkit_config_get_slow_rtt (config), ==, 200);
 }
 
+/* A plugin's own settings: whole numbers, booleans, strings; anything
+ * else is an error naming the key */
+static void
+test_plugin_settings (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitConfig) config = NULL;
+  GVariant *v;
+
+  config = natkit_config_new_from_data ("{\"plugins\": {\"holepunch\": {\"rank\": \"primary\", "
+                                        "\"settings\": {\"birthday-sockets\": 128, "
+                                        "\"flag\": true, \"name\": \"x\"}}}}", -1, &error);
+  g_assert_no_error (error);
+  v = natkit_config_get_plugin_setting (config, "holepunch", "birthday-sockets");
+  g_assert_nonnull (v);
+  g_assert_true (g_variant_is_of_type (v, G_VARIANT_TYPE_INT64));
+  g_assert_cmpint (g_variant_get_int64 (v), ==, 128);
+  v = natkit_config_get_plugin_setting (config, "holepunch", "flag");
+  g_assert_true (g_variant_is_of_type (v, G_VARIANT_TYPE_BOOLEAN) && g_variant_get_boolean (v));
+  v = natkit_config_get_plugin_setting (config, "holepunch", "name");
+  g_assert_cmpstr (g_variant_get_string (v, NULL), ==, "x");
+  g_assert_null (natkit_config_get_plugin_setting (config, "holepunch", "other"));
+  g_assert_null (natkit_config_get_plugin_setting (config, "relay", "birthday-sockets"));
+  g_clear_object (&config);
+
+  config = natkit_config_new_from_data ("{\"plugins\": {\"holepunch\": {\"settings\": "
+                                        "{\"birthday-ms\": [1]}}}}", -1, &error);
+  g_assert_null (config);
+  g_assert_error (error, NATKIT_ERROR, NATKIT_ERROR_INVALID_CONFIG);
+  g_assert_nonnull (strstr (error->message, "plugins.holepunch.settings.birthday-ms"));
+  g_clear_error (&error);
+
+  config = natkit_config_new_from_data ("{\"plugins\": {\"holepunch\": {\"settings\": 5}}}",
+                                        -1, &error);
+  g_assert_null (config);
+  g_assert_error (error, NATKIT_ERROR, NATKIT_ERROR_INVALID_CONFIG);
+  g_assert_nonnull (strstr (error->message, "plugins.holepunch.settings"));
+}
+
 static void
 test_gateway (void)
 {
@@ -321,6 +360,7 @@ main (int    argc,
   g_test_add_func ("/natkit/config/rank-parse", test_rank_parse);
   g_test_add_func ("/natkit/config/shipped-example", test_shipped_example);
   g_test_add_func ("/natkit/config/gateway", test_gateway);
+  g_test_add_func ("/natkit/config/plugin-settings", test_plugin_settings);
 
   return g_test_run ();
 }
