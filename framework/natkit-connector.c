@@ -1363,6 +1363,21 @@ race_attempt_cb (GObject      *source,
       /* not connected yet */
       if (!race->handshake_path && !_natkit_session_is_established (race->session))
         race_handshake (race, path);
+      else if (race->handshake_path && !_natkit_session_is_established (race->session) &&
+               ra->cost < method_cost (race->connector, race->handshake_method))
+        {
+          /* a cheaper path while the handshake still runs (on a relay whose
+           * far end may still be attaching): the handshake's next flights
+           * go there; the costlier path stands by */
+          g_debug ("the handshake with %s moves from %s to %s",
+                   _natkit_session_get_peer_id (race->session), race->handshake_method,
+                   ra->method);
+          g_ptr_array_add (race->standby, g_steal_pointer (&race->handshake_path));
+          race->handshake_path = g_object_ref (path);
+          g_free (race->handshake_method);
+          race->handshake_method = g_strdup (ra->method);
+          _natkit_session_set_path (race->session, path);
+        }
       else
         g_ptr_array_add (race->standby, g_object_ref (path));
     }
