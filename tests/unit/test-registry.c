@@ -481,6 +481,97 @@ test_registry_metrics_failed (Fixture       *f,
   g_assert_cmpuint (count, ==, 1);
 }
 
+/* The circuit breaker: a method that failed five times in a row, with any
+ * peer, starts after the others for a while; the first one to work then
+ * carries the connection before the broken one is even tried. Five
+ * different peers, so that no peer's own history is what reorders. */
+static void
+first_attempt_cb (NatkitManager *manager,
+                  const char    *session_id,
+                  const char    *peer_id,
+                  const char    *event,
+                  const char    *method,
+                  const char    *reason,
+                  gpointer       user_data)
+{
+  char **first = user_data;
+
+  if (g_str_equal (event, "attempt") && *first == NULL)
+    *first = g_strdup (method);
+}
+
+static void
+keep_incoming_cb (NatkitManager    *manager,
+                  NatkitConnection *connection,
+                  gpointer          user_data)
+{
+  g_ptr_array_add (user_data, g_object_ref (connection));
+}
+
+static void
+test_registry_breaker (Fixture       *f,
+                       gconstpointer  data)
+{
+  g_autoptr(GPtrArray) kept = g_ptr_array_new_with_free_func (g_object_unref);
+  char *first = NULL;
+  gulong progress_id = g_signal_connect (f->a, "connect-progress",
+                                         G_CALLBACK (first_attempt_cb), &first);
+
+  for (guint round = 0; round < 6; round++)
+    {
+      g_autoptr(NatkitIdentity) id = natkit_identity_new_ephemeral (NULL);
+      g_autoptr(NatkitManager) b = natkit_manager_new_with_config (natkit_manager_get_config (f->a));
+      g_autoptr(NatkitSignaling) sig_a = NULL;
+      g_autoptr(NatkitSignaling) sig_b = NULL;
+      g_autoptr(GVariant) metrics = NULL;
+      g_autoptr(GVariant) gamma = NULL;
+      g_autoptr(GError) error = NULL;
+      const char * const *failures;
+      gboolean gamma_failed = FALSE;
+
+      natkit_manager_set_identity (b, id);
+      natkit_signaling_new_pair (natkit_identity_get_peer_id (f->id_a),
+                                 natkit_identity_get_peer_id (id), &sig_a, &sig_b);
+      g_assert_true (natkit_manager_listen (b, sig_b, &error));
+      g_assert_no_error (error);
+      g_signal_connect (b, "incoming", G_CALLBACK (keep_incoming_cb), kept);
+      f->done = FALSE;
+      g_clear_object (&f->outgoing);
+      natkit_manager_connect_with_signaling_async (f->a, sig_a, natkit_identity_get_peer_id (id),
+                                                   gamma_then_loopback, NATKIT_CONNECT_NONE,
+                                                   NULL, connect_cb, f);
+      while (!f->done)
+        g_main_context_iteration (NULL, TRUE);
+      g_assert_no_error (f->error);
+      g_assert_cmpstr (natkit_connection_get_method (f->outgoing), ==, "loopback");
+      failures = natkit_connection_get_failures (f->outgoing);
+      for (guint i = 0; failures[i]; i++)
+        gamma_failed |= g_str_has_prefix (failures[i], "gamma:");
+
+      metrics = natkit_manager_dup_metrics (f->a);
+      gamma = g_variant_lookup_value (metrics, "gamma", G_VARIANT_TYPE_VARDICT);
+      g_assert_nonnull (gamma);
+      if (round < 5)
+        {
+          /* tried first, failed: one more in a row */
+          g_assert_cmpstr (first, ==, "gamma");
+          g_assert_true (gamma_failed);
+          g_assert_cmpuint (lookup_count (gamma, "failures"), ==, round + 1);
+        }
+      else
+        {
+          /* the breaker is open: gamma starts after loopback (which
+           * usually carries the connection before gamma's turn) */
+          g_assert_cmpstr (first, ==, "loopback");
+        }
+      g_clear_pointer (&first, g_free);
+      natkit_connection_close (f->outgoing);
+      for (int i = 0; i < 50; i++)
+        g_main_context_iteration (NULL, FALSE);
+    }
+  g_signal_handler_disconnect (f->a, progress_id);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -508,6 +599,8 @@ main (int    argc,
               fixture_set_up, test_registry_model, fixture_tear_down);
   g_test_add ("/natkit/registry/weak", Fixture, NULL,
               fixture_set_up, test_registry_weak, fixture_tear_down);
+  g_test_add ("/natkit/registry/breaker", Fixture, NULL,
+              fixture_set_up, test_registry_breaker, fixture_tear_down);
   g_test_add ("/natkit/registry/metrics", Fixture, NULL,
               fixture_set_up, test_registry_metrics, fixture_tear_down);
   g_test_add ("/natkit/registry/metrics-failed", Fixture, NULL,
