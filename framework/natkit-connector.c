@@ -470,19 +470,17 @@ make_request (NatkitConnector  *self,
         NatkitRendezvous *r = NATKIT_RENDEZVOUS (e->signaling);
         const char *host = natkit_rendezvous_get_host (r);
 
-        g_autofree char *server = strchr (host, ':') ?
-          g_strdup_printf ("[%s]:%u", host, natkit_rendezvous_get_udp_port (r)) :
-          g_strdup_printf ("%s:%u", host, natkit_rendezvous_get_udp_port (r));
+        /* and its second STUN port: two destinations tell how our NAT maps */
+        guint16 ports[] = { natkit_rendezvous_get_udp_port (r),
+                            _natkit_rendezvous_get_stun_port2 (r) };
 
-        g_strv_builder_add (stun, server);
-        /* its second STUN port: two destinations tell how our NAT maps */
-        if (_natkit_rendezvous_get_stun_port2 (r) != 0)
+        for (guint i = 0; i < G_N_ELEMENTS (ports) && ports[i] != 0; i++)
           {
-            g_autofree char *server2 = strchr (host, ':') ?
-              g_strdup_printf ("[%s]:%u", host, _natkit_rendezvous_get_stun_port2 (r)) :
-              g_strdup_printf ("%s:%u", host, _natkit_rendezvous_get_stun_port2 (r));
+            g_autofree char *server = strchr (host, ':') ?
+              g_strdup_printf ("[%s]:%u", host, ports[i]) :
+              g_strdup_printf ("%s:%u", host, ports[i]);
 
-            g_strv_builder_add (stun, server2);
+            g_strv_builder_add (stun, server);
           }
       }
     if (configured)
@@ -1753,9 +1751,7 @@ start_connect (GTask           *task,
   e->role = NATKIT_ROLE_INITIATOR;
   e->signaling = g_object_ref (signaling);
   e->flags = flags;
-  e->local_nat = natkit_manager_get_nat_info (self->manager);
-  if (e->local_nat)
-    g_object_ref (e->local_nat);
+  g_set_object (&e->local_nat, natkit_manager_get_nat_info (self->manager));
   g_hash_table_insert (self->entries, e->session_id, e);
   ensure_channel (self, signaling);
 
@@ -2232,9 +2228,7 @@ handle_connect (NatkitConnector *self,
   e->role = NATKIT_ROLE_RESPONDER;
   e->signaling = g_object_ref (channel->signaling);
   e->flags = g_strcmp0 (mode, "datagram") == 0 ? NATKIT_CONNECT_DATAGRAM : 0;
-  e->local_nat = natkit_manager_get_nat_info (self->manager);
-  if (e->local_nat)
-    g_object_ref (e->local_nat);
+  g_set_object (&e->local_nat, natkit_manager_get_nat_info (self->manager));
   {
     g_autoptr(NatkitNatInfo) remote = member_nat (body);
 

@@ -80,51 +80,6 @@ G_DECLARE_FINAL_TYPE (NatkitHolepunchPath, natkit_holepunch_path,
 #define PATH_MTU           1400
 #define SOCKET_BUFFER      (4 * 1024 * 1024)
 
-static GSource *
-add_source (GSource     *source,
-            GSourceFunc  func,
-            gpointer     data,
-            const char  *name)
-{
-  g_source_set_callback (source, func, data, NULL);
-  g_source_set_static_name (source, name);
-  g_source_attach (source, g_main_context_get_thread_default ());
-  return source;
-}
-
-static void
-drop_source (GSource **source)
-{
-  if (*source != NULL)
-    {
-      g_source_destroy (*source);
-      g_clear_pointer (source, g_source_unref);
-    }
-}
-
-static char *
-describe (GSocketAddress *address)
-{
-  GInetSocketAddress *inet = G_INET_SOCKET_ADDRESS (address);
-  g_autofree char *ip = g_inet_address_to_string (g_inet_socket_address_get_address (inet));
-
-  if (g_socket_address_get_family (address) == G_SOCKET_FAMILY_IPV6)
-    return g_strdup_printf ("[%s]:%u", ip, g_inet_socket_address_get_port (inet));
-  return g_strdup_printf ("%s:%u", ip, g_inet_socket_address_get_port (inet));
-}
-
-static gboolean
-same_address (GSocketAddress *a,
-              GSocketAddress *b)
-{
-  GInetSocketAddress *x = G_INET_SOCKET_ADDRESS (a);
-  GInetSocketAddress *y = G_INET_SOCKET_ADDRESS (b);
-
-  return g_inet_socket_address_get_port (x) == g_inet_socket_address_get_port (y) &&
-         g_inet_address_equal (g_inet_socket_address_get_address (x),
-                               g_inet_socket_address_get_address (y));
-}
-
 /* ---- the path ----------------------------------------------------------- */
 
 struct _NatkitHolepunchPath
@@ -185,7 +140,7 @@ path_receive_cb (GSocket      *socket,
            * path the peer may still answer on */
           continue;
         }
-      if (from == NULL || !same_address (from, self->remote))
+      if (from == NULL || !natkit_punch_same_address (from, self->remote))
         {
           self->stray++;
           continue;
@@ -240,7 +195,7 @@ natkit_holepunch_path_send (NatkitPath  *path,
       g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_NETWORK_UNREACHABLE))
     return TRUE;
   {
-    g_autofree char *to = describe (self->remote);
+    g_autofree char *to = natkit_punch_describe (self->remote);
 
     g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_FAILED,
                  "Could not send to %s over the punched path: %s", to,
@@ -254,7 +209,7 @@ natkit_holepunch_path_close (NatkitPath *path)
 {
   NatkitHolepunchPath *self = NATKIT_HOLEPUNCH_PATH (path);
 
-  drop_source (&self->io);
+  natkit_punch_drop_source (&self->io);
   if (self->socket != NULL)
     g_socket_close (self->socket, NULL);
 }
@@ -264,7 +219,7 @@ natkit_holepunch_path_finalize (GObject *object)
 {
   NatkitHolepunchPath *self = NATKIT_HOLEPUNCH_PATH (object);
 
-  drop_source (&self->io);
+  natkit_punch_drop_source (&self->io);
   g_clear_object (&self->socket);
   g_clear_object (&self->remote);
   g_free (self->buffer);
@@ -438,7 +393,7 @@ birthday_socket_free (gpointer data)
 {
   BirthdaySocket *b = data;
 
-  drop_source (&b->io);
+  natkit_punch_drop_source (&b->io);
   if (!b->keep)
     g_socket_close (b->socket, NULL);
   g_object_unref (b->socket);
@@ -449,12 +404,12 @@ birthday_socket_free (gpointer data)
 static void
 birthday_close (Attempt *a)
 {
-  drop_source (&a->bday_timer);
+  natkit_punch_drop_source (&a->bday_timer);
   for (guint i = 0; a->bday_sockets != NULL && i < a->bday_sockets->len; i++)
     {
       BirthdaySocket *b = g_ptr_array_index (a->bday_sockets, i);
 
-      drop_source (&b->io);
+      natkit_punch_drop_source (&b->io);
       if (b->socket != a->winner)
         g_socket_close (b->socket, NULL);
       else
@@ -466,13 +421,13 @@ static void
 attempt_stop (Attempt *a)
 {
   birthday_close (a);
-  drop_source (&a->io);
-  drop_source (&a->gather_timer);
-  drop_source (&a->map_timer);
-  drop_source (&a->stun_resend);
-  drop_source (&a->punch_timer);
-  drop_source (&a->budget);
-  drop_source (&a->cancel);
+  natkit_punch_drop_source (&a->io);
+  natkit_punch_drop_source (&a->gather_timer);
+  natkit_punch_drop_source (&a->map_timer);
+  natkit_punch_drop_source (&a->stun_resend);
+  natkit_punch_drop_source (&a->punch_timer);
+  natkit_punch_drop_source (&a->budget);
+  natkit_punch_drop_source (&a->cancel);
   if (a->message_id != 0)
     {
       g_signal_handler_disconnect (a->signaling, a->message_id);
@@ -581,7 +536,7 @@ birthday_summary (Attempt *a)
 {
   if (a->birthday == NATKIT_PUNCH_BIRTHDAY_HARD)
     {
-      g_autofree char *to = describe (a->bday_target);
+      g_autofree char *to = natkit_punch_describe (a->bday_target);
 
       return g_strdup_printf ("the hard side (behind the random-port NAT): %u packets from "
                               "%u sockets to %s in %u ms", a->bday_packets,
@@ -629,7 +584,7 @@ attempt_succeed (Attempt        *a,
   GTask *task = a->task;
   NatkitHolepunchPath *path;
   g_autofree char *local_text = NULL;
-  g_autofree char *remote_text = describe (remote);
+  g_autofree char *remote_text = natkit_punch_describe (remote);
   GSocket *socket = via != NULL ? via : a->socket;
   g_autoptr(GSocketAddress) bound = g_socket_get_local_address (socket, NULL);
   const char *origin = "candidate";
@@ -638,14 +593,14 @@ attempt_succeed (Attempt        *a,
     {
       Target *t = g_ptr_array_index (a->targets, i);
 
-      if (same_address (t->address, remote) && t->via == via)
+      if (natkit_punch_same_address (t->address, remote) && t->via == via)
         origin = t->origin;
     }
   if (birthday_won (a, remote, via))
     origin = "birthday";
   if (bound != NULL)
     {
-      g_autofree char *text = describe (bound);
+      g_autofree char *text = natkit_punch_describe (bound);
 
       local_text = g_strdup_printf ("%s/udp", text);
     }
@@ -697,7 +652,7 @@ attempt_succeed (Attempt        *a,
   memcpy (path->secret, a->secret, NATKIT_PUNCH_SECRET_SIZE);
   path->buffer = g_steal_pointer (&a->buffer);
   path->io = g_socket_create_source (path->socket, G_IO_IN, NULL);
-  add_source (path->io, G_SOURCE_FUNC (path_receive_cb), path, "[natkit-holepunch] receive");
+  natkit_punch_add_source (path->io, G_SOURCE_FUNC (path_receive_cb), path, "[natkit-holepunch] receive");
 
   g_debug ("punched a path to %s: %s → %s after %u punch packets%s",
            a->peer_id, local_text, remote_text, a->punches_sent,
@@ -719,7 +674,7 @@ add_target (Attempt        *a,
   for (guint i = 0; i < a->targets->len; i++)
     {
       t = g_ptr_array_index (a->targets, i);
-      if (same_address (t->address, address) && t->via == via)
+      if (natkit_punch_same_address (t->address, address) && t->via == via)
         return NULL;
     }
   if (a->targets->len >= MAX_TARGETS)
@@ -756,8 +711,8 @@ punch_timer_cb (gpointer user_data)
   punch_all (a);
   if (++a->rounds == PUNCH_FAST_ROUNDS)
     {
-      drop_source (&a->punch_timer);
-      a->punch_timer = add_source (g_timeout_source_new (PUNCH_SLOW_MS), punch_timer_cb,
+      natkit_punch_drop_source (&a->punch_timer);
+      a->punch_timer = natkit_punch_add_source (g_timeout_source_new (PUNCH_SLOW_MS), punch_timer_cb,
                                    a, "[natkit-holepunch] punch");
       return G_SOURCE_REMOVE;
     }
@@ -772,7 +727,7 @@ list_targets (Attempt *a)
   for (guint i = 0; i < a->targets->len; i++)
     {
       Target *t = g_ptr_array_index (a->targets, i);
-      g_autofree char *text = describe (t->address);
+      g_autofree char *text = natkit_punch_describe (t->address);
 
       g_string_append_printf (s, "%s%s (%s)", i ? ", " : "", text, t->origin);
     }
@@ -978,7 +933,7 @@ birthday_start (Attempt *a)
       a->birthday = NATKIT_PUNCH_BIRTHDAY_NONE;
       return;
     }
-  to = describe (srflx);
+  to = natkit_punch_describe (srflx);
 
   if (a->birthday == NATKIT_PUNCH_BIRTHDAY_HARD)
     {
@@ -1007,7 +962,7 @@ birthday_start (Attempt *a)
           b->attempt = a;
           b->socket = g_steal_pointer (&socket);
           b->io = g_socket_create_source (b->socket, G_IO_IN, NULL);
-          add_source (b->io, G_SOURCE_FUNC (birthday_receive_cb), b,
+          natkit_punch_add_source (b->io, G_SOURCE_FUNC (birthday_receive_cb), b,
                       "[natkit-holepunch] birthday receive");
           g_ptr_array_add (a->bday_sockets, b);
         }
@@ -1035,7 +990,7 @@ birthday_start (Attempt *a)
   a->bday_start = now;
   a->bday_deadline = now + (gint64) a->limits.ms * G_TIME_SPAN_MILLISECOND;
   a->bday_round_at = now + BIRTHDAY_RESEND_MS * G_TIME_SPAN_MILLISECOND;
-  a->bday_timer = add_source (g_timeout_source_new (BIRTHDAY_TICK_MS), birthday_tick_cb, a,
+  a->bday_timer = natkit_punch_add_source (g_timeout_source_new (BIRTHDAY_TICK_MS), birthday_tick_cb, a,
                               "[natkit-holepunch] birthday");
   birthday_tick_cb (a);
 }
@@ -1092,12 +1047,12 @@ start_punching (Attempt *a)
   }
   punch_all (a);
   a->rounds = 1;
-  a->punch_timer = add_source (g_timeout_source_new (PUNCH_FAST_MS), punch_timer_cb, a,
+  a->punch_timer = natkit_punch_add_source (g_timeout_source_new (PUNCH_FAST_MS), punch_timer_cb, a,
                                "[natkit-holepunch] punch");
   birthday_start (a);
   if (a->birthday != NATKIT_PUNCH_BIRTHDAY_NONE)
     budget_ms = MAX (budget_ms, a->limits.ms);
-  a->budget = add_source (g_timeout_source_new (budget_ms), budget_cb, a,
+  a->budget = natkit_punch_add_source (g_timeout_source_new (budget_ms), budget_cb, a,
                           "[natkit-holepunch] budget");
 
   /* what came before the peer's offer could not be checked until now */
@@ -1152,7 +1107,7 @@ handle_packet (Attempt        *a,
     {
       /* the responder: the initiator's secure handshake on a pair that
        * answered means our CONFIRM was lost; the pair is the path */
-      if (a->role == 1 && a->validated != NULL && same_address (from, a->validated) &&
+      if (a->role == 1 && a->validated != NULL && natkit_punch_same_address (from, a->validated) &&
           via == a->validated_via && len > 0 && data[0] >= 20 && data[0] <= 63)
         {
           g_autoptr(GSocketAddress) remote = g_object_ref (a->validated);
@@ -1165,7 +1120,7 @@ handle_packet (Attempt        *a,
     }
   if (!natkit_punch_parse (&a->key, data, len, &punch, &error))
     {
-      g_autofree char *text = describe (from);
+      g_autofree char *text = natkit_punch_describe (from);
 
       a->rejected++;
       g_debug ("dropping a packet from %s: %s", text, error->message);
@@ -1181,7 +1136,7 @@ handle_packet (Attempt        *a,
     {
       Target *t = g_ptr_array_index (a->targets, i);
 
-      if (same_address (t->address, from))
+      if (natkit_punch_same_address (t->address, from))
         t->heard = TRUE;
     }
 
@@ -1246,7 +1201,7 @@ add_local (Attempt                  *a,
   NatkitPunchCandidate c;
 
   for (guint i = 0; i < a->local->len; i++)
-    if (same_address (G_SOCKET_ADDRESS (g_array_index (a->local, NatkitPunchCandidate, i).address),
+    if (natkit_punch_same_address (G_SOCKET_ADDRESS (g_array_index (a->local, NatkitPunchCandidate, i).address),
                       G_SOCKET_ADDRESS (address)))
       return;
   if (a->local->len >= NATKIT_PUNCH_MAX_CANDIDATES)
@@ -1369,9 +1324,9 @@ gather_done (Attempt *a)
       return;
     }
   a->gathered = TRUE;
-  drop_source (&a->map_timer);
-  drop_source (&a->gather_timer);
-  drop_source (&a->stun_resend);
+  natkit_punch_drop_source (&a->map_timer);
+  natkit_punch_drop_source (&a->gather_timer);
+  natkit_punch_drop_source (&a->stun_resend);
 
   /* the mapped ports in the order the NAT handed them out: the order our
    * first requests left */
@@ -1421,7 +1376,7 @@ handle_stun (Attempt        *a,
       socklen_t mapped_len = sizeof mapped, alternate_len = sizeof alternate;
       g_autoptr(GSocketAddress) address = NULL;
 
-      if (s->address == NULL || s->request_len == 0 || !same_address (from, s->address))
+      if (s->address == NULL || s->request_len == 0 || !natkit_punch_same_address (from, s->address))
         continue;
       if (stun_agent_validate (&s->agent, &response, data, len, NULL, NULL) !=
           STUN_VALIDATION_SUCCESS)
@@ -1437,7 +1392,7 @@ handle_stun (Attempt        *a,
       s->answered = TRUE;
       s->mapped_port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (address));
       {
-        g_autofree char *text = describe (address);
+        g_autofree char *text = natkit_punch_describe (address);
 
         g_debug ("STUN server %s sees us as %s", s->name, text);
       }
@@ -1461,8 +1416,8 @@ handle_stun (Attempt        *a,
           gather_done (a);
         else if (answered == 1)
           {
-            drop_source (&a->gather_timer);
-            a->gather_timer = add_source (g_timeout_source_new (SECOND_STUN_MS),
+            natkit_punch_drop_source (&a->gather_timer);
+            a->gather_timer = natkit_punch_add_source (g_timeout_source_new (SECOND_STUN_MS),
                                           gather_timer_cb, a, "[natkit-holepunch] gather");
           }
       }
@@ -1553,7 +1508,7 @@ stun_prepare (Attempt        *a,
     {
       StunServer *other = g_ptr_array_index (a->stun, i);
 
-      if (other != s && other->address != NULL && same_address (other->address, address))
+      if (other != s && other->address != NULL && natkit_punch_same_address (other->address, address))
         {
           s->duplicate = TRUE;
           return;
@@ -1828,9 +1783,9 @@ natkit_holepunch_open_path_async (NatkitTraversal        *traversal,
   g_socket_set_option (a->socket, SOL_SOCKET, SO_SNDBUF, SOCKET_BUFFER, NULL);
   a->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
   a->io = g_socket_create_source (a->socket, G_IO_IN, NULL);
-  add_source (a->io, G_SOURCE_FUNC (attempt_receive_cb), a, "[natkit-holepunch] receive");
+  natkit_punch_add_source (a->io, G_SOURCE_FUNC (attempt_receive_cb), a, "[natkit-holepunch] receive");
   if (cancellable != NULL)
-    a->cancel = add_source (g_cancellable_source_new (cancellable),
+    a->cancel = natkit_punch_add_source (g_cancellable_source_new (cancellable),
                             G_SOURCE_FUNC (cancelled_cb), a, "[natkit-holepunch] cancel");
 
   /* listen before anything goes out: the peer's offer may come quickly */
@@ -1843,7 +1798,7 @@ natkit_holepunch_open_path_async (NatkitTraversal        *traversal,
       a->map_cancel = g_cancellable_new ();
       natkit_traversal_request_map_port_async (request, NATKIT_IP_PROTOCOL_UDP, a->port,
                                                a->map_cancel, mapped_cb, g_object_ref (task));
-      a->map_timer = add_source (g_timeout_source_new (MAP_WAIT_MS), map_timer_cb, a,
+      a->map_timer = natkit_punch_add_source (g_timeout_source_new (MAP_WAIT_MS), map_timer_cb, a,
                                  "[natkit-holepunch] mapping");
     }
   for (guint i = 0; servers != NULL && servers[i] != NULL && a->stun->len < MAX_STUN_SERVERS; i++)
@@ -1888,9 +1843,9 @@ natkit_holepunch_open_path_async (NatkitTraversal        *traversal,
       return;
     }
   send_stun (a);
-  a->stun_resend = add_source (g_timeout_source_new (STUN_RESEND_MS), stun_resend_cb, a,
+  a->stun_resend = natkit_punch_add_source (g_timeout_source_new (STUN_RESEND_MS), stun_resend_cb, a,
                                "[natkit-holepunch] STUN resend");
-  a->gather_timer = add_source (g_timeout_source_new (GATHER_MS), gather_timer_cb, a,
+  a->gather_timer = natkit_punch_add_source (g_timeout_source_new (GATHER_MS), gather_timer_cb, a,
                                 "[natkit-holepunch] gather");
 }
 

@@ -734,3 +734,53 @@ natkit_punch_tcp_hello_parse (const NatkitPunchKey *key,
     }
   return natkit_punch_parse (key, data + 2, NATKIT_PUNCH_SIZE, out, error);
 }
+
+/* ---- GLib plumbing shared by the UDP and TCP punch ---------------------- */
+
+/* Attaches @source to the thread-default context with @func; returns it */
+GSource *
+natkit_punch_add_source (GSource     *source,
+                         GSourceFunc  func,
+                         gpointer     data,
+                         const char  *name)
+{
+  g_source_set_callback (source, func, data, NULL);
+  g_source_set_static_name (source, name);
+  g_source_attach (source, g_main_context_get_thread_default ());
+  return source;
+}
+
+/* Destroys and drops *@source (may be NULL) */
+void
+natkit_punch_drop_source (GSource **source)
+{
+  if (*source != NULL)
+    {
+      g_source_destroy (*source);
+      g_clear_pointer (source, g_source_unref);
+    }
+}
+
+/* "IP:PORT" ("[IP]:PORT" for IPv6) */
+char *
+natkit_punch_describe (GSocketAddress *address)
+{
+  GInetSocketAddress *inet = G_INET_SOCKET_ADDRESS (address);
+  g_autofree char *ip = g_inet_address_to_string (g_inet_socket_address_get_address (inet));
+
+  if (g_socket_address_get_family (address) == G_SOCKET_FAMILY_IPV6)
+    return g_strdup_printf ("[%s]:%u", ip, g_inet_socket_address_get_port (inet));
+  return g_strdup_printf ("%s:%u", ip, g_inet_socket_address_get_port (inet));
+}
+
+gboolean
+natkit_punch_same_address (GSocketAddress *a,
+                           GSocketAddress *b)
+{
+  GInetSocketAddress *x = G_INET_SOCKET_ADDRESS (a);
+  GInetSocketAddress *y = G_INET_SOCKET_ADDRESS (b);
+
+  return g_inet_socket_address_get_port (x) == g_inet_socket_address_get_port (y) &&
+         g_inet_address_equal (g_inet_socket_address_get_address (x),
+                               g_inet_socket_address_get_address (y));
+}

@@ -157,4 +157,14 @@ gboolean  natkit_punch_tcp_hello_parse (const NatkitPunchKey *key,
                                         NatkitPunch          *out,
                                         GError              **error);
 
+/* GLib plumbing both punches (UDP and TCP) use */
+GSource  *natkit_punch_add_source   (GSource        *source,
+                                     GSourceFunc     func,
+                                     gpointer        data,
+                                     const char     *name);
+void      natkit_punch_drop_source  (GSource       **source);
+char     *natkit_punch_describe     (GSocketAddress *address);
+gboolean  natkit_punch_same_address (GSocketAddress *a,
+                                     GSocketAddress *b);
+
 G_END_DECLS

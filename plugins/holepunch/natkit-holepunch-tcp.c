@@ -54,51 +54,6 @@ G_DECLARE_FINAL_TYPE (NatkitTcpHolepunch, natkit_tcp_holepunch, NATKIT, TCP_HOLE
 #define MAX_ACCEPTED       16      /* accepted connections being authenticated */
 #define LISTEN_BACKLOG     8
 
-static GSource *
-add_source (GSource     *source,
-            GSourceFunc  func,
-            gpointer     data,
-            const char  *name)
-{
-  g_source_set_callback (source, func, data, NULL);
-  g_source_set_static_name (source, name);
-  g_source_attach (source, g_main_context_get_thread_default ());
-  return source;
-}
-
-static void
-drop_source (GSource **source)
-{
-  if (*source != NULL)
-    {
-      g_source_destroy (*source);
-      g_clear_pointer (source, g_source_unref);
-    }
-}
-
-static char *
-describe (GSocketAddress *address)
-{
-  GInetSocketAddress *inet = G_INET_SOCKET_ADDRESS (address);
-  g_autofree char *ip = g_inet_address_to_string (g_inet_socket_address_get_address (inet));
-
-  if (g_socket_address_get_family (address) == G_SOCKET_FAMILY_IPV6)
-    return g_strdup_printf ("[%s]:%u", ip, g_inet_socket_address_get_port (inet));
-  return g_strdup_printf ("%s:%u", ip, g_inet_socket_address_get_port (inet));
-}
-
-static gboolean
-same_address (GSocketAddress *a,
-              GSocketAddress *b)
-{
-  GInetSocketAddress *x = G_INET_SOCKET_ADDRESS (a);
-  GInetSocketAddress *y = G_INET_SOCKET_ADDRESS (b);
-
-  return g_inet_socket_address_get_port (x) == g_inet_socket_address_get_port (y) &&
-         g_inet_address_equal (g_inet_socket_address_get_address (x),
-                               g_inet_socket_address_get_address (y));
-}
-
 /* A TCP socket that shares @port with the attempt's other sockets
  * (@port 0: the kernel picks one). */
 static GSocket *
@@ -219,7 +174,7 @@ target_free (gpointer data)
 {
   Target *t = data;
 
-  drop_source (&t->retry);
+  natkit_punch_drop_source (&t->retry);
   g_clear_object (&t->address);
   g_free (t->origin);
   g_free (t->last_error);
@@ -229,19 +184,19 @@ target_free (gpointer data)
 static void
 attempt_stop (Attempt *a)
 {
-  drop_source (&a->accept_io);
-  drop_source (&a->stun_io);
-  drop_source (&a->gather_timer);
-  drop_source (&a->offer_timer);
-  drop_source (&a->budget);
-  drop_source (&a->cancel);
+  natkit_punch_drop_source (&a->accept_io);
+  natkit_punch_drop_source (&a->stun_io);
+  natkit_punch_drop_source (&a->gather_timer);
+  natkit_punch_drop_source (&a->offer_timer);
+  natkit_punch_drop_source (&a->budget);
+  natkit_punch_drop_source (&a->cancel);
   if (a->message_id != 0)
     {
       g_signal_handler_disconnect (a->signaling, a->message_id);
       a->message_id = 0;
     }
   for (guint i = 0; a->targets != NULL && i < a->targets->len; i++)
-    drop_source (&((Target *) g_ptr_array_index (a->targets, i))->retry);
+    natkit_punch_drop_source (&((Target *) g_ptr_array_index (a->targets, i))->retry);
   /* closes every connection that did not become the path */
   if (a->links != NULL)
     g_ptr_array_set_size (a->links, 0);
@@ -295,7 +250,7 @@ attempt_fail (Attempt *a,
 static void
 link_free (Link *link)
 {
-  drop_source (&link->io);
+  natkit_punch_drop_source (&link->io);
   if (link->target != NULL && link->target->link == link)
     link->target->link = NULL;
   if (link->socket != NULL)
@@ -314,7 +269,7 @@ attempt_succeed (Attempt *a,
   GTask *task = a->task;
   g_autoptr(GSocketConnection) connection = NULL;
   g_autoptr(GSocketAddress) bound = g_socket_get_local_address (link->socket, NULL);
-  g_autofree char *remote_text = describe (link->remote);
+  g_autofree char *remote_text = natkit_punch_describe (link->remote);
   g_autofree char *local_text = NULL;
   g_autofree char *remote = NULL;
   const char *origin = link->target != NULL ? link->target->origin : "accepted";
@@ -322,7 +277,7 @@ attempt_succeed (Attempt *a,
 
   if (bound != NULL)
     {
-      g_autofree char *text = describe (bound);
+      g_autofree char *text = natkit_punch_describe (bound);
 
       local_text = g_strdup_printf ("%s/tcp", text);
     }
@@ -331,7 +286,7 @@ attempt_succeed (Attempt *a,
   remote = g_strdup_printf ("%s/tcp (%s)", remote_text, origin);
 
   /* the link leaves the list without closing its socket */
-  drop_source (&link->io);
+  natkit_punch_drop_source (&link->io);
   g_socket_set_option (link->socket, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
   connection = g_socket_connection_factory_create_connection (link->socket);
   g_clear_object (&link->socket);
@@ -411,7 +366,7 @@ link_handle (Link *link)
   if (!natkit_punch_tcp_hello_parse (&a->key, link->buffer, link->have, &punch, &error) ||
       punch.sender_role == a->role)
     {
-      g_autofree char *from = describe (link->remote);
+      g_autofree char *from = natkit_punch_describe (link->remote);
 
       a->rejected++;
       link->foreign = TRUE;
@@ -500,8 +455,8 @@ link_begin (Link *link)
     return;
   link->begun = TRUE;
   link_send (link, NATKIT_PUNCH_PUNCH, NULL);
-  drop_source (&link->io);
-  link->io = add_source (g_socket_create_source (link->socket, G_IO_IN, NULL),
+  natkit_punch_drop_source (&link->io);
+  link->io = natkit_punch_add_source (g_socket_create_source (link->socket, G_IO_IN, NULL),
                          G_SOURCE_FUNC (link_readable_cb), link,
                          "[natkit-tcp-holepunch] hello");
 }
@@ -526,7 +481,7 @@ link_connected_cb (GSocket      *socket,
   link->connected = TRUE;
   a->formed++;
   {
-    g_autofree char *to = describe (link->remote);
+    g_autofree char *to = natkit_punch_describe (link->remote);
 
     g_debug ("TCP connection to %s (%s) formed", to, link->target->origin);
   }
@@ -575,7 +530,7 @@ target_connect (Attempt *a,
       link_drop (link, error->message);
       return;
     }
-  link->io = add_source (g_socket_create_source (link->socket, G_IO_OUT, NULL),
+  link->io = natkit_punch_add_source (g_socket_create_source (link->socket, G_IO_OUT, NULL),
                          G_SOURCE_FUNC (link_connected_cb), link,
                          "[natkit-tcp-holepunch] connect");
 }
@@ -600,7 +555,7 @@ schedule_retry (Attempt *a,
     return;
   if (t->connects >= MAX_CONNECTS)
     return;
-  t->retry = add_source (g_timeout_source_new (RETRY_MS), retry_cb, t,
+  t->retry = natkit_punch_add_source (g_timeout_source_new (RETRY_MS), retry_cb, t,
                          "[natkit-tcp-holepunch] retry");
 }
 
@@ -643,7 +598,7 @@ accept_cb (GSocket      *socket,
       g_ptr_array_add (a->links, link);
       a->formed++;
       {
-        g_autofree char *from = describe (link->remote);
+        g_autofree char *from = natkit_punch_describe (link->remote);
 
         g_debug ("accepted a TCP connection from %s", from);
       }
@@ -661,7 +616,7 @@ list_targets (Attempt *a)
   for (guint i = 0; i < a->targets->len; i++)
     {
       Target *t = g_ptr_array_index (a->targets, i);
-      g_autofree char *text = describe (t->address);
+      g_autofree char *text = natkit_punch_describe (t->address);
 
       g_string_append_printf (s, "%s%s (%s)", i ? ", " : "", text, t->origin);
     }
@@ -723,7 +678,7 @@ start_punching (Attempt *a)
   if (!a->gathered || !a->have_peer || a->punching || attempt_done (a))
     return;
   a->punching = TRUE;
-  drop_source (&a->offer_timer);
+  natkit_punch_drop_source (&a->offer_timer);
   {
     g_autofree char *tried = list_targets (a);
 
@@ -736,7 +691,7 @@ start_punching (Attempt *a)
                                     "connect to over TCP", a->peer_id));
       return;
     }
-  a->budget = add_source (g_timeout_source_new (PUNCH_BUDGET_MS), budget_cb, a,
+  a->budget = natkit_punch_add_source (g_timeout_source_new (PUNCH_BUDGET_MS), budget_cb, a,
                           "[natkit-tcp-holepunch] budget");
   for (guint i = 0; i < a->links->len; i++)
     link_begin (g_ptr_array_index (a->links, i));
@@ -754,7 +709,7 @@ add_local (Attempt                  *a,
   NatkitPunchCandidate c;
 
   for (guint i = 0; i < a->local->len; i++)
-    if (same_address (G_SOCKET_ADDRESS (g_array_index (a->local, NatkitPunchCandidate, i).address),
+    if (natkit_punch_same_address (G_SOCKET_ADDRESS (g_array_index (a->local, NatkitPunchCandidate, i).address),
                       G_SOCKET_ADDRESS (address)))
       return;
   if (a->local->len >= NATKIT_PUNCH_MAX_CANDIDATES)
@@ -791,8 +746,8 @@ gather_done (Attempt *a)
   if (a->gathered || attempt_done (a))
     return;
   a->gathered = TRUE;
-  drop_source (&a->gather_timer);
-  drop_source (&a->stun_io);
+  natkit_punch_drop_source (&a->gather_timer);
+  natkit_punch_drop_source (&a->stun_io);
   if (a->stun_socket != NULL)
     {
       g_socket_close (a->stun_socket, NULL);
@@ -843,7 +798,7 @@ stun_process (Attempt *a)
       g_socket_address_get_family (address) != G_SOCKET_FAMILY_IPV4)
     return;
   {
-    g_autofree char *text = describe (address);
+    g_autofree char *text = natkit_punch_describe (address);
 
     g_debug ("natkit-server sees our TCP port %u as %s", a->port, text);
   }
@@ -861,7 +816,7 @@ stun_io_cb (GSocket      *socket,
 
   if (!a->stun_sent)
     {
-      drop_source (&a->stun_io);
+      natkit_punch_drop_source (&a->stun_io);
       if (!g_socket_check_connect_result (socket, &error) ||
           g_socket_send (socket, (const char *) a->stun_request, a->stun_request_len,
                          NULL, &error) != (gssize) a->stun_request_len)
@@ -872,7 +827,7 @@ stun_io_cb (GSocket      *socket,
           return G_SOURCE_REMOVE;
         }
       a->stun_sent = TRUE;
-      a->stun_io = add_source (g_socket_create_source (socket, G_IO_IN, NULL),
+      a->stun_io = natkit_punch_add_source (g_socket_create_source (socket, G_IO_IN, NULL),
                                G_SOURCE_FUNC (stun_io_cb), a,
                                "[natkit-tcp-holepunch] STUN");
       return G_SOURCE_REMOVE;
@@ -931,16 +886,16 @@ stun_start (Attempt        *a,
       (!g_socket_connect (a->stun_socket, server, NULL, &error) &&
        !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_PENDING)))
     {
-      g_autofree char *to = describe (server);
+      g_autofree char *to = natkit_punch_describe (server);
 
       g_debug ("cannot connect to %s to learn our TCP address: %s", to,
                error ? error->message : "no STUN request");
       gather_done (a);
       return;
     }
-  a->stun_io = add_source (g_socket_create_source (a->stun_socket, G_IO_OUT, NULL),
+  a->stun_io = natkit_punch_add_source (g_socket_create_source (a->stun_socket, G_IO_OUT, NULL),
                            G_SOURCE_FUNC (stun_io_cb), a, "[natkit-tcp-holepunch] STUN");
-  a->gather_timer = add_source (g_timeout_source_new (GATHER_MS), gather_timer_cb, a,
+  a->gather_timer = natkit_punch_add_source (g_timeout_source_new (GATHER_MS), gather_timer_cb, a,
                                 "[natkit-tcp-holepunch] gather");
 }
 
@@ -1040,7 +995,7 @@ add_target (Attempt        *a,
   Target *t;
 
   for (guint i = 0; i < a->targets->len; i++)
-    if (same_address (((Target *) g_ptr_array_index (a->targets, i))->address, address))
+    if (natkit_punch_same_address (((Target *) g_ptr_array_index (a->targets, i))->address, address))
       return;
   if (a->targets->len >= MAX_TARGETS ||
       g_socket_address_get_family (address) != G_SOCKET_FAMILY_IPV4)
@@ -1189,12 +1144,12 @@ natkit_tcp_holepunch_open_path_async (NatkitTraversal        *traversal,
                                     "(SO_REUSEPORT is needed): %s", error->message));
       return;
     }
-  a->accept_io = add_source (g_socket_create_source (a->listener, G_IO_IN, NULL),
+  a->accept_io = natkit_punch_add_source (g_socket_create_source (a->listener, G_IO_IN, NULL),
                              G_SOURCE_FUNC (accept_cb), a, "[natkit-tcp-holepunch] accept");
   if (cancellable != NULL)
-    a->cancel = add_source (g_cancellable_source_new (cancellable),
+    a->cancel = natkit_punch_add_source (g_cancellable_source_new (cancellable),
                             G_SOURCE_FUNC (cancelled_cb), a, "[natkit-tcp-holepunch] cancel");
-  a->offer_timer = add_source (g_timeout_source_new (OFFER_WAIT_MS), offer_timer_cb, a,
+  a->offer_timer = natkit_punch_add_source (g_timeout_source_new (OFFER_WAIT_MS), offer_timer_cb, a,
                                "[natkit-tcp-holepunch] offer");
 
   /* listen before anything goes out: the peer's offer may come quickly */
@@ -1254,7 +1209,7 @@ natkit_tcp_holepunch_open_path_async (NatkitTraversal        *traversal,
                                                     cancellable, stun_resolved_cb,
                                                     g_object_ref (task));
         g_object_unref (resolver);
-        a->gather_timer = add_source (g_timeout_source_new (GATHER_MS), gather_timer_cb, a,
+        a->gather_timer = natkit_punch_add_source (g_timeout_source_new (GATHER_MS), gather_timer_cb, a,
                                       "[natkit-tcp-holepunch] gather");
       }
   }

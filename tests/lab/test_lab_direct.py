@@ -520,6 +520,40 @@ open(out, "w").write(h.hexdigest())
 """
 
 
+def start_feed(lab, tmp, name, address, size, seconds, outfile):
+    """Host A's `nat-tool connect ADDRESS` (peer folders of @name), fed
+    @size bytes over about @seconds by FEEDER, B's echo into @outfile.
+    Returns the process, its Events and the file the feeder writes its
+    SHA-256 to."""
+    feeder = os.path.join(tmp, "feeder.py")
+    with open(feeder, "w") as f:
+        f.write(FEEDER)
+    digest_file = os.path.join(tmp, "feed.sha")
+    proc = lab.popen("host_a", "exec python3 %s %d %s %s | env %s G_MESSAGES_DEBUG=%s %s "
+                     "connect --json %s > %s"
+                     % (feeder, size, seconds, digest_file, peer_env(tmp, name),
+                        os.environ.get("NATLAB_DEBUG", ""), NAT_TOOL, address, outfile),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return proc, Events(proc), digest_file
+
+
+def finish_feed(tap, proc, ev, digest_file, outfile, message, timeout):
+    """Waits up to @timeout s for start_feed()'s process to end, then checks
+    it exited 0 and the stream arrived byte-identical (tap line @message)."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        ev.poll(0.5)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    want = open(digest_file).read().strip() if os.path.exists(digest_file) else "?"
+    same = os.path.exists(outfile) and file_sha(outfile) == want
+    tap.ok(proc.returncode == 0 and same, message,
+           diag="rc %s, out %d bytes; %r" % (
+               proc.returncode, os.path.getsize(outfile) if os.path.exists(outfile) else -1,
+               ev.text[-1500:]))
+
+
 def udp_sockets(lab, ns):
     """The UDP sockets open in namespace @ns (only natkit runs there)."""
     out = lab.run(ns, ["ss", "-uanH"]).stdout or ""
@@ -683,16 +717,8 @@ def check_upgrade(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
         # punching (tcp-holepunch has its own checks above)
         block_direct(lab, "a", lab.site("b").public_ip, proto="tcp")
         block_direct(lab, "b", lab.site("a").public_ip, proto="tcp")
-        feeder = os.path.join(tmp, "feeder.py")
-        with open(feeder, "w") as f:
-            f.write(FEEDER)
-        digest_file = os.path.join(tmp, "feed.sha")
         outfile = os.path.join(tmp, "up-out")
-        env = peer_env(tmp, "a-up")
-        proc = lab.popen("host_a", "exec python3 %s %d 25 %s | env %s %s connect --json %s > %s"
-                         % (feeder, 12 << 20, digest_file, env, NAT_TOOL, address, outfile),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        ev = Events(proc)
+        proc, ev, digest_file = start_feed(lab, tmp, "a-up", address, 12 << 20, 25, outfile)
         got = ev.wait("connected", 30) or {}
         tap.ok(got.get("method") == "relay",
                "%s: direct UDP blocked: connected via %s" % (label, got.get("method")),
@@ -714,20 +740,9 @@ def check_upgrade(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
                "%s: the block lifted, the connection moved to %s within %.1f s (%s)" % (
                    label, (changed or {}).get("to"), delay, (changed or {}).get("reason")),
                diag=ev.text[-2000:])
-        deadline = time.monotonic() + 90
-        while proc.poll() is None and time.monotonic() < deadline:
-            ev.poll(0.5)
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        want = open(digest_file).read().strip() if os.path.exists(digest_file) else "?"
-        same = os.path.exists(outfile) and file_sha(outfile) == want
-        tap.ok(proc.returncode == 0 and same,
-               "%s: the 12 MB stream that ran across the move arrived byte-identical" % label,
-               diag="rc %s, out %d bytes; %r" % (
-                   proc.returncode,
-                   os.path.getsize(outfile) if os.path.exists(outfile) else -1,
-                   ev.text[-1500:]))
+        finish_feed(tap, proc, ev, digest_file, outfile,
+                    "%s: the 12 MB stream that ran across the move arrived byte-identical"
+                    % label, 90)
         stop(listener)
         stop(server)
 

@@ -36,9 +36,9 @@ sys.path.insert(0, HERE)
 
 from natlab import Lab, LabSkip, check_requirements  # noqa: E402
 from labtap import Tap, skip_all  # noqa: E402
-from test_lab_relay import (NAT_TOOL, SERVER, Events, file_sha,  # noqa: E402
-                            peer_env, start_listener, start_server, stop)
-from test_lab_direct import FEEDER  # noqa: E402
+from test_lab_relay import (NAT_TOOL, SERVER, start_listener,  # noqa: E402
+                            start_server, stop)
+from test_lab_direct import finish_feed, start_feed  # noqa: E402
 
 
 def run_case(tap, tmp, label, delayed, expect_stay):
@@ -52,17 +52,8 @@ def run_case(tap, tmp, label, delayed, expect_stay):
             stop(listener)
             stop(server)
             return
-        feeder = os.path.join(tmp, "feeder.py")
-        with open(feeder, "w") as f:
-            f.write(FEEDER)
-        digest_file = os.path.join(tmp, "feed.sha")
         outfile = os.path.join(tmp, "slow-out")
-        env = peer_env(tmp, "a-" + tag)
-        proc = lab.popen("host_a", "exec python3 %s %d 30 %s | env %s G_MESSAGES_DEBUG=%s %s connect --json %s > %s"
-                         % (feeder, 12 << 20, digest_file, env,
-                            os.environ.get("NATLAB_DEBUG", ""), NAT_TOOL, address, outfile),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        ev = Events(proc)
+        proc, ev, digest_file = start_feed(lab, tmp, "a-" + tag, address, 12 << 20, 30, outfile)
         got = ev.wait("connected", 30) or {}
         tap.ok(got.get("method") == "holepunch",
                "%s: connected directly (%s)" % (label, got.get("method")),
@@ -105,19 +96,8 @@ def run_case(tap, tmp, label, delayed, expect_stay):
             tap.ok(len(backs) >= 1 and all(m.get("to") == "holepunch" for m in backs),
                    "%s: nothing is faster: each trial moves back to holepunch (%s)" % (
                        label, words), diag=ev.text[-2000:])
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            ev.poll(0.5)
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        want = open(digest_file).read().strip() if os.path.exists(digest_file) else "?"
-        same = os.path.exists(outfile) and file_sha(outfile) == want
-        tap.ok(proc.returncode == 0 and same,
-               "%s: the 12 MB stream arrived byte-identical" % label,
-               diag="rc %s, out %d bytes; %r" % (
-                   proc.returncode, os.path.getsize(outfile) if os.path.exists(outfile) else -1,
-                   ev.text[-1500:]))
+        finish_feed(tap, proc, ev, digest_file, outfile,
+                    "%s: the 12 MB stream arrived byte-identical" % label, 120)
         stop(listener)
         lev.poll(0.5)
         if os.environ.get("NATLAB_DEBUG"):
