@@ -217,6 +217,13 @@ def check_pair(tap, tmp, nat_a, nat_b, size, label=None):
         tap.ok(same, "%s: %d bytes echoed back byte-identical (%.1f s, %.1f MB/s each way)" % (
             label, size, elapsed, size / 1e6 / max(elapsed, 1e-3)),
             diag="out %d bytes" % (os.path.getsize(outfile) if os.path.exists(outfile) else -1))
+        # --once: the listener ends by itself once its side of the connection
+        # has closed (its `cat` done, the close lingering while the peer is
+        # heard from); a SIGTERM before that ends it as interrupted
+        try:
+            listener.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
         lrc = stop(listener)
         tap.ok(lrc == 0, "%s: the listener exits 0 after the connection" % label,
                diag=lev.text[-1500:])
