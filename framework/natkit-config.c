@@ -37,7 +37,8 @@
  *   },
  *   "gateway": "192.168.1.1",
  *   "timers": { "keepalive": 25, "connect-timeout": 30, "stun-timeout": 3,
- *               "lifetime-probe-step": 5, "map-timeout": 4, "slow-rtt": 0.2 },
+ *               "lifetime-probe-step": 5, "map-timeout": 4, "slow-rtt": 0.2,
+ *               "stagger": 0.25 },
  *   "identity": "/home/alice/.config/natkit/identity.key"
  * }
  * ```
@@ -90,6 +91,7 @@ struct _NatkitConfig
   guint       lifetime_step_ms;
   guint       map_timeout_ms;
   guint       slow_rtt_ms;
+  guint       stagger_ms;
   char       *gateway;
 };
 
@@ -101,6 +103,7 @@ G_DEFINE_FINAL_TYPE (NatkitConfig, natkit_config, G_TYPE_OBJECT)
 #define DEFAULT_LIFETIME_STEP_MS    5000
 #define DEFAULT_MAP_TIMEOUT_MS      4000
 #define DEFAULT_SLOW_RTT_MS         200
+#define DEFAULT_STAGGER_MS          250
 
 static void
 turn_server_free (gpointer data)
@@ -153,6 +156,7 @@ natkit_config_init (NatkitConfig *self)
   self->lifetime_step_ms = DEFAULT_LIFETIME_STEP_MS;
   self->map_timeout_ms = DEFAULT_MAP_TIMEOUT_MS;
   self->slow_rtt_ms = DEFAULT_SLOW_RTT_MS;
+  self->stagger_ms = DEFAULT_STAGGER_MS;
 }
 
 /* Parsing. Every error names the source and the key. */
@@ -487,6 +491,7 @@ parse_timers (Parser    *parser,
     { "lifetime-probe-step", G_STRUCT_OFFSET (NatkitConfig, lifetime_step_ms) },
     { "map-timeout", G_STRUCT_OFFSET (NatkitConfig, map_timeout_ms) },
     { "slow-rtt", G_STRUCT_OFFSET (NatkitConfig, slow_rtt_ms) },
+    { "stagger", G_STRUCT_OFFSET (NatkitConfig, stagger_ms) },
   };
   JsonObjectIter iter;
   const char *name;
@@ -529,7 +534,8 @@ parse_timers (Parser    *parser,
 
       if (!known)
         g_warning ("%s: ignoring unknown timer “%s” (known timers: keepalive, "
-                   "connect-timeout, stun-timeout, lifetime-probe-step, map-timeout, slow-rtt)",
+                   "connect-timeout, stun-timeout, lifetime-probe-step, map-timeout, slow-rtt, "
+                   "stagger)",
                    parser->source, key);
     }
 
@@ -1130,6 +1136,23 @@ natkit_config_get_slow_rtt (NatkitConfig *self)
 {
   g_return_val_if_fail (NATKIT_IS_CONFIG (self), DEFAULT_SLOW_RTT_MS);
   return self->slow_rtt_ms;
+}
+
+/**
+ * natkit_config_get_stagger:
+ * @self: a #NatkitConfig
+ *
+ * How far apart a connect starts its methods (RFC 8305's "Connection
+ * Attempt Delay"; `timers.stagger`, in seconds in the file). The relay,
+ * the safety net, starts no later than the second slot.
+ *
+ * Returns: the delay in milliseconds (default 250)
+ */
+guint
+natkit_config_get_stagger (NatkitConfig *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONFIG (self), DEFAULT_STAGGER_MS);
+  return self->stagger_ms;
 }
 
 /**

@@ -86,6 +86,8 @@ guint               natkit_config_get_map_timeout          (NatkitConfig  *self)
 NATKIT_AVAILABLE_IN_ALL
 guint               natkit_config_get_slow_rtt             (NatkitConfig  *self);
 NATKIT_AVAILABLE_IN_ALL
+guint               natkit_config_get_stagger              (NatkitConfig  *self);
+NATKIT_AVAILABLE_IN_ALL
 GVariant           *natkit_config_get_plugin_setting       (NatkitConfig  *self,
                                                             const char    *plugin,
                                                             const char    *key);

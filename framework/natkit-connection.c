@@ -343,6 +343,9 @@ finish (NatkitConnection      *self,
     return;
   g_debug ("connection to %s %s: %s", self->peer_id,
            state == NATKIT_CONNECTION_STATE_FAILED ? "failed" : "closed", reason);
+  /* what closing sets off (signals, the connector forgetting us) may
+   * drop the last reference held by someone else */
+  g_object_ref (self);
   stop_everything (self);
   if (self->session)
     {
@@ -355,6 +358,7 @@ finish (NatkitConnection      *self,
     _natkit_connector_forget (self->connector, self->session_id);
   notify_bytes (self);
   set_state (self, state, reason);
+  g_object_unref (self);
 }
 
 static void

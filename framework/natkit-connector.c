@@ -946,7 +946,7 @@ breaker_open (NatkitConnector *self,
 /* ---- the race ----------------------------------------------------------- */
 
 /* A connect runs the agreed methods at once, Happy Eyeballs style (RFC
- * 8305): the first at once, the next ones STAGGER_MS apart, a relay no
+ * 8305): the first at once, the next ones timers.stagger apart, a relay no
  * later than the second slot (the safety net). Every method only opens a
  * path; the one secure session runs its handshake on the first path that
  * opens (others that open meanwhile wait). Once connected, the attempts
@@ -954,8 +954,6 @@ breaker_open (NatkitConnector *self,
  * cheaper ones (direct while the relay won) go on, and the first that
  * opens takes over the live connection (an upgrade), the session
  * unbroken. docs/connections.md. */
-
-#define STAGGER_MS 250
 
 typedef struct _Race Race;
 
@@ -1572,7 +1570,7 @@ race_start (GTask *task)
   race_launch_next (race);
   if (race->methods[race->next] != NULL)
     {
-      race->stagger = g_timeout_source_new (STAGGER_MS);
+      race->stagger = g_timeout_source_new (natkit_config_get_stagger (natkit_manager_get_config (self->manager)));
       g_source_set_callback (race->stagger, race_stagger_cb, race,
                              (GDestroyNotify) race_unref);
       race_ref (race);

@@ -1852,8 +1852,10 @@ natkit_rendezvous_set_reserve_relay (NatkitRendezvous *self,
   g_clear_handle_id (&self->reserve_id, g_source_remove);
   if (!self->registered)
     return;
+  /* at once, not from an idle: a peer told to connect right after
+   * listen() must find the reservation already made */
   if (reserve)
-    self->reserve_id = g_idle_add (reserve_again_cb, self);
+    send_reserve (self);
   else
     {
       g_autoptr(JsonObject) message = json_object_new ();

@@ -1247,33 +1247,78 @@ output_delivered (NatkitSession *self)
          state == PSEUDO_TCP_CLOSED;
 }
 
-static void
-complete_close_waiters (NatkitSession *self,
-                        const GError  *error)
+/* Close waiters are told from an idle, never from inside the session's
+ * own code: their callbacks may drop the last reference to the session
+ * (or to the connection that owns it) while that code still runs. */
+typedef struct
 {
-  g_autoptr(GPtrArray) waiters = NULL;
+  GPtrArray *tasks;
+  GError    *error;
+} CloseWaiters;
+
+static void
+close_waiters_free (gpointer data)
+{
+  CloseWaiters *w = data;
+
+  g_ptr_array_unref (w->tasks);
+  g_clear_error (&w->error);
+  g_free (w);
+}
+
+static gboolean
+close_waiters_cb (gpointer user_data)
+{
+  CloseWaiters *w = user_data;
+
+  for (guint i = 0; i < w->tasks->len; i++)
+    {
+      GTask *task = g_ptr_array_index (w->tasks, i);
+
+      if (w->error)
+        g_task_return_error (task, g_error_copy (w->error));
+      else
+        g_task_return_boolean (task, TRUE);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+return_close_waiters (NatkitSession *self,
+                      const GError  *error)
+{
+  CloseWaiters *w;
+  GSource *idle;
 
   if (self->close_waiters == NULL || self->close_waiters->len == 0)
     return;
-  if (!error && !output_delivered (self) &&
-      self->state != STATE_CLOSED && self->state != STATE_FAILED)
-    return;
-  waiters = g_steal_pointer (&self->close_waiters);
+  w = g_new0 (CloseWaiters, 1);
+  w->tasks = g_steal_pointer (&self->close_waiters);
+  w->error = error ? g_error_copy (error) : NULL;
   self->close_waiters = g_ptr_array_new_with_free_func (g_object_unref);
   if (self->close_timeout)
     {
       g_source_destroy (self->close_timeout);
       g_clear_pointer (&self->close_timeout, g_source_unref);
     }
-  for (guint i = 0; i < waiters->len; i++)
-    {
-      GTask *task = g_ptr_array_index (waiters, i);
+  idle = g_idle_source_new ();
+  g_source_set_priority (idle, G_PRIORITY_DEFAULT);
+  g_source_set_callback (idle, close_waiters_cb, w, close_waiters_free);
+  g_source_set_static_name (idle, "[natkit] session close waiters");
+  g_source_attach (idle, self->context);
+  g_source_unref (idle);
+}
 
-      if (error)
-        g_task_return_error (task, g_error_copy (error));
-      else
-        g_task_return_boolean (task, TRUE);
-    }
+static void
+complete_close_waiters (NatkitSession *self,
+                        const GError  *error)
+{
+  if (self->close_waiters == NULL || self->close_waiters->len == 0)
+    return;
+  if (!error && !output_delivered (self) &&
+      self->state != STATE_CLOSED && self->state != STATE_FAILED)
+    return;
+  return_close_waiters (self, error);
 }
 
 static guint64
@@ -1290,7 +1335,6 @@ static gboolean
 close_timeout_cb (gpointer user_data)
 {
   NatkitSession *self = user_data;
-  g_autoptr(GPtrArray) waiters = NULL;
   guint64 progress = close_progress (self);
 
   if (progress != self->close_progress)
@@ -1303,14 +1347,12 @@ close_timeout_cb (gpointer user_data)
   if (self->close_idle_s < CLOSE_LINGER_S)
     return G_SOURCE_CONTINUE;
 
-  waiters = g_steal_pointer (&self->close_waiters);
   g_debug ("session with %s: the end of our stream was not acknowledged "
            "and nothing happened for %u s; closing anyway", self->short_peer_id,
            self->close_idle_s);
+  /* this source is done: return_close_waiters must not destroy it */
   g_clear_pointer (&self->close_timeout, g_source_unref);
-  self->close_waiters = g_ptr_array_new_with_free_func (g_object_unref);
-  for (guint i = 0; i < waiters->len; i++)
-    g_task_return_boolean (g_ptr_array_index (waiters, i), TRUE);
+  return_close_waiters (self, NULL);
   return G_SOURCE_REMOVE;
 }
 

@@ -228,6 +228,7 @@ test_shipped_example (void)
   g_assert_cmpstr (natkit_config_get_gateway (config), ==, "192.168.1.1");
   g_assert_cmpuint (natkit_config_get_map_timeout (config), ==, 4000);
   g_assert_cmpuint (natkit_config_get_slow_rtt (config), ==, 200);
+  g_assert_cmpuint (natkit_config_get_stagger (config), ==, 250);
 }
 
 /* A plugin's own settings: whole numbers, booleans, strings; anything
@@ -283,11 +284,13 @@ test_gateway (void)
   g_clear_error (&error);
 
   config = natkit_config_new_from_data ("{\"gateway\": \"10.0.0.254:5400\", "
-                                        "\"timers\": {\"map-timeout\": 1.5, \"slow-rtt\": 0.35}}",
+                                        "\"timers\": {\"map-timeout\": 1.5, \"slow-rtt\": 0.35, "
+                                        "\"stagger\": 0.1}}",
                                         -1, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (natkit_config_get_map_timeout (config), ==, 1500);
   g_assert_cmpuint (natkit_config_get_slow_rtt (config), ==, 350);
+  g_assert_cmpuint (natkit_config_get_stagger (config), ==, 100);
   address = natkit_resolve_gateway (natkit_config_get_gateway (config), 5351, &error);
   g_assert_no_error (error);
   g_assert_cmpuint (g_inet_socket_address_get_port (address), ==, 5400);
