@@ -917,6 +917,136 @@ natkit_config_get_turn_credentials (NatkitConfig  *self,
   return FALSE;
 }
 
+static void
+turn_uris_update (NatkitConfig *self)
+{
+  g_autoptr(GStrvBuilder) uris = g_strv_builder_new ();
+
+  for (guint i = 0; i < self->turn_servers->len; i++)
+    g_strv_builder_add (uris, ((TurnServer *) g_ptr_array_index (self->turn_servers, i))->uri);
+  g_strfreev (self->turn_uris);
+  self->turn_uris = g_strv_builder_end (uris);
+}
+
+/**
+ * natkit_config_add_turn_server:
+ * @self: settings
+ * @uri: a `turn:` or `turns:` URI (RFC 7065), such as
+ *   `turn:turn.example.org:3478?transport=tcp`
+ * @username: (nullable): the long-term credentials' user name
+ * @password: (nullable): their password
+ * @secret: (nullable): a shared secret for TURN REST credentials
+ *   (coturn's `use-auth-secret`), instead of @username and @password
+ * @error: return location for a #GError
+ *
+ * Adds a TURN server after the configured ones (replacing one with the
+ * same URI), as a `turn` entry of config.json would.
+ *
+ * Returns: %TRUE, or %FALSE with @error set when the URI is not a TURN URI
+ *   or the credentials are missing
+ */
+gboolean
+natkit_config_add_turn_server (NatkitConfig  *self,
+                               const char    *uri,
+                               const char    *username,
+                               const char    *password,
+                               const char    *secret,
+                               GError       **error)
+{
+  TurnServer *server;
+
+  g_return_val_if_fail (NATKIT_IS_CONFIG (self), FALSE);
+  g_return_val_if_fail (uri != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!(g_str_has_prefix (uri, "turn:") || g_str_has_prefix (uri, "turns:")) ||
+      uri[strcspn (uri, ":") + 1] == '\0')
+    {
+      g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_INVALID_ARGUMENT,
+                   "“%s” is not a TURN server URI: write it as "
+                   "turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT] "
+                   "(RFC 7065)", uri);
+      return FALSE;
+    }
+  if (secret == NULL && (username == NULL || password == NULL))
+    {
+      g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_INVALID_ARGUMENT,
+                   "TURN server %s needs credentials: a user name and a "
+                   "password, or a shared secret for TURN REST credentials", uri);
+      return FALSE;
+    }
+
+  for (guint i = 0; i < self->turn_servers->len; i++)
+    if (g_str_equal (((TurnServer *) g_ptr_array_index (self->turn_servers, i))->uri, uri))
+      {
+        g_ptr_array_remove_index (self->turn_servers, i);
+        break;
+      }
+  server = g_new0 (TurnServer, 1);
+  server->uri = g_strdup (uri);
+  server->username = g_strdup (username);
+  server->password = g_strdup (password);
+  server->secret = g_strdup (secret);
+  g_ptr_array_add (self->turn_servers, server);
+  turn_uris_update (self);
+  return TRUE;
+}
+
+/**
+ * natkit_turn_rest_credentials:
+ * @secret: the secret shared with the TURN servers (coturn's
+ *   `static-auth-secret`)
+ * @user: (nullable): who the credentials are for (a peer ID), or %NULL
+ * @expiry: when they stop working, in seconds since the Unix epoch
+ * @username: (out) (transfer full): the user name, `EXPIRY:USER` (or
+ *   `EXPIRY` without @user)
+ * @password: (out) (transfer full): the password, the Base64 of the
+ *   HMAC-SHA1 of the user name keyed with @secret
+ *
+ * Makes time-limited TURN credentials the way the TURN REST API
+ * (draft-uberti-behave-turn-rest) and coturn's `use-auth-secret` check
+ * them: any server that shares @secret accepts them until @expiry.
+ */
+void
+natkit_turn_rest_credentials (const char  *secret,
+                              const char  *user,
+                              gint64       expiry,
+                              char       **username,
+                              char       **password)
+{
+  g_autoptr(GHmac) hmac = NULL;
+  guint8 digest[20];
+  gsize len = sizeof digest;
+  char *name;
+
+  g_return_if_fail (secret != NULL);
+  g_return_if_fail (username != NULL && password != NULL);
+
+  name = user && *user ? g_strdup_printf ("%" G_GINT64_FORMAT ":%s", expiry, user) :
+                         g_strdup_printf ("%" G_GINT64_FORMAT, expiry);
+  hmac = g_hmac_new (G_CHECKSUM_SHA1, (const guchar *) secret, strlen (secret));
+  g_hmac_update (hmac, (const guchar *) name, strlen (name));
+  g_hmac_get_digest (hmac, digest, &len);
+  *username = name;
+  *password = g_base64_encode (digest, len);
+}
+
+/**
+ * natkit_config_clear_turn_servers:
+ * @self: settings
+ *
+ * Forgets every TURN server (those of the file included), for a caller
+ * that names its own with [method@Natkit.Config.add_turn_server].
+ */
+void
+natkit_config_clear_turn_servers (NatkitConfig *self)
+{
+  g_return_if_fail (NATKIT_IS_CONFIG (self));
+
+  g_ptr_array_set_size (self->turn_servers, 0);
+  turn_uris_update (self);
+}
+
 /**
  * natkit_config_get_plugin_enabled:
  * @self: settings

@@ -57,6 +57,21 @@ gboolean            natkit_config_get_turn_credentials     (NatkitConfig  *self,
                                                             char         **password,
                                                             char         **secret);
 NATKIT_AVAILABLE_IN_ALL
+gboolean            natkit_config_add_turn_server          (NatkitConfig  *self,
+                                                            const char    *uri,
+                                                            const char    *username,
+                                                            const char    *password,
+                                                            const char    *secret,
+                                                            GError       **error);
+NATKIT_AVAILABLE_IN_ALL
+void                natkit_config_clear_turn_servers       (NatkitConfig  *self);
+NATKIT_AVAILABLE_IN_ALL
+void                natkit_turn_rest_credentials           (const char    *secret,
+                                                            const char    *user,
+                                                            gint64         expiry,
+                                                            char         **username,
+                                                            char         **password);
+NATKIT_AVAILABLE_IN_ALL
 gboolean            natkit_config_get_plugin_enabled       (NatkitConfig  *self,
                                                             const char    *name);
 NATKIT_AVAILABLE_IN_ALL

@@ -212,6 +212,23 @@ _natkit_connector_shutdown (NatkitConnector *self)
   g_hash_table_remove_all (self->rendezvous);
 }
 
+/* natkit-server shares a TURN deployment: its servers join the settings
+ * the TURN and ICE plugins read (fresh credentials replace the old) */
+static void
+turn_credentials_cb (NatkitRendezvous *rendezvous,
+                     const char       *uri,
+                     const char       *username,
+                     const char       *password,
+                     guint             ttl,
+                     NatkitConnector  *self)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!natkit_config_add_turn_server (natkit_manager_get_config (self->manager), uri,
+                                      username, password, NULL, &error))
+    g_debug ("ignoring TURN server %s from natkit-server: %s", uri, error->message);
+}
+
 NatkitRendezvous *
 _natkit_connector_get_rendezvous (NatkitConnector  *self,
                                   const char       *server,
@@ -229,6 +246,8 @@ _natkit_connector_get_rendezvous (NatkitConnector  *self,
   rendezvous = natkit_rendezvous_new (identity, server, error);
   if (!rendezvous)
     return NULL;
+  g_signal_connect_object (rendezvous, "turn-credentials",
+                           G_CALLBACK (turn_credentials_cb), self, 0);
   g_hash_table_insert (self->rendezvous, g_strdup (server), rendezvous);
   return rendezvous;
 }

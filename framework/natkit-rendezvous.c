@@ -113,6 +113,7 @@ struct _NatkitRendezvous
 
   gboolean           reserve;
   guint              reserve_id;
+  guint              turn_id;    /* asks for fresh TURN credentials */
   guint              ping_id;
   guint              reconnect_id;
   guint              backoff_s;
@@ -135,6 +136,7 @@ static GParamSpec *properties[N_PROPS];
 
 enum {
   SIGNAL_CIRCUIT_OFFERED,
+  SIGNAL_TURN_CREDENTIALS,
   N_SIGNALS
 };
 static guint signals[N_SIGNALS];
@@ -923,6 +925,25 @@ natkit_rendezvous_class_init (NatkitRendezvousClass *klass)
     g_signal_new ("circuit-offered", G_TYPE_FROM_CLASS (klass),
                   G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
                   G_TYPE_NONE, 1, NATKIT_TYPE_RELAY_CIRCUIT);
+
+  /**
+   * NatkitRendezvous::turn-credentials:
+   * @self: the client
+   * @uri: a TURN server (RFC 7065 URI)
+   * @username: the user name for it
+   * @password: the password
+   * @ttl: seconds they stay valid
+   *
+   * Emitted when natkit-server hands out time-limited credentials for a
+   * TURN server it shares a secret with (at registration, then again
+   * before they expire; `docs/deployment.md`). The manager adds the
+   * server to its settings, so the TURN and ICE plugins use it.
+   */
+  signals[SIGNAL_TURN_CREDENTIALS] =
+    g_signal_new ("turn-credentials", G_TYPE_FROM_CLASS (klass),
+                  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 4, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_STRING,
+                  G_TYPE_UINT);
 }
 
 static void
@@ -1262,6 +1283,7 @@ drop_connection (NatkitRendezvous *self,
   self->writing = FALSE;
   g_clear_handle_id (&self->ping_id, g_source_remove);
   g_clear_handle_id (&self->reserve_id, g_source_remove);
+  g_clear_handle_id (&self->turn_id, g_source_remove);
 
   /* fail every pending request */
   g_hash_table_iter_init (&iter, self->pending);
@@ -1411,6 +1433,74 @@ handle_hello (NatkitRendezvous *self,
   send_request (self, "register", reg, NULL);  /* answered in handle_result */
 }
 
+static gboolean turn_again_cb (gpointer user_data);
+
+/* "turn": [{"uri", "username", "password", "ttl"}] in the register reply
+ * or a "turn" result (docs/protocol.md); anything malformed is skipped. */
+static void
+take_turn_credentials (NatkitRendezvous *self,
+                       JsonObject       *reply)
+{
+  JsonNode *node = json_object_get_member (reply, "turn");
+  JsonArray *array;
+  gint64 shortest = 0;
+
+  if (!node || !JSON_NODE_HOLDS_ARRAY (node))
+    return;
+  array = json_node_get_array (node);
+  for (guint i = 0; i < json_array_get_length (array) && i < 8; i++)
+    {
+      JsonNode *item = json_array_get_element (array, i);
+      const char *uri = NULL, *username = NULL, *password = NULL;
+      gint64 ttl = 0;
+
+      if (!JSON_NODE_HOLDS_OBJECT (item))
+        continue;
+      if (!_natkit_wire_get_string (json_node_get_object (item), "uri", &uri, NULL) ||
+          !_natkit_wire_get_string (json_node_get_object (item), "username", &username, NULL) ||
+          !_natkit_wire_get_string (json_node_get_object (item), "password", &password, NULL) ||
+          !_natkit_wire_get_int (json_node_get_object (item), "ttl", 60, 30 * 86400, &ttl, NULL) ||
+          strlen (uri) > 512 || strlen (username) > 512 || strlen (password) > 512 ||
+          !(g_str_has_prefix (uri, "turn:") || g_str_has_prefix (uri, "turns:")))
+        {
+          g_debug ("natkit-server %s: ignoring a malformed TURN server entry", self->server);
+          continue;
+        }
+      g_debug ("natkit-server %s hands out credentials for TURN server %s (%" G_GINT64_FORMAT " s)",
+               self->server, uri, ttl);
+      g_signal_emit (self, signals[SIGNAL_TURN_CREDENTIALS], 0, uri, username, password,
+                     (guint) ttl);
+      shortest = shortest ? MIN (shortest, ttl) : ttl;
+    }
+  g_clear_handle_id (&self->turn_id, g_source_remove);
+  if (shortest)
+    self->turn_id = g_timeout_add_seconds (MAX (30, shortest / 2), turn_again_cb, self);
+}
+
+static void
+turn_done_cb (GObject      *source,
+              GAsyncResult *res,
+              gpointer      user_data)
+{
+  NatkitRendezvous *self = NATKIT_RENDEZVOUS (source);
+  g_autoptr(JsonObject) reply = g_task_propagate_pointer (G_TASK (res), NULL);
+
+  if (reply)
+    take_turn_credentials (self, reply);
+}
+
+static gboolean
+turn_again_cb (gpointer user_data)
+{
+  NatkitRendezvous *self = user_data;
+  g_autoptr(GTask) task = g_task_new (self, NULL, turn_done_cb, NULL);
+  g_autoptr(JsonObject) message = json_object_new ();
+
+  self->turn_id = 0;
+  send_request (self, "turn", message, task);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 registered (NatkitRendezvous *self,
             JsonObject       *reply)
@@ -1442,6 +1532,7 @@ registered (NatkitRendezvous *self,
   self->ping_id = g_timeout_add_seconds (PING_INTERVAL_S, ping_cb, self);
   if (self->reserve)
     send_reserve (self);
+  take_turn_credentials (self, reply);
 
   complete_waiters (self, NULL);
 }

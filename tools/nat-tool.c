@@ -106,6 +106,17 @@ make_manager (CommonOptions  *common,
     config = natkit_config_load_default (error);
   if (config == NULL)
     return NULL;
+  /* servers named on the command line replace the configured ones */
+  if (common->stun)
+    natkit_config_set_stun_servers (config, (const char * const *) common->stun);
+  if (common->turn)
+    {
+      natkit_config_clear_turn_servers (config);
+      for (guint i = 0; common->turn[i]; i++)
+        if (!natkit_config_add_turn_server (config, common->turn[i], common->turn_user,
+                                            common->turn_password, NULL, error))
+          return NULL;
+    }
   return natkit_manager_new_with_config (config);
 }
 
@@ -261,14 +272,11 @@ cmd_id (CommonOptions  *common,
 
 /* nat-tool detect */
 
-static char **detect_servers;
 static double detect_timeout = 0;
 static gboolean detect_lifetime;
 static char *detect_gateway;
 
 static const GOptionEntry detect_entries[] = {
-  { "stun", 0, 0, G_OPTION_ARG_STRING_ARRAY, &detect_servers,
-    "Ask this STUN server (repeatable; default: the configured ones)", "HOST[:PORT]" },
   { "timeout", 0, 0, G_OPTION_ARG_DOUBLE, &detect_timeout,
     "Give up after SECONDS (default 5; 300 with --lifetime)", "SECONDS" },
   { "lifetime", 0, 0, G_OPTION_ARG_NONE, &detect_lifetime,
@@ -346,7 +354,7 @@ cmd_detect (CommonOptions  *common,
   if (detect_gateway != NULL)
     natkit_config_set_gateway (natkit_manager_get_config (manager), detect_gateway);
   g_signal_connect (manager, "detect-progress", G_CALLBACK (detect_progress_cb), common);
-  natkit_manager_detect_nat_async (manager, (const char * const *) detect_servers,
+  natkit_manager_detect_nat_async (manager, (const char * const *) common->stun,
                                    (guint) (detect_timeout * 1000),
                                    detect_lifetime ? NATKIT_DETECT_BINDING_LIFETIME :
                                                      NATKIT_DETECT_NONE,
@@ -1015,49 +1023,49 @@ static const Command commands[] = {
     "Lists every plugin file found in the folders of NATKIT_PLUGIN_PATH and in\n"
     "natkit's plugin folder: loaded ones by rank (highest first), then the\n"
     "disabled and failed ones with the reason.",
-    cmd_plugins, NULL },
+    cmd_plugins, NULL, FALSE },
   { "id", "", "Show this node's peer ID (creating the identity on first use)",
     "Prints the peer ID other peers use to reach this node. The identity key is\n"
     "created on first use beside the configuration file, readable only by you.",
-    cmd_id, NULL },
+    cmd_id, NULL, FALSE },
   { "detect", "", "Find out what your network and NAT allow (RFC 5780)",
     "Asks STUN servers how your NAT maps and filters UDP, whether it hairpins,\n"
     "and what your public address is. Servers with two addresses (RFC 5780)\n"
     "give the full picture; with one, the tests that cannot run are listed.",
-    cmd_detect, detect_entries },
+    cmd_detect, detect_entries, TRUE },
   { "map", "PROTOCOL PORT", "Make a local port reachable from outside (UPnP-IGD, NAT-PMP, PCP)",
     "Asks the gateway to forward PROTOCOL (udp or tcp) PORT of this host, prints\n"
     "the public address and port, keeps the mapping renewed, and removes it on\n"
     "Ctrl+C or SIGTERM. With --json, the mapping is a JSON object on stdout and\n"
     "later events (renewed, changed, lost) are JSON lines on stderr.",
-    cmd_map, map_entries },
+    cmd_map, map_entries, FALSE },
   { "unmap", "--all", "Remove port mappings that stopped processes left behind",
     "Deletes, on their gateways, the mappings recorded in natkit's state folder\n"
     "by processes that are no longer running (after a crash or a kill).",
-    cmd_unmap, unmap_entries },
+    cmd_unmap, unmap_entries, FALSE },
   { "listen", "--server HOST:PORT", "Accept connections from peers (through a natkit-server)",
     "Registers at the natkit-server, prints this node's peer address on stderr,\n"
     "and accepts connections: each incoming stream is copied to stdout, or with\n"
     "--exec connected to a command's stdin and stdout. Runs until Ctrl+C.",
-    cmd_listen, listen_entries },
+    cmd_listen, listen_entries, TRUE },
   { "connect", "PEER-ADDRESS", "Connect to a peer: stdin → peer, peer → stdout",
     "Connects to PEER-ID@HOST:PORT (as “nat-tool listen” prints it) by the best\n"
     "method that works, securely (the peer's key must match its ID), and copies\n"
     "stdin to the peer and what the peer sends to stdout. How it connected goes\n"
     "to stderr (with --json as JSON events, one per line).",
-    cmd_connect, connect_entries },
+    cmd_connect, connect_entries, TRUE },
   { "history", "", "Show which methods worked with which peers",
     "Prints what natkit remembers of past connections, per peer and method:\n"
     "how often it worked and failed, how fast it connected, and the last\n"
     "failure's reason. The next connect to a peer starts with what worked last.",
-    cmd_history, NULL },
+    cmd_history, NULL, FALSE },
   { "demo", "", "Connect two peers across NATs and show how",
     "Starts a natkit-server and two peers in this process and connects them:\n"
     "through the NAT lab when run as root (namespaces behind real NATs), else\n"
     "over loopback. Shows each step and how the connection was made.",
-    cmd_demo, demo_entries },
+    cmd_demo, demo_entries, FALSE },
   { "version", "", "Show the version",
-    NULL, cmd_version, NULL },
+    NULL, cmd_version, NULL, FALSE },
 };
 
 static void
@@ -1084,12 +1092,24 @@ int
 main (int    argc,
       char **argv)
 {
-  CommonOptions common = { FALSE, NULL };
+  CommonOptions common = { FALSE, NULL, NULL, NULL, NULL, NULL };
   const GOptionEntry common_entries[] = {
     { "json", 0, 0, G_OPTION_ARG_NONE, &common.json,
       "Machine-readable output (JSON)", NULL },
     { "config", 0, 0, G_OPTION_ARG_FILENAME, &common.config_file,
       "Use FILE instead of $XDG_CONFIG_HOME/natkit/config.json", "FILE" },
+    G_OPTION_ENTRY_NULL
+  };
+  const GOptionEntry server_entries[] = {
+    { "stun", 0, 0, G_OPTION_ARG_STRING_ARRAY, &common.stun,
+      "Use this STUN server (repeatable; instead of the configured ones)", "HOST[:PORT]" },
+    { "turn", 0, 0, G_OPTION_ARG_STRING_ARRAY, &common.turn,
+      "Use this TURN server (repeatable; instead of the configured ones), "
+      "as turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT]", "URI" },
+    { "turn-user", 0, 0, G_OPTION_ARG_STRING, &common.turn_user,
+      "The user name for the --turn servers", "USER" },
+    { "turn-password", 0, 0, G_OPTION_ARG_STRING, &common.turn_password,
+      "The password for the --turn servers", "PASSWORD" },
     G_OPTION_ENTRY_NULL
   };
   g_autoptr(GOptionContext) context = NULL;
@@ -1151,6 +1171,8 @@ main (int    argc,
   g_option_context_add_main_entries (context, common_entries, NULL);
   if (command->entries)
     g_option_context_add_main_entries (context, command->entries, NULL);
+  if (command->servers)
+    g_option_context_add_main_entries (context, server_entries, NULL);
 
   /* Drop the command name so the parser sees only its options. */
   argv[1] = argv[0];
@@ -1163,7 +1185,25 @@ main (int    argc,
       return EXIT_USAGE;
     }
 
+  if ((common.turn_user || common.turn_password) && !common.turn)
+    {
+      g_printerr ("nat-tool %s: --turn-user and --turn-password go with --turn URI "
+                  "(the TURN server they are for)\n", command->name);
+      return EXIT_USAGE;
+    }
+  if (common.turn && (!common.turn_user || !common.turn_password))
+    {
+      g_printerr ("nat-tool %s: --turn needs --turn-user and --turn-password "
+                  "(for REST credentials from a shared secret, put the server in "
+                  "config.json with \"secret\")\n", command->name);
+      return EXIT_USAGE;
+    }
+
   status = command->func (&common, argc, argv);
   g_free (common.config_file);
+  g_strfreev (common.stun);
+  g_strfreev (common.turn);
+  g_free (common.turn_user);
+  g_free (common.turn_password);
   return status;
 }

@@ -14,6 +14,11 @@ typedef struct
 {
   gboolean  json;
   char     *config_file;
+  /* connect, listen, detect: servers named on the command line */
+  char    **stun;
+  char    **turn;
+  char     *turn_user;
+  char     *turn_password;
 } CommonOptions;
 
 typedef int (*CommandFunc) (CommonOptions *common,
@@ -28,6 +33,7 @@ typedef struct
   const char  *description;
   CommandFunc  func;
   const GOptionEntry *entries;
+  gboolean     servers;   /* takes --stun, --turn, --turn-user, --turn-password */
 } Command;
 
 void           print_json     (JsonBuilder    *builder);

@@ -128,6 +128,29 @@ class NatToolTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("--stun", json.loads(r.stdout)["error"]["message"])
 
+    def test_server_options(self):
+        # --turn needs its credentials, and they need a --turn
+        for cmd in ("connect", "listen", "detect"):
+            r = self.run_tool(cmd, "--turn", "turn:127.0.0.1")
+            self.assertEqual(r.returncode, 2, cmd)
+            self.assertIn("--turn-user", r.stderr)
+            r = self.run_tool(cmd, "--turn-user", "alice", "--turn-password", "x")
+            self.assertEqual(r.returncode, 2, cmd)
+            self.assertIn("go with --turn", r.stderr)
+        # only where servers are used
+        r = self.run_tool("plugins", "--turn", "turn:127.0.0.1")
+        self.assertEqual(r.returncode, 2)
+        # a URI that is not a TURN URI: says how to write one
+        r = self.run_tool("detect", "--json", "--stun", "127.0.0.5:34799",
+                          "--turn", "stun:127.0.0.1", "--turn-user", "a",
+                          "--turn-password", "b")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("RFC 7065", json.loads(r.stdout)["error"]["message"])
+        for cmd in ("connect", "listen", "detect"):
+            r = self.run_tool(cmd, "--help")
+            for opt in ("--stun", "--turn", "--turn-user", "--turn-password"):
+                self.assertIn(opt, r.stdout, cmd)
+
     def test_detect_unreachable(self):
         # Nothing listens there (UDP or TCP): a clear error within the timeout.
         r = self.run_tool("detect", "--stun", "127.0.0.5:34799", "--timeout", "1", "--json")

@@ -10,6 +10,7 @@ STUN. Nothing is sent anywhere but 127.0.0.1.
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import random
@@ -898,6 +899,49 @@ class CommandLineTest(unittest.TestCase):
             r = self.run_server("--listen", "%s:0" % HOST, "--udp-port", str(port))
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("%s:%d" % (HOST, port), r.stderr)
+
+    def test_turn_options(self):
+        with tempfile.NamedTemporaryFile("w") as secret, \
+             tempfile.NamedTemporaryFile("w") as empty:
+            secret.write("lab-secret\n")
+            secret.flush()
+            for args in (("--turn-uri", "turn:127.0.0.1"),
+                         ("--turn-secret-file", secret.name),
+                         ("--turn-uri", "stun:127.0.0.1", "--turn-secret-file", secret.name),
+                         ("--turn-uri", "turn:127.0.0.1", "--turn-secret-file", secret.name,
+                          "--turn-ttl", "5")):
+                r = self.run_server("--listen", "%s:0" % HOST, *args)
+                self.assertEqual(r.returncode, 2, (args, r.stderr))
+                self.assertIn("--turn", r.stderr)
+            r = self.run_server("--listen", "%s:0" % HOST, "--turn-uri", "turn:127.0.0.1",
+                                "--turn-secret-file", empty.name)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("empty", r.stderr)
+            # the register result carries REST credentials: EXPIRY:PEER-ID and
+            # base64(HMAC-SHA1(secret, username)); "turn" asks for fresh ones
+            server = Server("--turn-uri", "turns:127.0.0.1:5349", "--turn-uri",
+                            "turn:127.0.0.1?transport=tcp", "--turn-secret-file",
+                            secret.name, "--turn-ttl", "600")
+            try:
+                c = Conn(server.tls_port)
+                peer = Peer()
+                now = time.time()
+                r = c.register(peer)
+                self.assertEqual([t["uri"] for t in r["turn"]],
+                                 ["turns:127.0.0.1:5349", "turn:127.0.0.1?transport=tcp"])
+                for t in r["turn"]:
+                    expiry, who = t["username"].split(":", 1)
+                    self.assertEqual(who, peer.id)
+                    self.assertTrue(now + 599 <= int(expiry) <= now + 605)
+                    self.assertEqual(t["ttl"], 600)
+                    mac = hmac.new(b"lab-secret", t["username"].encode(), hashlib.sha1)
+                    self.assertEqual(t["password"], base64.b64encode(mac.digest()).decode())
+                again = c.request({"type": "turn"})
+                self.assertEqual(again["type"], "result")
+                self.assertEqual(len(again["turn"]), 2)
+                c.close()
+            finally:
+                self.assertEqual(server.stop(), 0, server.stderr())
 
     def test_stun_port2(self):
         # by default the UDP port + 1; 0 turns it off; taken: an error that

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <locale.h>
+#include <string.h>
 
 #include <glib/gstdio.h>
 
@@ -67,6 +68,42 @@ test_full (void)
                                                      &user, &pass, &secret));
   g_assert_cmpstr (secret, ==, "s3cret");
   g_assert_false (natkit_config_get_turn_credentials (config, "turn:other", NULL, NULL, NULL));
+
+  /* added in code (nat-tool --turn): after the file's, same URI replaced */
+  g_clear_pointer (&user, g_free);
+  g_clear_pointer (&pass, g_free);
+  g_clear_pointer (&secret, g_free);
+  g_assert_true (natkit_config_add_turn_server (config, "turns:turn.example.org", "bob",
+                                                "pw2", NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (natkit_config_add_turn_server (config, "turn:203.0.113.5:3479", NULL,
+                                                NULL, "s", &error));
+  g_assert_cmpstrv (natkit_config_get_turn_uris (config),
+                    ((const char *[]) { "turn:turn.example.org?transport=tcp",
+                                        "turns:turn.example.org",
+                                        "turn:203.0.113.5:3479", NULL }) );
+  g_assert_true (natkit_config_get_turn_credentials (config, "turns:turn.example.org",
+                                                     &user, &pass, &secret));
+  g_assert_cmpstr (user, ==, "bob");
+  g_assert_null (secret);
+  g_assert_false (natkit_config_add_turn_server (config, "stun:x.example.org", "a", "b",
+                                                 NULL, &error));
+  g_assert_error (error, NATKIT_ERROR, NATKIT_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "RFC 7065"));
+  g_clear_error (&error);
+  g_assert_false (natkit_config_add_turn_server (config, "turn:x.example.org", "a", NULL,
+                                                 NULL, &error));
+  g_assert_error (error, NATKIT_ERROR, NATKIT_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  natkit_config_clear_turn_servers (config);
+  g_assert_cmpstrv (natkit_config_get_turn_uris (config), ((const char *[]) { NULL }));
+
+  /* TURN REST credentials (vector computed with Python's hmac module) */
+  g_clear_pointer (&user, g_free);
+  g_clear_pointer (&pass, g_free);
+  natkit_turn_rest_credentials ("north", "alice", 1700000000, &user, &pass);
+  g_assert_cmpstr (user, ==, "1700000000:alice");
+  g_assert_cmpstr (pass, ==, "Cd/49soE35ICqcJF/bCTn8Z4OyE=");
 
   g_assert_true (natkit_config_get_plugin_rank (config, "relay", &rank));
   g_assert_cmpint (rank, ==, NATKIT_RANK_PRIMARY + 1);

@@ -355,6 +355,47 @@ test_history_ranks (Fixture       *f,
   g_clear_object (&p.incoming);
 }
 
+/* natkit-server hands out TURN REST credentials; the manager's settings
+ * gain the server with them (what the TURN and ICE plugins read) */
+static void
+test_turn_credentials (Fixture       *f,
+                       gconstpointer  data)
+{
+  static const char * const uris[] = { "turn:127.0.0.1:3478?transport=tcp",
+                                       "turns:127.0.0.1:5349", NULL };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(NatkitConfig) config = natkit_config_new ();
+  g_autoptr(NatkitManager) manager = natkit_manager_new_with_config (config);
+  g_autoptr(NatkitIdentity) id = natkit_identity_new_ephemeral (&error);
+  g_autofree char *user = NULL, *password = NULL, *secret = NULL;
+  g_autofree char *expected_user = NULL, *expected_password = NULL;
+  g_auto(GStrv) parts = NULL;
+  gint64 now = g_get_real_time () / G_USEC_PER_SEC, expiry;
+  NatkitRendezvous *rendezvous;
+
+  natkit_server_set_turn (f->server, uris, "lab-secret", 7200);
+  natkit_manager_set_identity (manager, id);
+  rendezvous = natkit_manager_get_rendezvous (manager, f->address, &error);
+  g_assert_no_error (error);
+  register_at (f, rendezvous);
+  g_assert_no_error (f->error);
+
+  g_assert_cmpstrv (natkit_config_get_turn_uris (config), uris);
+  g_assert_true (natkit_config_get_turn_credentials (config, uris[1], &user, &password,
+                                                     &secret));
+  g_assert_null (secret);
+  /* EXPIRY:PEER-ID, valid for the TTL, keyed with the shared secret */
+  parts = g_strsplit (user, ":", 2);
+  g_assert_cmpstr (parts[1], ==, natkit_identity_get_peer_id (id));
+  expiry = g_ascii_strtoll (parts[0], NULL, 10);
+  g_assert_cmpint (expiry, >=, now + 7200);
+  g_assert_cmpint (expiry, <=, now + 7200 + 5);
+  natkit_turn_rest_credentials ("lab-secret", parts[1], expiry, &expected_user,
+                                &expected_password);
+  g_assert_cmpstr (user, ==, expected_user);
+  g_assert_cmpstr (password, ==, expected_password);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -375,6 +416,8 @@ main (int    argc,
               fixture_set_up, test_connect_holepunch, fixture_tear_down);
   g_test_add ("/natkit/rendezvous/connect-prefers-direct", Fixture, NULL,
               fixture_set_up, test_connect_prefers_direct, fixture_tear_down);
+  g_test_add ("/natkit/rendezvous/turn-credentials", Fixture, NULL,
+              fixture_set_up, test_turn_credentials, fixture_tear_down);
   g_test_add ("/natkit/rendezvous/history-ranks", Fixture, NULL,
               fixture_set_up, test_history_ranks, fixture_tear_down);
 

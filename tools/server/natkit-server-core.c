@@ -137,6 +137,9 @@ struct _NatkitServer
   GSource            *udp_source;
   gboolean            stun2_enabled;   /* a second UDP port, STUN only */
   guint16             stun2_port;
+  GStrv               turn_uris;      /* handed out with REST credentials */
+  char               *turn_secret;
+  guint               turn_ttl;       /* s */
   GSocket            *stun2;
   GSource            *stun2_source;
   guint               sweep_id;
@@ -685,6 +688,34 @@ rate_ok (Conn *conn)
   return TRUE;
 }
 
+
+/* TURN REST credentials for @peer_id on every TURN server this server
+ * shares a secret with (docs/deployment.md): coturn's use-auth-secret
+ * checks them, nothing is stored here. */
+static JsonArray *
+turn_servers_for (NatkitServer *self,
+                  const char   *peer_id)
+{
+  JsonArray *array = json_array_new ();
+  g_autofree char *username = NULL;
+  g_autofree char *password = NULL;
+
+  natkit_turn_rest_credentials (self->turn_secret, peer_id,
+                                g_get_real_time () / G_USEC_PER_SEC + self->turn_ttl,
+                                &username, &password);
+  for (guint i = 0; self->turn_uris[i]; i++)
+    {
+      JsonObject *server = json_object_new ();
+
+      json_object_set_string_member (server, "uri", self->turn_uris[i]);
+      json_object_set_string_member (server, "username", username);
+      json_object_set_string_member (server, "password", password);
+      json_object_set_int_member (server, "ttl", self->turn_ttl);
+      json_array_add_object_element (array, server);
+    }
+  return array;
+}
+
 static void
 handle_register (Conn       *conn,
                  gint64      id,
@@ -761,6 +792,8 @@ handle_register (Conn       *conn,
   json_object_set_int_member (reply, "udp_port", self->udp_port);
   if (self->stun2)
     json_object_set_int_member (reply, "stun_port2", self->stun2_port);
+  if (self->turn_uris)
+    json_object_set_array_member (reply, "turn", turn_servers_for (self, peer_id));
   json_object_set_object_member (reply, "limits", limits_object (self));
   send_json (conn, reply);
 }
@@ -1058,6 +1091,16 @@ handle_control (Conn         *conn,
       reply = result_for (id);
       json_object_set_int_member (reply, "expires_in", self->limits.reservation_ttl);
       json_object_set_object_member (reply, "limits", limits_object (self));
+      send_json (conn, reply);
+    }
+  else if (g_str_equal (type, "turn"))
+    {
+      g_autoptr(JsonObject) reply = result_for (id);
+
+      /* fresh credentials before the last ones expire */
+      json_object_set_array_member (reply, "turn",
+                                    self->turn_uris ? turn_servers_for (self, conn->peer_id) :
+                                                      json_array_new ());
       send_json (conn, reply);
     }
   else if (g_str_equal (type, "unreserve"))
@@ -1946,6 +1989,10 @@ natkit_server_finalize (GObject *object)
   g_clear_pointer (&self->closed, g_array_unref);
   g_clear_object (&self->certificate);
   g_free (self->fingerprint);
+  g_strfreev (self->turn_uris);
+  if (self->turn_secret)
+    memset (self->turn_secret, 0, strlen (self->turn_secret));
+  g_free (self->turn_secret);
   g_free (self->host);
   g_free (self->read_buffer);
 
@@ -2289,6 +2336,26 @@ guint16
 natkit_server_get_stun_port2 (NatkitServer *self)
 {
   return self->stun2 ? self->stun2_port : 0;
+}
+
+/* Hands TURN REST credentials (valid @ttl seconds) for @uris to every
+ * registered peer; %NULL @uris stops. */
+void
+natkit_server_set_turn (NatkitServer       *self,
+                        const char * const *uris,
+                        const char         *secret,
+                        guint               ttl)
+{
+  g_return_if_fail (uris == NULL || secret != NULL);
+
+  g_clear_pointer (&self->turn_uris, g_strfreev);
+  g_clear_pointer (&self->turn_secret, g_free);
+  if (uris && uris[0])
+    {
+      self->turn_uris = g_strdupv ((char **) uris);
+      self->turn_secret = g_strdup (secret);
+      self->turn_ttl = MAX (ttl, 60);
+    }
 }
 
 const char *

@@ -44,6 +44,10 @@ guint16       natkit_server_get_udp_port    (NatkitServer             *self);
 void          natkit_server_set_stun_port2  (NatkitServer             *self,
                                              guint16                   port);
 guint16       natkit_server_get_stun_port2  (NatkitServer             *self);
+void          natkit_server_set_turn        (NatkitServer             *self,
+                                             const char * const       *uris,
+                                             const char               *secret,
+                                             guint                     ttl);
 const char   *natkit_server_get_fingerprint (NatkitServer             *self);
 guint         natkit_server_get_n_peers     (NatkitServer             *self);
 guint         natkit_server_get_n_circuits  (NatkitServer             *self);

@@ -33,6 +33,9 @@ static int opt_reservation_ttl = -1;
 static int opt_max_peers = -1;
 static int opt_max_reservations = -1;
 static int opt_max_control_rate = -1;
+static char **opt_turn_uris = NULL;
+static char *opt_turn_secret_file = NULL;
+static int opt_turn_ttl = 86400;
 
 static const GOptionEntry entries[] = {
   { "listen", 'l', 0, G_OPTION_ARG_STRING, &opt_listen,
@@ -64,6 +67,14 @@ static const GOptionEntry entries[] = {
     "Relay reservations at most (default 100000)", "N" },
   { "max-control-rate", 0, 0, G_OPTION_ARG_INT, &opt_max_control_rate,
     "Control messages per second per connection (default 50, bursts of 100)", "N" },
+  { "turn-uri", 0, 0, G_OPTION_ARG_STRING_ARRAY, &opt_turn_uris,
+    "A TURN server (repeatable) that shares --turn-secret-file: registered peers get "
+    "time-limited credentials for it (TURN REST API, coturn's use-auth-secret)", "URI" },
+  { "turn-secret-file", 0, 0, G_OPTION_ARG_FILENAME, &opt_turn_secret_file,
+    "The file holding the secret shared with the TURN servers (coturn's static-auth-secret)",
+    "FILE" },
+  { "turn-ttl", 0, 0, G_OPTION_ARG_INT, &opt_turn_ttl,
+    "Seconds the TURN credentials stay valid (default 86400; peers ask again before)", "S" },
   { "json", 0, 0, G_OPTION_ARG_NONE, &opt_json,
     "Print one JSON line on stdout when ready", NULL },
   { "version", 0, 0, G_OPTION_ARG_NONE, &opt_version, "Show the version", NULL },
@@ -159,6 +170,7 @@ main (int    argc,
   g_autoptr(GMainLoop) loop = NULL;
   g_autoptr(NatkitServer) server = NULL;
   g_autofree char *host = NULL;
+  g_autofree char *turn_secret = NULL;
   NatkitServerLimits limits;
   guint16 port = 7000;
   Run run = { NULL, NULL, FALSE };
@@ -233,6 +245,42 @@ main (int    argc,
       return 2;
     }
 
+  if ((opt_turn_uris != NULL) != (opt_turn_secret_file != NULL))
+    {
+      g_printerr ("natkit-server: --turn-uri and --turn-secret-file go together "
+                  "(the TURN servers and the secret they share)\n");
+      return 2;
+    }
+  if (opt_turn_ttl < 60 || opt_turn_ttl > 30 * 86400)
+    {
+      g_printerr ("natkit-server: --turn-ttl must be 60 to 2592000 seconds\n");
+      return 2;
+    }
+  for (guint i = 0; opt_turn_uris && opt_turn_uris[i]; i++)
+    if (!g_str_has_prefix (opt_turn_uris[i], "turn:") &&
+        !g_str_has_prefix (opt_turn_uris[i], "turns:"))
+      {
+        g_printerr ("natkit-server: --turn-uri “%s” is not a TURN URI: write "
+                    "turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT]\n",
+                    opt_turn_uris[i]);
+        return 2;
+      }
+  if (opt_turn_secret_file)
+    {
+      if (!g_file_get_contents (opt_turn_secret_file, &turn_secret, NULL, &error))
+        {
+          g_printerr ("natkit-server: cannot read the TURN secret: %s\n", error->message);
+          return 1;
+        }
+      g_strstrip (turn_secret);
+      if (*turn_secret == '\0')
+        {
+          g_printerr ("natkit-server: the TURN secret file %s is empty\n",
+                      opt_turn_secret_file);
+          return 1;
+        }
+    }
+
   certificate = load_or_generate_certificate (&error);
   if (!certificate)
     {
@@ -253,6 +301,9 @@ main (int    argc,
       natkit_server_set_stun_port2 (server, opt_stun_port2 > 0 ? (guint16) opt_stun_port2 :
                                             udp > 0 && udp < 65535 ? (guint16) (udp + 1) : 0);
     }
+  if (opt_turn_uris)
+    natkit_server_set_turn (server, (const char * const *) opt_turn_uris, turn_secret,
+                            (guint) opt_turn_ttl);
   if (!natkit_server_start (server, &error))
     {
       g_printerr ("natkit-server: %s\n", error->message);
