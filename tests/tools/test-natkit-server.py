@@ -942,6 +942,7 @@ class CommandLineTest(unittest.TestCase):
                 c.close()
             finally:
                 self.assertEqual(server.stop(), 0, server.stderr())
+                server.log.close()
 
     def test_stun_port2(self):
         # by default the UDP port + 1; 0 turns it off; taken: an error that
