@@ -248,6 +248,7 @@ typedef struct
   GSource            *cancel;
   gboolean            waiting;       /* in Offers.waiting */
   char               *udp_error;
+  gboolean            udp_blocked;   /* our NAT detection got no UDP answer */
   gboolean            done;
 } OpenOp;
 
@@ -603,6 +604,13 @@ op_got_circuit (GTask              *task,
       start_tls (task);
       return;
     }
+  if (op->udp_blocked)
+    {
+      /* no point waiting out the UDP budget on a network without UDP */
+      op->udp_error = g_strdup ("this network blocks UDP (NAT detection)");
+      start_tls (task);
+      return;
+    }
 
   op->step = "binding the circuit over UDP";
   natkit_relay_udp_bind_async (natkit_relay_circuit_get_server_host (circuit), udp_port, id,
@@ -713,6 +721,12 @@ natkit_relay_open_path_async (NatkitTraversal        *traversal,
   op->tag = g_strdup (session_id != NULL ? session_id : "");
   op->role = natkit_traversal_request_get_role (request);
   op->timeout_ms = natkit_traversal_request_get_timeout (request);
+  {
+    NatkitNatInfo *info = natkit_traversal_request_get_local_nat_info (request);
+
+    op->udp_blocked = info != NULL &&
+                      natkit_nat_info_get_nat_type (info) == NATKIT_NAT_TYPE_UDP_BLOCKED;
+  }
   op->cancellable = g_cancellable_new ();
   g_task_set_task_data (task, op, open_op_free);
 
