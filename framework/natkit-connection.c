@@ -123,7 +123,7 @@ struct _NatkitConnection
   gint64                 last_ping;
   guint64                probe_sent;
   guint64                probe_received;
-  guint64                ping_received;    /* the path's bytes in when the last ping left */
+  guint64                ping_records;     /* the session's records in over the path when the last ping left */
   char                  *lost;             /* the method of the path lost */
   char                  *lost_why;
   gulong                 path_closed_id;
@@ -685,12 +685,14 @@ keepalive_cb (gpointer user_data)
   if (now - self->last_ping < (gint64) interval * 1000)
     return G_SOURCE_CONTINUE;
 
-  if (self->ping_outstanding && received != self->ping_received)
+  if (self->ping_outstanding &&
+      _natkit_session_get_records_on_path (self->session) != self->ping_records)
     {
       /* no answer yet, but the peer's records keep coming over this path:
        * it lives, the answer waits behind data (a relay's queue under a
        * bulk transfer); counting it would move a busy connection off a
-       * working path again and again */
+       * working path again and again. Only records that authenticate
+       * count: bytes a third host sends to the path's port prove nothing. */
       self->missed = 0;
     }
   else if (self->ping_outstanding)
@@ -714,7 +716,7 @@ keepalive_cb (gpointer user_data)
       set_state (self, NATKIT_CONNECTION_STATE_DEGRADED, why);
     }
   self->last_ping = now;
-  self->ping_received = received;
+  self->ping_records = _natkit_session_get_records_on_path (self->session);
   self->ping_outstanding = TRUE;
   _natkit_session_ping (self->session);
   return G_SOURCE_CONTINUE;
@@ -729,7 +731,7 @@ start_probing (NatkitConnection *self)
   self->last_ping = g_get_monotonic_time ();
   self->probe_sent = self->path ? natkit_path_get_bytes_sent (self->path) : 0;
   self->probe_received = self->path ? natkit_path_get_bytes_received (self->path) : 0;
-  self->ping_received = self->probe_received;
+  self->ping_records = _natkit_session_get_records_on_path (self->session);
   _natkit_session_ping (self->session);
   self->keepalive_id = g_timeout_add (MIN (PROBE_ACTIVE_MS / 2, self->keepalive_ms),
                                       keepalive_cb, self);

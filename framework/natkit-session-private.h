@@ -36,6 +36,7 @@ void           _natkit_session_handshake_async   (NatkitSession       *self,
 gboolean       _natkit_session_handshake_finish  (NatkitSession       *self,
                                                   GAsyncResult        *result,
                                                   GError             **error);
+guint64        _natkit_session_get_records_on_path (NatkitSession *self);
 NatkitPath    *_natkit_session_get_path          (NatkitSession       *self);
 void           _natkit_session_set_path          (NatkitSession       *self,
                                                   NatkitPath          *path);

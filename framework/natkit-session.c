@@ -163,6 +163,7 @@ struct _NatkitSession
 
   NatkitPath       *path;           /* the current path */
   guint64           records_in;     /* authenticated records received */
+  guint64           records_on_path; /* … of them, over the current path */
   GPtrArray        *links;          /* PathLink */
 
   /* the handshake */
@@ -666,7 +667,16 @@ path_received_cb (NatkitPath *path,
       g_object_unref (from);
       return;
     }
-  process_incoming (self);
+  {
+    gboolean on_path = link->path == self->path;
+    guint64 before = self->records_in;
+
+    g_object_ref (self);
+    process_incoming (self);
+    if (on_path)
+      self->records_on_path += self->records_in - before;
+    g_object_unref (self);
+  }
 }
 
 static void
@@ -1116,6 +1126,15 @@ _natkit_session_add_path (NatkitSession *self,
  *
  * Returns: (transfer none) (nullable): the path records are sent on
  */
+/* Records that authenticated after arriving over the current path (the
+ * path it was when they came): proof the peer still answers there, which
+ * path bytes alone are not (anyone can send to a UDP port). */
+guint64
+_natkit_session_get_records_on_path (NatkitSession *self)
+{
+  return self->records_on_path;
+}
+
 NatkitPath *
 _natkit_session_get_path (NatkitSession *self)
 {

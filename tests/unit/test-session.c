@@ -392,6 +392,55 @@ test_ping (Fixture       *f,
   g_signal_handlers_disconnect_by_data (f->a, &rtt);
 }
 
+/* What the connection's probes trust while a ping is unanswered: records
+ * that authenticate over the path, not whatever arrives on its port. */
+static void
+test_records_on_path (Fixture       *f,
+                      gconstpointer  data)
+{
+  g_autoptr(GPtrArray) at_b = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  g_autoptr(GRand) rand = g_rand_new_with_seed (7);
+  g_autoptr(GBytes) hello = g_bytes_new_static ("hello", 5);
+  g_autoptr(GError) error = NULL;
+  guint64 before;
+
+  g_test_summary ("Junk sent to a session's path does not count as the peer "
+                  "answering there; its authenticated records do");
+
+  establish (f);
+  g_signal_connect (f->b, "datagram-received", G_CALLBACK (collect_cb), at_b);
+  run_for (50);
+  before = _natkit_session_get_records_on_path (f->b);
+
+  for (guint i = 0; i < 200; i++)
+    {
+      guint8 junk[100];
+      g_autoptr(GBytes) datagram = NULL;
+
+      for (gsize j = 0; j < sizeof junk; j++)
+        junk[j] = g_rand_int_range (rand, 0, 256);
+      /* an application-data record of epoch 1, by its header */
+      junk[0] = 23;
+      junk[1] = 0xfe;
+      junk[2] = 0xfd;
+      junk[3] = 0;
+      junk[4] = 1;
+      junk[11] = 0;
+      junk[12] = sizeof junk - 13;
+      datagram = g_bytes_new (junk, sizeof junk);
+      test_memory_path_inject (f->pb, datagram);
+    }
+  run_for (50);
+  g_assert_cmpuint (_natkit_session_get_records_on_path (f->b), ==, before);
+  g_assert_true (natkit_path_get_bytes_received (NATKIT_PATH (f->pb)) > 0);
+
+  g_assert_true (_natkit_session_send_datagram (f->a, hello, &error));
+  g_assert_no_error (error);
+  while (at_b->len < 1)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpuint (_natkit_session_get_records_on_path (f->b), ==, before + 1);
+}
+
 static void
 test_unknown_and_garbage (Fixture       *f,
                           gconstpointer  data)
@@ -1102,6 +1151,7 @@ main (int    argc,
   ADD ("stream/loss", test_stream_loss);
   ADD ("stream/path-swap", test_stream_path_swap);
   ADD ("stream/outage", test_stream_outage);
+  ADD ("records-on-path", test_records_on_path);
   ADD ("stream/reader-gone", test_stream_reader_gone);
   ADD ("path-lost", test_path_lost);
   ADD ("close", test_close);
