@@ -1671,6 +1671,31 @@ natkit_connection_dup_explanation (NatkitConnection *self)
 }
 
 /**
+ * natkit_connection_is_relayed:
+ * @self: a #NatkitConnection
+ *
+ * Whether the current path goes through a relay (natkit-server's relay,
+ * TURN) rather than straight to the peer, as the method's plugin says
+ * (%NATKIT_COST_RELAYED). It changes with the path: read it again on
+ * [signal@Natkit.Connection::path-changed] or
+ * #GObject::notify for [property@Natkit.Connection:method];
+ * [method@Natkit.Connection.dup_explanation] says why in words.
+ *
+ * Returns: %TRUE when the data is relayed, %FALSE when the path is direct
+ *   (or mapped) or while the connection has no path
+ */
+gboolean
+natkit_connection_is_relayed (NatkitConnection *self)
+{
+  g_return_val_if_fail (NATKIT_IS_CONNECTION (self), FALSE);
+  if (!self->path || !self->connector)
+    return FALSE;
+  return _natkit_connector_method_cost (self->connector,
+                                        natkit_path_get_method (self->path)) ==
+         NATKIT_COST_RELAYED;
+}
+
+/**
  * natkit_connection_get_local_address:
  * @self: a #NatkitConnection
  *

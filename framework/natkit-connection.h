@@ -77,5 +77,7 @@ NATKIT_AVAILABLE_IN_ALL
 NatkitNatInfo *natkit_connection_get_remote_nat_info (NatkitConnection *self);
 NATKIT_AVAILABLE_IN_ALL
 char          *natkit_connection_dup_explanation     (NatkitConnection *self);
+NATKIT_AVAILABLE_IN_ALL
+gboolean       natkit_connection_is_relayed          (NatkitConnection *self);
 
 G_END_DECLS

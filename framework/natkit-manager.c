@@ -38,10 +38,9 @@
  * when a method fails, collecting each failure for the final error.
  */
 
-/* the registry of live connections (below) */
-#define NATKIT_TYPE_CONNECTION_LIST (natkit_connection_list_get_type ())
-G_DECLARE_FINAL_TYPE (NatkitConnectionList, natkit_connection_list, NATKIT,
-                      CONNECTION_LIST, GObject)
+/* the registries of live connections and port mappings (below) */
+#define NATKIT_TYPE_LIVE_LIST (natkit_live_list_get_type ())
+G_DECLARE_FINAL_TYPE (NatkitLiveList, natkit_live_list, NATKIT, LIVE_LIST, GObject)
 
 struct _NatkitManager
 {
@@ -56,46 +55,52 @@ struct _NatkitManager
   NatkitNatInfo   *nat_info;      /* the newest detection, or NULL */
   gint64           nat_detected;  /* when, Unix time */
   gboolean         nat_loaded;    /* nat.json was read */
-  NatkitConnectionList *connections;
+  NatkitLiveList  *connections;   /* NatkitConnection */
+  NatkitLiveList  *port_mappings; /* NatkitPortMapping */
   GHashTable      *metrics;      /* method → MethodMetrics */
 };
 
 G_DEFINE_FINAL_TYPE (NatkitManager, natkit_manager, G_TYPE_OBJECT)
 
-/* The registry of live connections: a #GListModel that does not keep
- * its connections alive (a connection nobody holds is closed, as
- * before), and drops each when it closes, fails, or is finalized. */
+/* The registries of live connections and of live port mappings: a
+ * #GListModel that does not keep its items alive (a connection nobody
+ * holds is closed, a mapping nobody holds is released, as before), and
+ * drops each when its state says it ended (a connection closed or failed,
+ * a mapping released) or it is finalized. */
 
-struct _NatkitConnectionList
+typedef gboolean (*LiveListEndedFunc) (GObject *item);
+
+struct _NatkitLiveList
 {
-  GObject    parent_instance;
-  GPtrArray *items;   /* NatkitConnection, not owned: weak references */
+  GObject            parent_instance;
+  GType              item_type;
+  LiveListEndedFunc  ended;
+  GPtrArray         *items;   /* not owned: weak references */
 };
 
-static void natkit_connection_list_model_init (GListModelInterface *iface);
+static void natkit_live_list_model_init (GListModelInterface *iface);
 
-G_DEFINE_FINAL_TYPE_WITH_CODE (NatkitConnectionList, natkit_connection_list,
-                               G_TYPE_OBJECT,
+G_DEFINE_FINAL_TYPE_WITH_CODE (NatkitLiveList, natkit_live_list, G_TYPE_OBJECT,
                                G_IMPLEMENT_INTERFACE (G_TYPE_LIST_MODEL,
-                                                      natkit_connection_list_model_init))
+                                                      natkit_live_list_model_init))
 
 static GType
-natkit_connection_list_get_item_type (GListModel *model)
+natkit_live_list_get_item_type (GListModel *model)
 {
-  return NATKIT_TYPE_CONNECTION;
+  return NATKIT_LIVE_LIST (model)->item_type;
 }
 
 static guint
-natkit_connection_list_get_n_items (GListModel *model)
+natkit_live_list_get_n_items (GListModel *model)
 {
-  return NATKIT_CONNECTION_LIST (model)->items->len;
+  return NATKIT_LIVE_LIST (model)->items->len;
 }
 
 static gpointer
-natkit_connection_list_get_item (GListModel *model,
-                                 guint       position)
+natkit_live_list_get_item (GListModel *model,
+                           guint       position)
 {
-  NatkitConnectionList *self = NATKIT_CONNECTION_LIST (model);
+  NatkitLiveList *self = NATKIT_LIVE_LIST (model);
 
   if (position >= self->items->len)
     return NULL;
@@ -103,103 +108,127 @@ natkit_connection_list_get_item (GListModel *model,
 }
 
 static void
-natkit_connection_list_model_init (GListModelInterface *iface)
+natkit_live_list_model_init (GListModelInterface *iface)
 {
-  iface->get_item_type = natkit_connection_list_get_item_type;
-  iface->get_n_items = natkit_connection_list_get_n_items;
-  iface->get_item = natkit_connection_list_get_item;
+  iface->get_item_type = natkit_live_list_get_item_type;
+  iface->get_n_items = natkit_live_list_get_n_items;
+  iface->get_item = natkit_live_list_get_item;
 }
 
-static void connection_gone_cb (gpointer  user_data,
-                                GObject  *where_the_object_was);
+static void live_item_gone_cb (gpointer  user_data,
+                               GObject  *where_the_object_was);
 
 static void
-natkit_connection_list_dispose (GObject *object)
+natkit_live_list_dispose (GObject *object)
 {
-  NatkitConnectionList *self = NATKIT_CONNECTION_LIST (object);
+  NatkitLiveList *self = NATKIT_LIVE_LIST (object);
 
   for (guint i = 0; i < self->items->len; i++)
     {
-      GObject *connection = g_ptr_array_index (self->items, i);
+      GObject *item = g_ptr_array_index (self->items, i);
 
-      g_object_weak_unref (connection, connection_gone_cb, self);
-      g_signal_handlers_disconnect_by_data (connection, self);
+      g_object_weak_unref (item, live_item_gone_cb, self);
+      g_signal_handlers_disconnect_by_data (item, self);
     }
   g_ptr_array_set_size (self->items, 0);
 
-  G_OBJECT_CLASS (natkit_connection_list_parent_class)->dispose (object);
+  G_OBJECT_CLASS (natkit_live_list_parent_class)->dispose (object);
 }
 
 static void
-natkit_connection_list_finalize (GObject *object)
+natkit_live_list_finalize (GObject *object)
 {
-  g_ptr_array_unref (NATKIT_CONNECTION_LIST (object)->items);
+  g_ptr_array_unref (NATKIT_LIVE_LIST (object)->items);
 
-  G_OBJECT_CLASS (natkit_connection_list_parent_class)->finalize (object);
+  G_OBJECT_CLASS (natkit_live_list_parent_class)->finalize (object);
 }
 
 static void
-natkit_connection_list_class_init (NatkitConnectionListClass *klass)
+natkit_live_list_class_init (NatkitLiveListClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
 
-  object_class->dispose = natkit_connection_list_dispose;
-  object_class->finalize = natkit_connection_list_finalize;
+  object_class->dispose = natkit_live_list_dispose;
+  object_class->finalize = natkit_live_list_finalize;
 }
 
 static void
-natkit_connection_list_init (NatkitConnectionList *self)
+natkit_live_list_init (NatkitLiveList *self)
 {
   self->items = g_ptr_array_new ();
 }
 
+static NatkitLiveList *
+live_list_new (GType             item_type,
+               LiveListEndedFunc ended)
+{
+  NatkitLiveList *self = g_object_new (NATKIT_TYPE_LIVE_LIST, NULL);
+
+  self->item_type = item_type;
+  self->ended = ended;
+  return self;
+}
+
 static void
-connection_list_drop (NatkitConnectionList *self,
-                      gpointer              connection)
+live_list_drop (NatkitLiveList *self,
+                gpointer        item)
 {
   guint position;
 
-  if (!g_ptr_array_find (self->items, connection, &position))
+  if (!g_ptr_array_find (self->items, item, &position))
     return;
   g_ptr_array_remove_index (self->items, position);
   g_list_model_items_changed (G_LIST_MODEL (self), position, 1, 0);
 }
 
 static void
-connection_gone_cb (gpointer  user_data,
-                    GObject  *where_the_object_was)
+live_item_gone_cb (gpointer  user_data,
+                   GObject  *where_the_object_was)
 {
-  connection_list_drop (user_data, where_the_object_was);
+  live_list_drop (user_data, where_the_object_was);
 }
 
 static void
-connection_state_cb (NatkitConnection *connection,
-                     GParamSpec       *pspec,
-                     gpointer          user_data)
+live_item_state_cb (GObject    *item,
+                    GParamSpec *pspec,
+                    gpointer    user_data)
 {
-  NatkitConnectionList *self = user_data;
-  NatkitConnectionState state = natkit_connection_get_state (connection);
+  NatkitLiveList *self = user_data;
 
-  if (state != NATKIT_CONNECTION_STATE_CLOSED && state != NATKIT_CONNECTION_STATE_FAILED)
+  if (!self->ended (item))
     return;
-  g_signal_handlers_disconnect_by_data (connection, self);
-  g_object_weak_unref (G_OBJECT (connection), connection_gone_cb, self);
-  connection_list_drop (self, connection);
+  g_signal_handlers_disconnect_by_data (item, self);
+  g_object_weak_unref (item, live_item_gone_cb, self);
+  live_list_drop (self, item);
 }
 
 static void
-connection_list_add (NatkitConnectionList *self,
-                     NatkitConnection     *connection)
+live_list_add (NatkitLiveList *self,
+               gpointer        item)
 {
-  NatkitConnectionState state = natkit_connection_get_state (connection);
+  g_return_if_fail (G_TYPE_CHECK_INSTANCE_TYPE (item, self->item_type));
 
-  if (state == NATKIT_CONNECTION_STATE_CLOSED || state == NATKIT_CONNECTION_STATE_FAILED ||
-      g_ptr_array_find (self->items, connection, NULL))
+  if (self->ended (item) || g_ptr_array_find (self->items, item, NULL))
     return;
-  g_object_weak_ref (G_OBJECT (connection), connection_gone_cb, self);
-  g_signal_connect (connection, "notify::state", G_CALLBACK (connection_state_cb), self);
-  g_ptr_array_add (self->items, connection);
+  g_object_weak_ref (G_OBJECT (item), live_item_gone_cb, self);
+  g_signal_connect (item, "notify::state", G_CALLBACK (live_item_state_cb), self);
+  g_ptr_array_add (self->items, item);
   g_list_model_items_changed (G_LIST_MODEL (self), self->items->len - 1, 0, 1);
+}
+
+static gboolean
+connection_ended (GObject *item)
+{
+  NatkitConnectionState state = natkit_connection_get_state (NATKIT_CONNECTION (item));
+
+  return state == NATKIT_CONNECTION_STATE_CLOSED || state == NATKIT_CONNECTION_STATE_FAILED;
+}
+
+static gboolean
+port_mapping_ended (GObject *item)
+{
+  return natkit_port_mapping_get_state (NATKIT_PORT_MAPPING (item)) ==
+         NATKIT_PORT_MAPPING_STATE_RELEASED;
 }
 
 /* Metrics: per method, since the manager was created. */
@@ -427,6 +456,7 @@ natkit_manager_finalize (GObject *object)
   g_clear_object (&self->history);
   g_clear_object (&self->nat_info);
   g_clear_object (&self->connections);
+  g_clear_object (&self->port_mappings);
   g_clear_pointer (&self->metrics, g_hash_table_unref);
 
   G_OBJECT_CLASS (natkit_manager_parent_class)->finalize (object);
@@ -540,7 +570,8 @@ natkit_manager_class_init (NatkitManagerClass *klass)
 static void
 natkit_manager_init (NatkitManager *self)
 {
-  self->connections = g_object_new (NATKIT_TYPE_CONNECTION_LIST, NULL);
+  self->connections = live_list_new (NATKIT_TYPE_CONNECTION, connection_ended);
+  self->port_mappings = live_list_new (NATKIT_TYPE_PORT_MAPPING, port_mapping_ended);
   self->metrics = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                          method_metrics_free);
 }
@@ -1074,7 +1105,7 @@ void
 _natkit_manager_emit_incoming (NatkitManager    *self,
                                NatkitConnection *connection)
 {
-  connection_list_add (self->connections, connection);
+  live_list_add (self->connections, connection);
   g_signal_emit (self, signals[SIGNAL_INCOMING], 0, connection);
 }
 
@@ -1102,6 +1133,30 @@ natkit_manager_get_connections (NatkitManager *self)
 {
   g_return_val_if_fail (NATKIT_IS_MANAGER (self), NULL);
   return G_LIST_MODEL (self->connections);
+}
+
+/**
+ * natkit_manager_get_port_mappings:
+ * @self: a manager
+ *
+ * The live port mappings of this manager: every mapping that
+ * [method@Natkit.Manager.map_port_async] made, from the moment it is
+ * returned until it is released ([method@Natkit.PortMapping.release_async]).
+ * A mapping that is %NATKIT_PORT_MAPPING_STATE_LOST while natkit tries to
+ * create it again stays. Each item is a [class@Natkit.PortMapping] whose
+ * properties (external address and port, lifetime, state) notify when they
+ * change. The model emits #GListModel::items-changed as mappings come and go.
+ *
+ * The model does not keep its mappings alive: a mapping that nobody else
+ * holds is released, as always, and leaves the model.
+ *
+ * Returns: (transfer none): a #GListModel of #NatkitPortMapping
+ */
+GListModel *
+natkit_manager_get_port_mappings (NatkitManager *self)
+{
+  g_return_val_if_fail (NATKIT_IS_MANAGER (self), NULL);
+  return G_LIST_MODEL (self->port_mappings);
 }
 
 /**
@@ -1232,7 +1287,7 @@ connect_done_cb (GObject      *source,
   connection = _natkit_connector_connect_finish (NATKIT_CONNECTOR (source), res, &error);
   if (connection)
     {
-      connection_list_add (self->connections, connection);
+      live_list_add (self->connections, connection);
       g_task_return_pointer (task, connection, g_object_unref);
     }
   else
@@ -1912,6 +1967,7 @@ map_attempt_cb (GObject      *source,
           g_debug ("port mapping by %s won: %s:%u", name,
                    natkit_port_mapping_get_external_address (mapping),
                    natkit_port_mapping_get_external_port (mapping));
+          live_list_add (race->manager->port_mappings, mapping);
           map_race_finish (race, g_steal_pointer (&mapping), NULL);
         }
       else

@@ -147,6 +147,8 @@ NatkitNatInfo    *natkit_manager_get_nat_info    (NatkitManager        *self);
 NATKIT_AVAILABLE_IN_ALL
 GListModel       *natkit_manager_get_connections (NatkitManager        *self);
 NATKIT_AVAILABLE_IN_ALL
+GListModel       *natkit_manager_get_port_mappings (NatkitManager      *self);
+NATKIT_AVAILABLE_IN_ALL
 GVariant         *natkit_manager_dup_metrics     (NatkitManager        *self);
 
 G_END_DECLS

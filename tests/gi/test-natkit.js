@@ -35,6 +35,16 @@ check(threw, 'config errors arrive as GLib.Error with the key');
 const ident = Natkit.Identity.new_ephemeral();
 check(Natkit.peer_id_validate(ident.peer_id), 'ephemeral identity has a valid peer ID');
 
+const {Gio} = imports.gi;
+const connections = manager.get_connections();
+check(connections instanceof Gio.ListModel &&
+      connections.get_item_type() === Natkit.Connection.$gtype &&
+      connections.get_n_items() === 0, 'get_connections is a Gio.ListModel of Natkit.Connection');
+const mappings = manager.get_port_mappings();
+check(mappings instanceof Gio.ListModel &&
+      mappings.get_item_type() === Natkit.PortMapping.$gtype &&
+      mappings.get_n_items() === 0, 'get_port_mappings is a Gio.ListModel of Natkit.PortMapping');
+
 print(`1..${count}`);
 if (failures > 0)
     imports.system.exit(1);

@@ -228,6 +228,16 @@ class TestNatkit(unittest.TestCase):
         self.assertEqual(history[0][0], out.props.connected_at)
         self.assertEqual(history[1][3], "closed by this side")
 
+    def test_port_mappings_model(self):
+        """The live port mappings as a Gio.ListModel of Natkit.PortMapping
+        (filled by map_port_async; the scripted gateway is in test-natpmp.c)."""
+        manager = Natkit.Manager.new_with_config(Natkit.Config.new())
+        model = manager.get_port_mappings()
+        self.assertIsInstance(model, Gio.ListModel)
+        self.assertEqual(model.get_item_type(), Natkit.PortMapping.__gtype__)
+        self.assertEqual(model.get_n_items(), 0)
+        self.assertIsNone(model.get_item(0))
+
     def test_peer_address_error(self):
         with self.assertRaises(GLib.Error) as ctx:
             Natkit.peer_address_parse("not-an-address")

@@ -672,6 +672,117 @@ test_map_cancel (void)
 }
 
 static void
+model_changed_cb (GListModel *model,
+                  guint       position,
+                  guint       removed,
+                  guint       added,
+                  gpointer    user_data)
+{
+  GString *changes = user_data;
+
+  g_assert_cmpuint (position + added, <=, g_list_model_get_n_items (model));
+  g_string_append_printf (changes, "%s%u-%u+%u", changes->len ? " " : "",
+                          position, removed, added);
+}
+
+static void
+notify_count_cb (GObject    *object,
+                 GParamSpec *pspec,
+                 gpointer    user_data)
+{
+  (*(guint *) user_data)++;
+}
+
+/* natkit_manager_get_port_mappings(): a mapping is in the model from
+ * map_port_finish() until it is released, a lost one stays, and the model
+ * does not keep one alive */
+static void
+test_map_model (void)
+{
+  Gateway *gw = gateway_new (ANSWER_SUCCESS);
+  g_autoptr(NatkitManager) manager = new_manager ();
+  g_autoptr(NatkitPortMappingRequest) request =
+    natkit_port_mapping_request_new (NATKIT_IP_PROTOCOL_UDP, 5000);
+  g_autofree char *gateway = g_strdup_printf ("127.0.0.1:%u", gw->port);
+  g_autoptr(GString) changes = g_string_new (NULL);
+  g_autoptr(NatkitPortMapping) item = NULL;
+  GListModel *model = natkit_manager_get_port_mappings (manager);
+  const char *methods[] = { "pcp", NULL };
+  MapResult first = { NULL, NULL, FALSE };
+  MapResult second = { NULL, NULL, FALSE };
+  guint lost = 0, state_notified = 0;
+  GWeakRef weak;
+
+  g_assert_true (G_IS_LIST_MODEL (model));
+  g_assert_true (g_list_model_get_item_type (model) == NATKIT_TYPE_PORT_MAPPING);
+  g_assert_cmpuint (g_list_model_get_n_items (model), ==, 0);
+  g_assert_true (model == natkit_manager_get_port_mappings (manager));
+  g_signal_connect (model, "items-changed", G_CALLBACK (model_changed_cb), changes);
+
+  gw->grant = 1;
+  natkit_port_mapping_request_set_gateway (request, gateway);
+  natkit_port_mapping_request_set_timeout (request, 400);
+  natkit_manager_map_port_async (manager, request, methods, NULL, map_cb, &first);
+  while (!first.done)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_no_error (first.error);
+  g_clear_object (&request);
+  request = natkit_port_mapping_request_new (NATKIT_IP_PROTOCOL_UDP, 5001);
+  natkit_port_mapping_request_set_gateway (request, gateway);
+  natkit_port_mapping_request_set_timeout (request, 400);
+  natkit_manager_map_port_async (manager, request, methods, NULL, map_cb, &second);
+  while (!second.done)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_no_error (second.error);
+
+  g_assert_cmpuint (g_list_model_get_n_items (model), ==, 2);
+  item = g_list_model_get_item (model, 0);
+  g_assert_true (item == first.mapping);
+  g_clear_object (&item);
+  item = g_list_model_get_item (model, 1);
+  g_assert_true (item == second.mapping);
+  g_clear_object (&item);
+  g_assert_null (g_list_model_get_item (model, 2));
+  g_assert_cmpstr (changes->str, ==, "0-0+1 1-0+1");
+
+  /* the gateway goes away: the first mapping is lost but stays, and its
+   * state notifies */
+  g_signal_connect (first.mapping, "lost", G_CALLBACK (lost_cb), &lost);
+  g_signal_connect (first.mapping, "notify::state", G_CALLBACK (notify_count_cb),
+                    &state_notified);
+  gw->answer = ANSWER_NOTHING;
+  while (lost == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpuint (state_notified, >=, 1);
+  g_assert_cmpuint (g_list_model_get_n_items (model), ==, 2);
+  gw->answer = ANSWER_SUCCESS;
+
+  /* released: it leaves */
+  release (first.mapping);
+  g_assert_cmpuint (g_list_model_get_n_items (model), ==, 1);
+  item = g_list_model_get_item (model, 0);
+  g_assert_true (item == second.mapping);
+  g_clear_object (&item);
+  g_assert_cmpstr (changes->str, ==, "0-0+1 1-0+1 0-1+0");
+
+  /* nobody holds it: the model does not keep it alive, and it leaves */
+  g_weak_ref_init (&weak, second.mapping);
+  g_clear_object (&second.mapping);
+  while ((item = g_weak_ref_get (&weak)) != NULL)
+    {
+      g_clear_object (&item);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  g_weak_ref_clear (&weak);
+  g_assert_cmpuint (g_list_model_get_n_items (model), ==, 0);
+  g_assert_cmpstr (changes->str, ==, "0-0+1 1-0+1 0-1+0 0-1+0");
+
+  g_signal_handlers_disconnect_by_data (model, changes);
+  g_clear_object (&first.mapping);
+  gateway_free (gw);
+}
+
+static void
 test_map_unknown_method (void)
 {
   Gateway *gw = gateway_new (ANSWER_SUCCESS);
@@ -717,6 +828,7 @@ main (int    argc,
   g_test_add_func ("/map/lost-and-back", test_map_lost);
   g_test_add_func ("/map/cancel", test_map_cancel);
   g_test_add_func ("/map/unknown-method", test_map_unknown_method);
+  g_test_add_func ("/map/model", test_map_model);
 
   status = g_test_run ();
   command = g_strdup_printf ("rm -rf '%s'", state);

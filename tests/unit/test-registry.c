@@ -284,6 +284,9 @@ test_registry_model (Fixture       *f,
   g_assert_cmpstr (method, ==, "loopback");
   g_assert_cmpstr (natkit_connection_get_method (item_b), ==, "loopback");
   g_assert_nonnull (natkit_connection_get_transport (item_a));
+  /* loopback is a direct method (the relayed case: tests/desktop) */
+  g_assert_false (natkit_connection_is_relayed (item_a));
+  g_assert_false (natkit_connection_is_relayed (item_b));
   g_assert_nonnull (natkit_connection_get_remote_address (item_a));
   g_assert_cmpstr (natkit_connection_get_remote_address (item_a), ==,
                    natkit_path_get_remote_address (natkit_connection_get_path (item_a)));
