@@ -1182,24 +1182,23 @@ main (int    argc,
     {
       g_printerr ("nat-tool %s: %s\nRun “nat-tool %s --help” for usage.\n",
                   command->name, error->message, command->name);
-      return EXIT_USAGE;
+      status = EXIT_USAGE;
     }
-
-  if ((common.turn_user || common.turn_password) && !common.turn)
+  else if ((common.turn_user || common.turn_password) && !common.turn)
     {
       g_printerr ("nat-tool %s: --turn-user and --turn-password go with --turn URI "
                   "(the TURN server they are for)\n", command->name);
-      return EXIT_USAGE;
+      status = EXIT_USAGE;
     }
-  if (common.turn && (!common.turn_user || !common.turn_password))
+  else if (common.turn && (!common.turn_user || !common.turn_password))
     {
       g_printerr ("nat-tool %s: --turn needs --turn-user and --turn-password "
                   "(for REST credentials from a shared secret, put the server in "
                   "config.json with \"secret\")\n", command->name);
-      return EXIT_USAGE;
+      status = EXIT_USAGE;
     }
-
-  status = command->func (&common, argc, argv);
+  else
+    status = command->func (&common, argc, argv);
   g_free (common.config_file);
   g_strfreev (common.stun);
   g_strfreev (common.turn);
