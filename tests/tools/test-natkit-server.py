@@ -647,6 +647,24 @@ class StunAndAmplificationTest(ServerTestCase):
         self.assertLessEqual(len(answer), len(request) + 12)
         self.assertEqual(xor_mapped_address(answer, txid), s.getsockname())
 
+    def test_stun_binding_rfc3489(self):
+        # a classic Binding request (no magic cookie: libnice's
+        # server-reflexive discovery sends these) gets MAPPED-ADDRESS back
+        s = self.udp()
+        txid = os.urandom(16)
+        s.send(struct.pack("!HH", 0x0001, 0) + txid)
+        answer = udp_recv(s)
+        self.assertIsNotNone(answer, "no answer to an RFC 3489 Binding request")
+        self.assertLessEqual(len(answer), 20 + 12)
+        mtype, length = struct.unpack("!HH", answer[:4])
+        self.assertEqual(mtype, 0x0101)
+        self.assertEqual(answer[4:20], txid)
+        self.assertEqual(length, len(answer) - 20)
+        atype, alen = struct.unpack("!HH", answer[20:24])
+        self.assertEqual((atype, alen), (0x0001, 8))
+        port = struct.unpack("!H", answer[26:28])[0]
+        self.assertEqual((socket.inet_ntoa(answer[28:32]), port), s.getsockname())
+
     def tcp_stun(self, request, split=None):
         """Sends @request over TCP to the TLS port (in two writes at
         @split); returns everything the server sent before it closed."""

@@ -1608,6 +1608,27 @@ stun_answer (const guint8          *data,
 
   if (len < 20 || len > 548)
     return 0;
+  /* A classic RFC 3489 Binding request (no magic cookie), as libnice's
+   * server-reflexive discovery sends: answered with MAPPED-ADDRESS, the
+   * 3489 way (IPv4 only; 32 bytes, 12 over the request) */
+  if (!(data[4] == 0x21 && data[5] == 0x12 && data[6] == 0xa4 && data[7] == 0x42))
+    {
+      if (from->sa_family != AF_INET)
+        return 0;
+      stun_agent_init (&agent, known, STUN_COMPATIBILITY_RFC3489,
+                       STUN_AGENT_USAGE_IGNORE_CREDENTIALS);
+      validation = stun_agent_validate (&agent, &request, data, len, NULL, NULL);
+      if ((validation != STUN_VALIDATION_SUCCESS &&
+           validation != STUN_VALIDATION_UNKNOWN_REQUEST_ATTRIBUTE) ||
+          stun_message_get_class (&request) != STUN_REQUEST ||
+          stun_message_get_method (&request) != STUN_BINDING ||
+          !stun_agent_init_response (&agent, &response, answer, answer_size, &request) ||
+          stun_message_append_addr (&response, STUN_ATTRIBUTE_MAPPED_ADDRESS,
+                                    from, from_len) != STUN_MESSAGE_RETURN_SUCCESS)
+        return 0;
+      out_len = stun_agent_finish_message (&agent, &response, NULL, 0);
+      return out_len <= len + 12 ? out_len : 0;
+    }
   /* FINGERPRINT is optional in a Binding request (RFC 8489 §14.7): an
    * agent with USE_FINGERPRINT would drop requests without one */
   stun_agent_init (&agent, known, STUN_COMPATIBILITY_RFC5389,
