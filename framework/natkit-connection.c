@@ -1635,7 +1635,7 @@ natkit_connection_dup_explanation (NatkitConnection *self)
   s = g_string_new (NULL);
   pair = _natkit_nat_pair_explain (self->local_nat, self->remote_nat);
 
-  if (_natkit_connector_method_cost (self->connector, method) != NATKIT_COST_RELAYED)
+  if (_natkit_connector_path_cost (self->connector, self->path) != NATKIT_COST_RELAYED)
     {
       g_string_append_printf (s, "direct: %s to %s", method_words (method),
                               natkit_path_get_remote_address (self->path));
@@ -1676,7 +1676,8 @@ natkit_connection_dup_explanation (NatkitConnection *self)
  *
  * Whether the current path goes through a relay (natkit-server's relay,
  * TURN) rather than straight to the peer, as the method's plugin says
- * (%NATKIT_COST_RELAYED). It changes with the path: read it again on
+ * (%NATKIT_COST_RELAYED) or the path itself
+ * ([property@Natkit.Path:relayed]: ICE on a TURN candidate). It changes with the path: read it again on
  * [signal@Natkit.Connection::path-changed] or
  * #GObject::notify for [property@Natkit.Connection:method];
  * [method@Natkit.Connection.dup_explanation] says why in words.
@@ -1690,9 +1691,7 @@ natkit_connection_is_relayed (NatkitConnection *self)
   g_return_val_if_fail (NATKIT_IS_CONNECTION (self), FALSE);
   if (!self->path || !self->connector)
     return FALSE;
-  return _natkit_connector_method_cost (self->connector,
-                                        natkit_path_get_method (self->path)) ==
-         NATKIT_COST_RELAYED;
+  return _natkit_connector_path_cost (self->connector, self->path) == NATKIT_COST_RELAYED;
 }
 
 /**

@@ -57,6 +57,8 @@ void              _natkit_connector_forget            (NatkitConnector     *self
                                                        const char          *session_id);
 NatkitCost        _natkit_connector_method_cost       (NatkitConnector     *self,
                                                        const char          *method);
+NatkitCost        _natkit_connector_path_cost         (NatkitConnector     *self,
+                                                       NatkitPath          *path);
 void              _natkit_connector_find_other_async  (NatkitConnector     *self,
                                                        NatkitConnection    *connection,
                                                        const char * const  *exclude,

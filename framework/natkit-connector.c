@@ -791,6 +791,7 @@ lookup_entry (NatkitConnector *self,
 
 static void try_next_method (GTask *task);
 static NatkitCost method_cost (NatkitConnector *self, const char *method);
+static NatkitCost path_cost (NatkitConnector *self, NatkitPath *path);
 static void upgrade_later (NatkitConnector *self, Entry *e, NatkitCost cost);
 
 static void
@@ -851,7 +852,7 @@ method_done_cb (GObject      *source,
   /* recovered onto a costlier path (the relay): the cheaper methods are
    * tried again later, as after a relayed connect */
   if (e->connection)
-    upgrade_later (self, e, method_cost (self, natkit_path_get_method (path)));
+    upgrade_later (self, e, path_cost (self, path));
   g_task_return_pointer (task, g_steal_pointer (&path), g_object_unref);
 }
 
@@ -1050,6 +1051,18 @@ method_cost (NatkitConnector *self,
   return natkit_traversal_get_cost (traversal);
 }
 
+/* What a path that opened costs: its method's cost, unless the path says
+ * it went through a relay after all (ICE on a TURN candidate) */
+static NatkitCost
+path_cost (NatkitConnector *self,
+           NatkitPath      *path)
+{
+  if (natkit_path_get_relayed (path))
+    return NATKIT_COST_RELAYED;
+  return natkit_path_get_method (path) ? method_cost (self, natkit_path_get_method (path))
+                                       : NATKIT_COST_RELAYED;
+}
+
 static const char *
 cost_words (NatkitCost cost)
 {
@@ -1071,6 +1084,13 @@ _natkit_connector_method_cost (NatkitConnector *self,
                                const char      *method)
 {
   return method_cost (self, method);
+}
+
+NatkitCost
+_natkit_connector_path_cost (NatkitConnector *self,
+                             NatkitPath      *path)
+{
+  return path_cost (self, path);
 }
 
 static gboolean
@@ -1155,8 +1175,7 @@ race_connected (Race       *race,
                                        "the connection attempt was abandoned"));
       return;
     }
-  race->winner_cost = natkit_path_get_method (path) ?
-    method_cost (self, natkit_path_get_method (path)) : NATKIT_COST_RELAYED;
+  race->winner_cost = path_cost (self, path);
   race_prune (race, race->winner_cost);
 
   if (!e)
@@ -1191,7 +1210,7 @@ race_connected (Race       *race,
   for (guint i = 0; i < race->standby->len; i++)
     {
       NatkitPath *p = g_ptr_array_index (race->standby, i);
-      NatkitCost c = method_cost (self, natkit_path_get_method (p));
+      NatkitCost c = path_cost (self, p);
 
       if (c < better_cost)
         {
@@ -1344,6 +1363,9 @@ race_attempt_cb (GObject      *source,
   g_autoptr(NatkitPath) path = run_attempt_finish (race->connector, res, &error);
 
   g_ptr_array_remove (race->attempts, ra);   /* frees @ra's cancellable */
+  /* what the path that opened costs (ICE may have landed on a relay) */
+  if (path && !race->connector->shut_down)
+    ra->cost = path_cost (race->connector, path);
 
   if (race->connector->shut_down)
     {
@@ -1379,7 +1401,7 @@ race_attempt_cb (GObject      *source,
       if (!race->handshake_path && !_natkit_session_is_established (race->session))
         race_handshake (race, path);
       else if (race->handshake_path && !_natkit_session_is_established (race->session) &&
-               ra->cost < method_cost (race->connector, race->handshake_method))
+               ra->cost < path_cost (race->connector, race->handshake_path))
         {
           /* a cheaper path while the handshake still runs (on a relay whose
            * far end may still be attaching): the handshake's next flights

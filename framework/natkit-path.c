@@ -37,6 +37,7 @@ typedef struct
   guint64  bytes_sent;
   guint64  bytes_received;
   gboolean closed;
+  gboolean relayed;
 } NatkitPathPrivate;
 
 G_DEFINE_ABSTRACT_TYPE_WITH_PRIVATE (NatkitPath, natkit_path, G_TYPE_OBJECT)
@@ -50,6 +51,7 @@ enum {
   PROP_MTU,
   PROP_RTT,
   PROP_CLOSED,
+  PROP_RELAYED,
   N_PROPS
 };
 static GParamSpec *properties[N_PROPS];
@@ -125,6 +127,9 @@ natkit_path_get_property (GObject    *object,
     case PROP_CLOSED:
       g_value_set_boolean (value, priv->closed);
       break;
+    case PROP_RELAYED:
+      g_value_set_boolean (value, priv->relayed);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -155,6 +160,9 @@ natkit_path_set_property (GObject      *object,
       break;
     case PROP_MTU:
       priv->mtu = g_value_get_uint (value);
+      break;
+    case PROP_RELAYED:
+      priv->relayed = g_value_get_boolean (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -263,6 +271,21 @@ natkit_path_class_init (NatkitPathClass *klass)
   properties[PROP_CLOSED] =
     g_param_spec_boolean ("closed", NULL, NULL, FALSE,
                           G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY |
+                          G_PARAM_STATIC_STRINGS);
+
+  /**
+   * NatkitPath:relayed:
+   *
+   * Whether this path goes through a relay even though its method can
+   * also make direct paths: ICE's selected pair may be a TURN relayed
+   * candidate, say. The manager then treats it as relayed: it keeps
+   * looking for a direct path, and explains the connection as relayed.
+   * Methods that always relay say so with their cost
+   * (%NATKIT_COST_RELAYED) and need not set it.
+   */
+  properties[PROP_RELAYED] =
+    g_param_spec_boolean ("relayed", NULL, NULL, FALSE,
+                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
                           G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
@@ -548,6 +571,25 @@ natkit_path_get_remote_address (NatkitPath *self)
 
   priv = natkit_path_get_instance_private (self);
   return priv->remote_address;
+}
+
+/**
+ * natkit_path_get_relayed:
+ * @self: a path
+ *
+ * Gets [property@Natkit.Path:relayed].
+ *
+ * Returns: %TRUE when the path is known to go through a relay
+ */
+gboolean
+natkit_path_get_relayed (NatkitPath *self)
+{
+  NatkitPathPrivate *priv;
+
+  g_return_val_if_fail (NATKIT_IS_PATH (self), FALSE);
+
+  priv = natkit_path_get_instance_private (self);
+  return priv->relayed;
 }
 
 /**

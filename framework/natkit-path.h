@@ -59,6 +59,8 @@ const char   *natkit_path_get_remote_address (NatkitPath   *self);
 NATKIT_AVAILABLE_IN_ALL
 guint         natkit_path_get_mtu            (NatkitPath   *self);
 NATKIT_AVAILABLE_IN_ALL
+gboolean      natkit_path_get_relayed        (NatkitPath   *self);
+NATKIT_AVAILABLE_IN_ALL
 gint64        natkit_path_get_rtt            (NatkitPath   *self);
 NATKIT_AVAILABLE_IN_ALL
 guint64       natkit_path_get_bytes_sent     (NatkitPath   *self);

@@ -873,6 +873,10 @@ become_path (Ice *ice)
                        "local-address", ldesc,
                        "remote-address", rdesc,
                        "mtu", PATH_MTU,
+                       /* through a TURN server: the manager keeps looking
+                        * for a direct path and says it is relayed */
+                       "relayed", local->type == NICE_CANDIDATE_TYPE_RELAYED ||
+                                  remote->type == NICE_CANDIDATE_TYPE_RELAYED,
                        NULL);
   path->ice = a->ice;
   a->ice = NULL;

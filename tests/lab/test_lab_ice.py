@@ -178,8 +178,13 @@ def check_ice(nat_a, nat_b):
               (want is None or (want == "relay") == relayed))
         if relayed:
             ok = ok and ("(ice relay)" in local or "(ice relay)" in remote)
-        tap.ok(ok, "%s: connected by ICE, %s (%s): %s -> %s in %s ms%s" % (
-            label, how, transport, local, remote, got.get("elapsed_ms"),
+        # the path says it went through TURN: the explanation says relayed
+        explanation = got.get("explanation") or ""
+        ok = ok and (("relayed through" in explanation) == relayed) and \
+            (explanation.startswith("direct:") != relayed)
+        tap.ok(ok, "%s: connected by ICE, %s (%s, explained %s): %s -> %s in %s ms%s" % (
+            label, how, transport, "relayed" if "relayed through" in explanation else "direct",
+            local, remote, got.get("elapsed_ms"),
             "" if want is None else ", as expected: %s" % want),
             diag="rc %s, connected %r, stderr %r" % (rc, got, cev.text[-3000:]))
     return check
