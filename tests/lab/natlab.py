@@ -35,6 +35,7 @@ import atexit
 import collections
 import errno
 import glob
+import hashlib
 import json
 import math
 import os
@@ -90,6 +91,8 @@ STUN_ALT_PORT = 3479
 TURN_USER = "test"
 TURN_PASSWORD = "test"
 TURN_REALM = "natkit.test"
+TURN_TLS_PORT = 5349
+TURN_REST_PORT = 3480
 
 # miniupnpd on a site router (Lab.start_miniupnpd)
 MINIUPNPD = "/usr/sbin/miniupnpd"
@@ -915,7 +918,8 @@ class Lab:
     def __init__(self, site_a="port-restricted", site_b="port-restricted",
                  hairpin_a=False, hairpin_b=False, turn=True,
                  keep_tmp=False, latency_ms=0, loss=0.0, loss_seed=None,
-                 upnp_a=False, upnp_b=False, shaped=False):
+                 upnp_a=False, upnp_b=False, shaped=False, turn_tls=False,
+                 turn_secret=None):
         for t in (site_a, site_b):
             if t not in NAT_TYPES:
                 raise ValueError("unknown NAT type %r (one of %s)" % (
@@ -974,6 +978,20 @@ class Lab:
         self.turn_password = TURN_PASSWORD
         self.turn_realm = TURN_REALM
         self.want_turn = turn
+        # turn_tls: coturn also serves TLS on TURN_TLS_PORT with a
+        # self-signed certificate made in the lab tmpdir (turn_cert,
+        # turn_cert_sha256); turn_secret: a second coturn on
+        # TURN_REST_PORT (turn_rest_server) takes TURN REST credentials
+        # made with that shared secret, see _start_turn_rest()
+        self.turn_tls = bool(turn_tls)
+        self.turn_secret = turn_secret
+        self.turn_tls_port = TURN_TLS_PORT if turn_tls else None
+        self.turn_cert = None
+        self.turn_cert_sha256 = None
+        self.turn_rest_server = ((SERVER_IPS[0], TURN_REST_PORT)
+                                 if turn_secret else None)
+        self.turn_rest_proc = None
+        self.turn_rest_log = None
         self.keep_tmp = keep_tmp
         self.tmpdir = None
         self.turn_log = None
@@ -1023,7 +1041,10 @@ class Lab:
              "turn": {"enabled": bool(self.turn_proc),
                       "server": list(self.turn_server),
                       "user": TURN_USER, "password": TURN_PASSWORD,
-                      "realm": TURN_REALM, "log": self.turn_log},
+                      "realm": TURN_REALM, "log": self.turn_log,
+                      "tls_port": self.turn_tls_port,
+                      "cert_sha256": self.turn_cert_sha256,
+                      "secret": self.turn_secret},
              "site_a": self.a.info(), "site_b": self.b.info()}
         for name, h in self.miniupnpd.items():
             d["site_" + name]["miniupnpd"] = h.info()
@@ -1552,11 +1573,18 @@ class Lab:
                "--lt-cred-mech", "--user", "%s:%s" % (TURN_USER,
                                                       TURN_PASSWORD),
                "--realm", TURN_REALM, "--fingerprint",
-               "--no-cli", "--no-tls", "--no-dtls",
+               "--no-cli", "--no-dtls",
                "--userdb", os.path.join(self.tmpdir, "turndb"),
                "--pidfile", os.path.join(self.tmpdir, "turnserver.pid"),
                "--log-file", self.turn_log, "--simple-log",
                "--no-stdout-log"]
+        if self.turn_tls:
+            self._make_turn_cert()
+            cmd += ["--cert", self.turn_cert,
+                    "--pkey", self.turn_cert + ".key",
+                    "--tls-listening-port", str(TURN_TLS_PORT)]
+        else:
+            cmd += ["--no-tls"]
         out = open(os.path.join(self.tmpdir, "turnserver.out"), "w")
         self.turn_proc = self.popen(self.inet, cmd, stdout=out,
                                     stderr=subprocess.STDOUT,
@@ -1564,14 +1592,19 @@ class Lab:
         out.close()
         want = {"%s:%d" % (ip, port) for ip in SERVER_IPS
                 for port in (STUN_PORT, STUN_ALT_PORT)}
+        if self.turn_tls:
+            want |= {"%s:%d" % (ip, TURN_TLS_PORT) for ip in SERVER_IPS}
         deadline = time.monotonic() + 15
         while True:
             if self.turn_proc.poll() is not None:
                 raise LabError("turnserver exited with %d, see %s" % (
                     self.turn_proc.returncode, self.turn_log))
             r = self.run(self.inet, ["ss", "-Hnlu"])
+            lines = r.stdout.splitlines()
+            if self.turn_tls:
+                lines += self.run(self.inet, ["ss", "-Hnlt"]).stdout.splitlines()
             have = set()
-            for line in r.stdout.splitlines():
+            for line in lines:
                 f = line.split()
                 if len(f) >= 4:
                     have.add(f[3])
@@ -1582,6 +1615,63 @@ class Lab:
                     ", ".join(sorted(want - have)), self.turn_log))
             time.sleep(0.05)
         _log("turnserver up (pid %d)" % self.turn_proc.pid)
+        if self.turn_secret:
+            self._start_turn_rest()
+
+    def _start_turn_rest(self):
+        """A second coturn for TURN REST credentials: coturn does not take
+        static users and a shared secret at once ("Shared secret overrides
+        username/password based auth method"), so this one only takes
+        credentials made with turn_secret, on TURN_REST_PORT of the first
+        server address (UDP and TCP), relaying from ports 40000-49151."""
+        self.turn_rest_log = os.path.join(self.tmpdir, "turnserver-rest.log")
+        cmd = ["turnserver", "-n",
+               "--listening-ip", SERVER_IPS[0],
+               "--relay-ip", SERVER_IPS[0],
+               "--listening-port", str(TURN_REST_PORT),
+               "--min-port", "40000", "--max-port", "49151",
+               "--use-auth-secret", "--static-auth-secret", self.turn_secret,
+               "--realm", TURN_REALM, "--fingerprint",
+               "--no-cli", "--no-tls", "--no-dtls",
+               "--userdb", os.path.join(self.tmpdir, "turndb-rest"),
+               "--pidfile", os.path.join(self.tmpdir, "turnserver-rest.pid"),
+               "--log-file", self.turn_rest_log, "--simple-log",
+               "--no-stdout-log"]
+        out = open(os.path.join(self.tmpdir, "turnserver-rest.out"), "w")
+        self.turn_rest_proc = self.popen(self.inet, cmd, stdout=out,
+                                         stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        out.close()
+        want = "%s:%d" % (SERVER_IPS[0], TURN_REST_PORT)
+        deadline = time.monotonic() + 15
+        while True:
+            if self.turn_rest_proc.poll() is not None:
+                raise LabError("the REST turnserver exited with %d, see %s" % (
+                    self.turn_rest_proc.returncode, self.turn_rest_log))
+            r = self.run(self.inet, ["ss", "-Hnlt"])
+            if any(len(f) >= 4 and f[3] == want
+                   for f in (line.split() for line in r.stdout.splitlines())):
+                break
+            if time.monotonic() > deadline:
+                raise LabError("the REST turnserver did not open %s (see %s)"
+                               % (want, self.turn_rest_log))
+            time.sleep(0.05)
+        _log("REST turnserver up (pid %d)" % self.turn_rest_proc.pid)
+
+    def _make_turn_cert(self):
+        """A self-signed certificate for coturn's TLS listener (CN and
+        subjectAltName: the server's IPs), and its SHA-256 fingerprint."""
+        self.turn_cert = os.path.join(self.tmpdir, "turn-cert.pem")
+        san = ",".join("IP:%s" % ip for ip in SERVER_IPS)
+        _sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+             "-subj", "/CN=%s" % SERVER_IPS[0], "-addext",
+             "subjectAltName=%s" % san, "-keyout", self.turn_cert + ".key",
+             "-out", self.turn_cert])
+        der = subprocess.run(["openssl", "x509", "-in", self.turn_cert,
+                              "-outform", "DER"], capture_output=True,
+                             check=True, timeout=30).stdout
+        self.turn_cert_sha256 = hashlib.sha256(der).hexdigest()
 
     # ------------------------------------------------------------- teardown
     def teardown(self):

@@ -24,7 +24,8 @@ coturn (transport "turn-udp" / "turn-tcp" through this side's allocation,
 Pairs in between (symmetric against a cone NAT) may be either: ICE finds
 a peer-reflexive pair or falls back to the relay, and both are right.
 
-Then the manager races ice, holepunch and relay on two pairs: the
+Then the manager races ice, holepunch and relay on two pairs, and those
+and turn on symmetric <-> udp-blocked: the
 `connected` event names one of the methods that can work there and the
 echo is byte-identical (which one wins is timing, not asserted).
 
@@ -222,6 +223,9 @@ def main():
                  check_race(("ice", "holepunch", "relay")))
         run_pair(tap, tmp, "symmetric", "symmetric", ["ice", "holepunch", "relay"],
                  check_race(("ice", "relay")))
+        # and with the TURN plugin in the race too (the lab's coturn)
+        run_pair(tap, tmp, "symmetric", "udp-blocked", ["ice", "holepunch", "relay", "turn"],
+                 check_race(("ice", "relay", "turn")))
     except Exception:
         tap.ok(False, "unexpected exception", diag=traceback.format_exc())
     finally:

@@ -1,0 +1,310 @@
+#!/usr/bin/python3
+# natkit lab test: two peers behind NATs connect through coturn with the
+# TURN plugin.
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""coturn runs in the lab's internet (198.51.100.1: UDP and TCP on 3478,
+TLS on 5349 with a self-signed certificate pinned in the URI); natkit-server
+(198.51.100.1:7000) only carries signaling. For each transport to the TURN
+server (UDP, TCP, TLS) and NAT behaviors on both sides (none,
+port-restricted, symmetric, restricted, full-cone, udp-blocked where the
+transport is TCP or TLS) host B runs `nat-tool listen --exec cat` and host
+A `nat-tool connect --method turn`: the `connected` event says method turn
+and the transport, an echo arrives byte-identical, both relayed ports are
+open on coturn while connected and closed once both ends exit (the
+allocations are gone). A UDP-blocked host given a plain turn: URI falls
+back from UDP to TCP by itself. A wrong password ends the attempt with the
+clear error naming the server and the user. TURN REST credentials work both
+from natkit-server (`--turn-uri --turn-secret-file`, the peers given no
+TURN options at all) and from a config.json "secret" entry, against a
+coturn that only takes the shared secret.
+
+Needs root; skips (exit 77, or NATLAB_SKIP_EXIT) otherwise."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from natlab import Lab, LabSkip, check_requirements  # noqa: E402
+from labtap import Tap, skip_all  # noqa: E402
+from test_lab_relay import (Events, peer_env, start_server, stop,  # noqa: E402
+                            write_random, file_sha, PORT)
+
+NAT_TOOL = os.path.abspath(os.environ.get("NAT_TOOL", "nat-tool"))
+SERVER = os.path.abspath(os.environ.get("NATKIT_SERVER", "natkit-server"))
+SECRET = "natkit-lab-rest-secret"
+# 64 KiB by default: coturn's relay sockets have 128 KiB buffers, and a
+# burst that overflows them (UdpRcvbufErrors in the lab's internet) leaves
+# the reliable stream to recover lost segments one retransmission timeout
+# at a time (libnice's PseudoTCP: no SACK), which can outlast the test's
+# patience: bulk transfers are tests/bench/bench_turn.py's business
+SIZE = int(os.environ.get("NATKIT_LAB_TURN_KB", "64")) * 1024
+
+_PORT_RE = re.compile(r"^(\d+\.\d+\.\d+\.\d+):(\d+)")
+
+
+def relayed(address):
+    """"IP:PORT (relayed by …)" → "IP:PORT" """
+    m = _PORT_RE.match(address or "")
+    return "%s:%s" % (m.group(1), m.group(2)) if m else None
+
+
+def coturn_udp_sockets(lab):
+    """Local addresses of coturn's UDP sockets (relay ports included)."""
+    out = lab.run("inet", ["ss", "-Hnua"]).stdout
+    return {line.split()[3] for line in out.splitlines() if len(line.split()) >= 4}
+
+
+def slug(label):
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", label)
+
+
+def turn_options(uri, user, password):
+    return "--turn '%s' --turn-user '%s' --turn-password '%s'" % (uri, user, password)
+
+
+def start_listener(lab, tmp, name, options):
+    env = peer_env(tmp, name)
+    proc = lab.popen("host_b", "exec env %s G_MESSAGES_DEBUG=%s %s listen --json --server %s:%d "
+                     "%s --exec cat --once" % (env, os.environ.get("NATLAB_DEBUG", ""),
+                                               NAT_TOOL, lab.server_ips[0], PORT, options),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ev = Events(proc)
+    listening = ev.wait("listening", 15)
+    return proc, ev, (listening or {}).get("peer_address")
+
+
+def start_connector(lab, tmp, name, address, options, outfile):
+    env = peer_env(tmp, name)
+    proc = lab.popen("host_a", "exec env %s G_MESSAGES_DEBUG=%s %s connect --json --method turn "
+                     "%s %s > %s" % (env, os.environ.get("NATLAB_DEBUG", ""), NAT_TOOL,
+                                     options, address, outfile),
+                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return proc, Events(proc)
+
+
+def feed(proc, path):
+    """Writes the file to the process's stdin and closes it, in a thread
+    (the pipe fills while the events are read)."""
+    def run():
+        try:
+            with open(path, "rb") as f:
+                proc.stdin.write(f.read())
+            proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def wait_exit(proc, ev, timeout, also=()):
+    """Waits for proc to exit, reading its events and those of the other
+    processes in also (whose stderr must not fill up meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        ev.poll(0.25)
+        for other in also:
+            other.poll(0.05)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    ev.poll(0.2)
+    return proc.returncode
+
+
+def ports_gone(lab, ports, timeout=10):
+    """Waits until none of ports is a coturn UDP socket (the allocations
+    are released); returns the ones still open."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = set(ports) & coturn_udp_sockets(lab)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+def echo_through_turn(tap, tmp, lab, label, opts_a, opts_b, transport_a,
+                      transport_b=None, relay_range=None, config=None):
+    """One connection A → B with --method turn; checks the event, the echo,
+    the allocations while connected and after both ends exit. config: a
+    config.json (dict) for both peers, each in its own XDG_CONFIG_HOME."""
+    if config is not None:
+        for side in "ab":
+            peer_env(tmp, "%s-%s" % (side, slug(label)))
+            path = os.path.join(tmp, "%s-%s" % (side, slug(label)), "config", "natkit")
+            os.makedirs(path, exist_ok=True)
+            with open(os.path.join(path, "config.json"), "w") as f:
+                json.dump(config, f)
+    listener, lev, address = start_listener(lab, tmp, "b-" + slug(label), opts_b)
+    if not tap.ok(address is not None, "%s: B listens" % label, diag=lev.text[-2000:]):
+        stop(listener)
+        return
+    infile = os.path.join(tmp, "in-" + slug(label))
+    outfile = os.path.join(tmp, "out-" + slug(label))
+    digest = write_random(infile, SIZE, label)
+    proc, cev = start_connector(lab, tmp, "a-" + slug(label), address, opts_a, outfile)
+    got = cev.wait("connected", 60) or {}
+    mine, theirs = relayed(got.get("local_address")), relayed(got.get("remote_address"))
+    tap.ok(got.get("method") == "turn" and got.get("transport") == transport_a,
+           "%s: connected via turn over %s (%s → %s) in %s ms" % (
+               label, got.get("transport"), mine, theirs, got.get("elapsed_ms")),
+           diag="events %r\nstderr %r" % (cev.events, cev.text[-3000:]))
+    lgot = lev.wait("connected", 10) or {}
+    if transport_b is not None:
+        tap.ok(lgot.get("method") == "turn" and lgot.get("transport") == transport_b,
+               "%s: B accepted via turn over %s" % (label, lgot.get("transport")),
+               diag=lev.text[-2000:])
+    if mine and theirs:
+        open_now = coturn_udp_sockets(lab)
+        tap.ok(mine in open_now and theirs in open_now,
+               "%s: coturn holds both relayed addresses while connected" % label,
+               diag="relayed %s %s; coturn's UDP sockets %s" % (mine, theirs, sorted(open_now)))
+        if relay_range:
+            lo, hi = relay_range
+            tap.ok(all(lo <= int(p.split(":")[1]) <= hi for p in (mine, theirs)),
+                   "%s: both allocations come from the coturn relaying from ports %d-%d" % (
+                       label, lo, hi), diag="%s %s" % (mine, theirs))
+    feed(proc, infile)
+    rc = wait_exit(proc, cev, 90, also=[lev])
+    same = os.path.exists(outfile) and file_sha(outfile) == digest
+    tap.ok(rc == 0 and same, "%s: %d bytes echoed back byte-identical" % (label, SIZE),
+           diag="rc %s, out %d bytes, stderr %r" % (
+               rc, os.path.getsize(outfile) if os.path.exists(outfile) else -1,
+               cev.text[-2000:]))
+    wait_exit(listener, lev, 30)
+    lrc = listener.returncode
+    tap.ok(lrc == 0, "%s: the listener exits 0 after the connection" % label,
+           diag=lev.text[-2000:])
+    if mine and theirs:
+        left = ports_gone(lab, [mine, theirs])
+        tap.ok(not left, "%s: both allocations are gone from coturn after close" % label,
+               diag="still open: %s" % sorted(left))
+
+
+TRANSPORTS = {
+    "udp": "turn:198.51.100.1:3478?transport=udp",
+    "tcp": "turn:198.51.100.1:3478?transport=tcp",
+}
+
+
+def tls_uri(lab):
+    return "turns:198.51.100.1:%d#sha256:%s" % (lab.turn_tls_port, lab.turn_cert_sha256)
+
+
+def check_transport(tap, tmp, transport, nat_a, nat_b):
+    label = "%s %s<->%s" % (transport, nat_a, nat_b)
+    with Lab(site_a=nat_a, site_b=nat_b, turn_tls=(transport == "tls")) as lab:
+        server, ready = start_server(lab, tmp)
+        if not tap.ok(ready and ready.get("event") == "ready",
+                      "%s: natkit-server is ready" % label):
+            stop(server)
+            return
+        uri = tls_uri(lab) if transport == "tls" else TRANSPORTS[transport]
+        opts = turn_options(uri, lab.turn_user, lab.turn_password)
+        echo_through_turn(tap, tmp, lab, label, opts, opts, transport, transport)
+        stop(server)
+
+
+def check_fallback(tap, tmp):
+    """A plain turn: URI from a UDP-blocked host: UDP gets no answer, TCP
+    does; the other side (UDP open) stays on UDP."""
+    label = "fallback udp-blocked<->symmetric"
+    with Lab(site_a="udp-blocked", site_b="symmetric") as lab:
+        server, ready = start_server(lab, tmp)
+        opts = turn_options("turn:198.51.100.1", lab.turn_user, lab.turn_password)
+        echo_through_turn(tap, tmp, lab, label, opts, opts, "tcp", "udp")
+        stop(server)
+
+
+def check_wrong_password(tap, tmp):
+    label = "wrong password"
+    with Lab(site_a="port-restricted", site_b="none") as lab:
+        server, ready = start_server(lab, tmp)
+        good = turn_options(TRANSPORTS["udp"], lab.turn_user, lab.turn_password)
+        bad = turn_options(TRANSPORTS["udp"], lab.turn_user, "not-" + lab.turn_password)
+        listener, lev, address = start_listener(lab, tmp, "b-pw", good)
+        proc, cev = start_connector(lab, tmp, "a-pw", address, bad, "/dev/null")
+        proc.stdin.close()
+        rc = wait_exit(proc, cev, 60)
+        text = cev.text.decode("utf-8", "replace")
+        want = ("TURN server 198.51.100.1:3478 refused the credentials of user “%s” (401"
+                % lab.turn_user)
+        tap.ok(rc != 0 and want in text and "turn.password" in text,
+               "%s: the attempt fails with “%s …: check turn.username and turn.password”"
+               % (label, want), diag="rc %s, stderr %r" % (rc, text[-3000:]))
+        tap.ok(cev.wait("connected", 0) is None, "%s: no connection" % label)
+        stop(listener)
+        stop(server)
+
+
+def check_rest(tap, tmp):
+    """coturn with only --use-auth-secret (a second turnserver on 3480,
+    relaying from 40000-49151): natkit-server hands out the credentials;
+    then a config.json "secret" entry does the same without it."""
+    with Lab(site_a="symmetric", site_b="port-restricted", turn_secret=SECRET) as lab:
+        secret_file = os.path.join(tmp, "turn-secret")
+        with open(secret_file, "w") as f:
+            f.write(SECRET + "\n")
+        os.chmod(secret_file, 0o600)
+        rest_uri = "turn:%s:%d" % lab.turn_rest_server
+        server, ready = start_server(lab, tmp, extra="--turn-uri %s --turn-secret-file %s" % (
+            rest_uri, secret_file))
+        if tap.ok(ready and ready.get("event") == "ready",
+                  "REST: natkit-server is ready with the TURN secret"):
+            echo_through_turn(tap, tmp, lab, "REST from natkit-server", "", "", "udp", "udp",
+                              relay_range=(40000, 49151))
+        stop(server)
+
+        # the secret in config.json instead
+        server, ready = start_server(lab, tmp)
+        echo_through_turn(tap, tmp, lab, "REST from config.json", "", "", "udp", "udp",
+                          relay_range=(40000, 49151),
+                          config={"turn": [{"uri": rest_uri, "secret": SECRET}]})
+        stop(server)
+
+
+def main():
+    try:
+        check_requirements(turn=True)
+    except LabSkip as e:
+        skip_all(str(e))
+    for prog in (NAT_TOOL, SERVER):
+        if not os.access(prog, os.X_OK):
+            skip_all("%s is not built" % prog)
+    tap = Tap()
+    tmp = tempfile.mkdtemp(prefix="nklab-turn-")
+    try:
+        # every NAT behavior on each transport to the server; UDP-blocked
+        # only where the transport is TCP or TLS
+        for transport, nat_a, nat_b in [
+                ("udp", "none", "port-restricted"),
+                ("udp", "symmetric", "restricted"),
+                ("udp", "full-cone", "symmetric"),
+                ("tcp", "none", "port-restricted"),
+                ("tcp", "symmetric", "udp-blocked"),
+                ("tls", "udp-blocked", "udp-blocked"),
+                ("tls", "port-restricted", "symmetric"),
+                ("tls", "none", "full-cone")]:
+            check_transport(tap, tmp, transport, nat_a, nat_b)
+        check_fallback(tap, tmp)
+        check_wrong_password(tap, tmp)
+        check_rest(tap, tmp)
+    except Exception:
+        tap.ok(False, "unexpected exception", diag=traceback.format_exc())
+    finally:
+        subprocess.run(["rm", "-rf", tmp])
+    tap.done()
+
+
+if __name__ == "__main__":
+    main()
