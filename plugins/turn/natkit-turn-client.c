@@ -75,6 +75,7 @@ struct _NatkitTurnClient
 
   GList               *txns;            /* Txn */
   gboolean             answered;        /* the server said anything at all */
+  guint                garbage;         /* datagrams from it that were not TURN */
 
   GInetSocketAddress  *relayed;
   GInetSocketAddress  *mapped;
@@ -285,15 +286,24 @@ txn_deadline_cb (gpointer user_data)
   Txn *txn = ref->txn;
 
   g_clear_pointer (&txn->deadline, g_source_unref);
-  txn_finish (self, txn, NULL,
-              g_error_new (NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
-                           "The TURN server %s did not answer within %u ms (over %s)%s",
-                           self->server, txn->timeout_ms,
-                           natkit_turn_transport_to_string (self->transport),
-                           self->answered ? "" :
-                           self->transport == NATKIT_TURN_TRANSPORT_UDP ?
-                           ": is UDP blocked on this network, or the server down?" :
-                           ": is the server down?"));
+  if (!self->answered && self->garbage > 0)
+    txn_finish (self, txn, NULL,
+                g_error_new (NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
+                             "The TURN server %s did not answer within %u ms (over %s): "
+                             "it sent %u datagrams that were not TURN answers; is it a "
+                             "TURN server?", self->server, txn->timeout_ms,
+                             natkit_turn_transport_to_string (self->transport),
+                             self->garbage));
+  else
+    txn_finish (self, txn, NULL,
+                g_error_new (NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
+                             "The TURN server %s did not answer within %u ms (over %s)%s",
+                             self->server, txn->timeout_ms,
+                             natkit_turn_transport_to_string (self->transport),
+                             self->answered ? "" :
+                             self->transport == NATKIT_TURN_TRANSPORT_UDP ?
+                             ": is UDP blocked on this network, or the server down?" :
+                             ": is the server down?"));
   return G_SOURCE_REMOVE;
 }
 
@@ -474,6 +484,7 @@ handle_frame (NatkitTurnClient *self,
                                       &error))
         {
           g_debug ("%s: ignoring %s", self->server, error->message);
+          self->garbage++;
           return;
         }
       self->answered = TRUE;
@@ -492,6 +503,7 @@ handle_frame (NatkitTurnClient *self,
       {
         g_debug ("%s: ignoring %" G_GSIZE_FORMAT " bytes: %s", self->server, length,
                  error->message);
+        self->garbage++;
         return;
       }
     self->answered = TRUE;

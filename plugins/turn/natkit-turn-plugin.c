@@ -560,6 +560,9 @@ try_next_server (Attempt *a)
     }
   server = g_ptr_array_index (a->servers, a->next++);
   budget = time_left (a);
+  /* the server's own time limit ends first, so its reason is the one told */
+  if (budget > 1000)
+    budget -= 250;
   if (server->transport == NATKIT_TURN_TRANSPORT_UDP && a->next < a->servers->len)
     budget = MIN (budget, UDP_BUDGET_MS);
   a->client = natkit_turn_client_new (&server->uri, server->transport, server->username,
@@ -685,6 +688,12 @@ natkit_turn_open_path_async (NatkitTraversal        *traversal,
   a->peer_id = g_strdup (natkit_traversal_request_get_remote_peer_id (request));
   a->session_id = g_strdup (session_id != NULL ? session_id : "");
   a->timeout_ms = natkit_traversal_request_get_timeout (request);
+  /* give up a little before the manager does, so the reason is ours
+   * ("the TURN server … did not answer"), not its "no path within …" */
+  if (a->timeout_ms > 2000)
+    a->timeout_ms -= 1000;
+  else
+    a->timeout_ms = MAX (a->timeout_ms * 3 / 4, 1);
   a->deadline = g_get_monotonic_time () + (gint64) a->timeout_ms * 1000;
   a->cancellable = g_cancellable_new ();
   a->servers = servers;

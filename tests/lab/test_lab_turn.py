@@ -19,6 +19,12 @@ from natkit-server (`--turn-uri --turn-secret-file`, the peers given no
 TURN options at all) and from a config.json "secret" entry, against a
 coturn that only takes the shared secret.
 
+Then a scripted TURN server that misbehaves (silent, garbage, 486, 508, a
+relayed address we must not send to, 300 to coturn): every attempt fails
+within its time limit with a reason that names the server and says what
+went wrong, and the 300 is followed to coturn, which then carries the
+connection.
+
 Needs root; skips (exit 77, or NATLAB_SKIP_EXIT) otherwise."""
 
 import json
@@ -247,6 +253,131 @@ def check_wrong_password(tap, tmp):
         stop(server)
 
 
+# A TURN server that misbehaves, one UDP port per way (198.51.100.2, in the
+# lab's internet): it does the 401 nonce dance like a real one, then
+# answers Allocate as told. Only the standard library.
+BAD_SERVER = r"""
+import hashlib, hmac, os, socket, struct, sys, zlib
+COOKIE = 0x2112A442
+ip, base, user, realm, password = sys.argv[1:6]
+modes = sys.argv[6:]
+key = hashlib.md5(("%s:%s:%s" % (user, realm, password)).encode()).digest()
+
+def attr(t, v):
+    return struct.pack("!HH", t, len(v)) + v + b"\0" * (-len(v) % 4)
+
+def xaddr(ip, port, tid):
+    a = bytes(b ^ c for b, c in zip(socket.inet_aton(ip), struct.pack("!I", COOKIE)))
+    return struct.pack("!BBH", 0, 1, port ^ (COOKIE >> 16)) + a
+
+def message(mtype, tid, attrs, sign):
+    body = b"".join(attrs)
+    if sign:
+        head = struct.pack("!HHI", mtype, len(body) + 24, COOKIE) + tid
+        body += attr(0x0008, hmac.new(key, head + body, hashlib.sha1).digest())
+    head = struct.pack("!HHI", mtype, len(body) + 8, COOKIE) + tid
+    crc = (zlib.crc32(head + body) ^ 0x5354554E) & 0xFFFFFFFF
+    body += attr(0x8028, struct.pack("!I", crc))
+    return struct.pack("!HHI", mtype, len(body), COOKIE) + tid + body
+
+def error(code, reason):
+    return attr(0x0009, struct.pack("!HBB", 0, code // 100, code % 100) + reason.encode())
+
+socks = {}
+for i, mode in enumerate(modes):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((ip, int(base) + i))
+    socks[s] = mode
+print("READY", flush=True)
+import select
+while True:
+    for s in select.select(list(socks), [], [])[0]:
+        data, peer = s.recvfrom(2048)
+        mode = socks[s]
+        if len(data) < 20 or mode == "silent":
+            continue
+        mtype, = struct.unpack("!H", data[:2])
+        tid = data[8:20]
+        if mode == "garbage":
+            s.sendto(os.urandom(64), peer)
+            s.sendto(struct.pack("!HHI", 0x0113, 400, COOKIE) + tid + os.urandom(16), peer)
+            continue
+        if mtype != 0x0003:          # only Allocate gets an answer
+            continue
+        if mode == "redirect":
+            alt = struct.pack("!BBH", 0, 1, 3478) + socket.inet_aton("198.51.100.1")
+            s.sendto(message(0x0113, tid, [error(300, "Try Alternate"), attr(0x8023, alt)],
+                             False), peer)
+            continue
+        if b"\x00\x06" not in data[20:]:   # no USERNAME yet: ask for credentials
+            s.sendto(message(0x0113, tid, [error(401, "Unauthorized"),
+                                           attr(0x0014, realm.encode()),
+                                           attr(0x0015, b"lab-nonce-0123456789")], False), peer)
+        elif mode in ("486", "508"):
+            why = {"486": "Allocation Quota Reached", "508": "Insufficient Capacity"}[mode]
+            s.sendto(message(0x0113, tid, [error(int(mode), why)], True), peer)
+        elif mode == "liar":
+            s.sendto(message(0x0103, tid, [attr(0x0016, xaddr("127.0.0.1", 9, tid)),
+                                           attr(0x0020, xaddr(peer[0], peer[1], tid)),
+                                           attr(0x000D, struct.pack("!I", 600))], True), peer)
+"""
+
+BAD_MODES = [
+    # mode, what A's failed attempt must say (None: it connects)
+    ("silent", "did not answer within"),
+    ("garbage", "that were not TURN answers; is it a TURN server?"),
+    ("486", "(486 Allocation Quota Reached): the user's quota is used up"),
+    ("508", "has no capacity for another allocation (508"),
+    ("liar", "gave an unusable relayed address (127.0.0.1:9)"),
+    ("redirect", None),
+]
+BAD_BASE = 3600
+
+
+def check_bad_servers(tap, tmp):
+    """Each misbehaving server: a clear error naming it, within the
+    attempt's time limit, nothing left behind; a 300 is followed once."""
+    with Lab(site_a="port-restricted", site_b="none") as lab:
+        bad = lab.popen("inet", [sys.executable, "-c", BAD_SERVER, lab.server_ips[1],
+                                 str(BAD_BASE), lab.turn_user, lab.turn_realm,
+                                 lab.turn_password] + [m for m, _ in BAD_MODES],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if not tap.ok(bad.stdout.readline().strip() == b"READY",
+                      "bad TURN servers: the scripted servers are up",
+                      diag=bad.stderr.read(2000) if bad.poll() is not None else ""):
+            return
+        server, ready = start_server(lab, tmp)
+        for i, (mode, want) in enumerate(BAD_MODES):
+            label = "bad TURN server (%s)" % mode
+            where = "%s:%d" % (lab.server_ips[1], BAD_BASE + i)
+            opts = turn_options("turn:%s?transport=udp" % where, lab.turn_user,
+                                lab.turn_password)
+            listener, lev, address = start_listener(lab, tmp, "b-bad-" + mode, opts)
+            t0 = time.monotonic()
+            proc, cev = start_connector(lab, tmp, "a-bad-" + mode, address, opts, "/dev/null")
+            proc.stdin.close()
+            rc = wait_exit(proc, cev, 90, also=(lev,))
+            elapsed = time.monotonic() - t0
+            text = cev.text.decode("utf-8", "replace")
+            if want is None:
+                got = cev.wait("connected", 0) or {}
+                tap.ok(rc == 0 and got.get("method") == "turn" and
+                       "relayed by 198.51.100.1:3478" in (got.get("local_address") or ""),
+                       "%s: sent to coturn (300 Try Alternate) and connected through it" % label,
+                       diag="rc %s, stderr %r" % (rc, text[-3000:]))
+            else:
+                failed = [e for e in cev.events if e.get("event") == "attempt-failed" and
+                          e.get("method") == "turn"]
+                reason = failed[0].get("reason", "") if failed else ""
+                tap.ok(rc != 0 and want in reason and ("TURN server %s" % where) in reason,
+                       "%s: fails in %.1f s with “…%s…”" % (label, elapsed, want),
+                       diag="rc %s, reason %r, stderr %r" % (rc, reason, text[-2000:]))
+            stop(listener)
+        stop(server)
+        bad.kill()
+        bad.wait()
+
+
 def check_rest(tap, tmp):
     """coturn with only --use-auth-secret (a second turnserver on 3480,
     relaying from 40000-49151): natkit-server hands out the credentials;
@@ -298,6 +429,7 @@ def main():
             check_transport(tap, tmp, transport, nat_a, nat_b)
         check_fallback(tap, tmp)
         check_wrong_password(tap, tmp)
+        check_bad_servers(tap, tmp)
         check_rest(tap, tmp)
     except Exception:
         tap.ok(False, "unexpected exception", diag=traceback.format_exc())
