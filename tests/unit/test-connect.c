@@ -12,22 +12,14 @@
 #include <string.h>
 
 #include "natkit.h"
+#include "test-pair.h"
 #include "test-state.h"
 
 static const char * const loopback_only[] = { "loopback", NULL };
 
 typedef struct
 {
-  NatkitIdentity   *id_a;
-  NatkitIdentity   *id_b;
-  NatkitManager    *a;
-  NatkitManager    *b;
-  NatkitSignaling  *sig_a;
-  NatkitSignaling  *sig_b;
-  NatkitConnection *incoming;
-  NatkitConnection *outgoing;
-  GError           *error;
-  gboolean          done;
+  TestPair          pair;
 } Fixture;
 
 static void
@@ -35,77 +27,25 @@ fixture_set_up (Fixture       *f,
                 gconstpointer  data)
 {
   g_autoptr(NatkitConfig) config = natkit_config_new ();
-  g_autoptr(GError) error = NULL;
 
-  f->id_a = natkit_identity_new_ephemeral (&error);
-  g_assert_no_error (error);
-  f->id_b = natkit_identity_new_ephemeral (&error);
-  g_assert_no_error (error);
-  f->a = natkit_manager_new_with_config (config);
-  f->b = natkit_manager_new_with_config (config);
-  natkit_manager_set_identity (f->a, f->id_a);
-  natkit_manager_set_identity (f->b, f->id_b);
-  natkit_signaling_new_pair (natkit_identity_get_peer_id (f->id_a),
-                             natkit_identity_get_peer_id (f->id_b),
-                             &f->sig_a, &f->sig_b);
+  test_pair_init (&f->pair, config);
 }
 
 static void
 fixture_tear_down (Fixture       *f,
                    gconstpointer  data)
 {
-  g_clear_object (&f->incoming);
-  g_clear_object (&f->outgoing);
-  g_clear_object (&f->a);
-  g_clear_object (&f->b);
-  g_clear_object (&f->sig_a);
-  g_clear_object (&f->sig_b);
-  g_clear_object (&f->id_a);
-  g_clear_object (&f->id_b);
-  g_clear_error (&f->error);
+  test_pair_clear (&f->pair);
   /* let closes and idles run out */
   for (int i = 0; i < 50; i++)
     g_main_context_iteration (NULL, FALSE);
 }
 
 static void
-incoming_cb (NatkitManager    *manager,
-             NatkitConnection *connection,
-             gpointer          user_data)
-{
-  Fixture *f = user_data;
-
-  g_assert_null (f->incoming);
-  f->incoming = g_object_ref (connection);
-}
-
-static void
-connect_cb (GObject      *source,
-            GAsyncResult *res,
-            gpointer      user_data)
-{
-  Fixture *f = user_data;
-
-  f->outgoing = natkit_manager_connect_finish (NATKIT_MANAGER (source), res, &f->error);
-  f->done = TRUE;
-}
-
-static void
 connect_pair (Fixture            *f,
               NatkitConnectFlags  flags)
 {
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (natkit_manager_listen (f->b, f->sig_b, &error));
-  g_assert_no_error (error);
-  g_signal_connect (f->b, "incoming", G_CALLBACK (incoming_cb), f);
-
-  natkit_manager_connect_with_signaling_async (f->a, f->sig_a,
-                                               natkit_identity_get_peer_id (f->id_b),
-                                               loopback_only, flags, NULL,
-                                               connect_cb, f);
-  while (!f->done || (!f->error && !f->incoming))
-    g_main_context_iteration (NULL, TRUE);
+  test_pair_connect (&f->pair, loopback_only, flags);
 }
 
 static void
@@ -134,28 +74,28 @@ test_connect_stream (Fixture       *f,
   guint8 *raw;
 
   connect_pair (f, NATKIT_CONNECT_NONE);
-  g_assert_no_error (f->error);
-  g_assert_nonnull (f->outgoing);
-  g_assert_nonnull (f->incoming);
+  g_assert_no_error (f->pair.error);
+  g_assert_nonnull (f->pair.outgoing);
+  g_assert_nonnull (f->pair.incoming);
 
-  g_assert_cmpstr (natkit_connection_get_peer_id (f->outgoing), ==,
-                   natkit_identity_get_peer_id (f->id_b));
-  g_assert_cmpstr (natkit_connection_get_peer_id (f->incoming), ==,
-                   natkit_identity_get_peer_id (f->id_a));
-  g_assert_cmpstr (natkit_connection_get_method (f->outgoing), ==, "loopback");
-  g_assert_cmpint (natkit_connection_get_state (f->outgoing), ==,
+  g_assert_cmpstr (natkit_connection_get_peer_id (f->pair.outgoing), ==,
+                   natkit_identity_get_peer_id (f->pair.id_b));
+  g_assert_cmpstr (natkit_connection_get_peer_id (f->pair.incoming), ==,
+                   natkit_identity_get_peer_id (f->pair.id_a));
+  g_assert_cmpstr (natkit_connection_get_method (f->pair.outgoing), ==, "loopback");
+  g_assert_cmpint (natkit_connection_get_state (f->pair.outgoing), ==,
                    NATKIT_CONNECTION_STATE_CONNECTED);
-  g_assert_cmpstr (natkit_connection_get_session_id (f->outgoing), ==,
-                   natkit_connection_get_session_id (f->incoming));
-  g_assert_cmpint (natkit_connection_get_role (f->incoming), ==, NATKIT_ROLE_RESPONDER);
+  g_assert_cmpstr (natkit_connection_get_session_id (f->pair.outgoing), ==,
+                   natkit_connection_get_session_id (f->pair.incoming));
+  g_assert_cmpint (natkit_connection_get_role (f->pair.incoming), ==, NATKIT_ROLE_RESPONDER);
 
   raw = g_malloc (size);
   for (gsize i = 0; i < size; i++)
     raw[i] = (i * 7 + i / 251) & 0xff;
   payload = g_bytes_new_take (raw, size);
 
-  sa = natkit_connection_get_stream (f->outgoing);
-  sb = natkit_connection_get_stream (f->incoming);
+  sa = natkit_connection_get_stream (f->pair.outgoing);
+  sb = natkit_connection_get_stream (f->pair.incoming);
   g_assert_nonnull (sa);
   g_assert_nonnull (sb);
 
@@ -209,25 +149,25 @@ test_connect_datagram (Fixture       *f,
   gsize max;
 
   connect_pair (f, NATKIT_CONNECT_DATAGRAM);
-  g_assert_no_error (f->error);
-  g_assert_true (natkit_connection_get_flags (f->incoming) & NATKIT_CONNECT_DATAGRAM);
+  g_assert_no_error (f->pair.error);
+  g_assert_true (natkit_connection_get_flags (f->pair.incoming) & NATKIT_CONNECT_DATAGRAM);
 
-  g_signal_connect (f->incoming, "datagram-received", G_CALLBACK (datagram_cb), got_b);
-  g_signal_connect (f->outgoing, "datagram-received", G_CALLBACK (datagram_cb), got_a);
-  g_assert_true (natkit_connection_send_datagram (f->outgoing, hello, &error));
+  g_signal_connect (f->pair.incoming, "datagram-received", G_CALLBACK (datagram_cb), got_b);
+  g_signal_connect (f->pair.outgoing, "datagram-received", G_CALLBACK (datagram_cb), got_a);
+  g_assert_true (natkit_connection_send_datagram (f->pair.outgoing, hello, &error));
   g_assert_no_error (error);
-  g_assert_true (natkit_connection_send_datagram (f->incoming, back, &error));
+  g_assert_true (natkit_connection_send_datagram (f->pair.incoming, back, &error));
   g_assert_no_error (error);
   while (got_b->len < 1 || got_a->len < 1)
     g_main_context_iteration (NULL, TRUE);
   g_assert_true (g_bytes_equal (g_ptr_array_index (got_b, 0), hello));
   g_assert_true (g_bytes_equal (g_ptr_array_index (got_a, 0), back));
 
-  max = natkit_connection_get_max_datagram (f->outgoing);
+  max = natkit_connection_get_max_datagram (f->pair.outgoing);
   g_assert_cmpuint (max, >, 1000);
   big = g_malloc0 (max + 1);
   too_large = g_bytes_new (big, max + 1);
-  g_assert_false (natkit_connection_send_datagram (f->outgoing, too_large, &error));
+  g_assert_false (natkit_connection_send_datagram (f->pair.outgoing, too_large, &error));
   g_assert_error (error, NATKIT_ERROR, NATKIT_ERROR_MESSAGE_TOO_LARGE);
 }
 
@@ -247,14 +187,14 @@ test_connect_close (Fixture       *f,
   gboolean closed = FALSE;
 
   connect_pair (f, NATKIT_CONNECT_NONE);
-  g_assert_no_error (f->error);
-  g_signal_connect (f->incoming, "notify::state", G_CALLBACK (state_changed_cb), &closed);
-  natkit_connection_close (f->outgoing);
-  g_assert_cmpint (natkit_connection_get_state (f->outgoing), ==,
+  g_assert_no_error (f->pair.error);
+  g_signal_connect (f->pair.incoming, "notify::state", G_CALLBACK (state_changed_cb), &closed);
+  natkit_connection_close (f->pair.outgoing);
+  g_assert_cmpint (natkit_connection_get_state (f->pair.outgoing), ==,
                    NATKIT_CONNECTION_STATE_CLOSED);
   while (!closed)
     g_main_context_iteration (NULL, TRUE);
-  g_assert_cmpint (natkit_connection_get_state (f->incoming), ==,
+  g_assert_cmpint (natkit_connection_get_state (f->pair.incoming), ==,
                    NATKIT_CONNECTION_STATE_CLOSED);
 }
 
@@ -263,21 +203,21 @@ test_connect_not_listening (Fixture       *f,
                             gconstpointer  data)
 {
   /* b never calls listen(): a is refused at once, with the reason */
-  natkit_manager_connect_with_signaling_async (f->a, f->sig_a,
-                                               natkit_identity_get_peer_id (f->id_b),
-                                               loopback_only, 0, NULL, connect_cb, f);
+  natkit_manager_connect_with_signaling_async (f->pair.a, f->pair.sig_a,
+                                               natkit_identity_get_peer_id (f->pair.id_b),
+                                               loopback_only, 0, NULL, test_pair_connect_cb, &f->pair);
   /* b's manager must see the message to refuse it: it has to know the
    * channel, which listen() or a connect would give it */
   {
     g_autoptr(GError) error = NULL;
 
-    g_assert_true (natkit_manager_listen (f->b, f->sig_b, &error));
-    natkit_manager_stop_listening (f->b, f->sig_b);
+    g_assert_true (natkit_manager_listen (f->pair.b, f->pair.sig_b, &error));
+    natkit_manager_stop_listening (f->pair.b, f->pair.sig_b);
   }
-  while (!f->done)
+  while (!f->pair.done)
     g_main_context_iteration (NULL, TRUE);
-  g_assert_error (f->error, NATKIT_ERROR, NATKIT_ERROR_REFUSED);
-  g_assert_nonnull (strstr (f->error->message, "not accepting"));
+  g_assert_error (f->pair.error, NATKIT_ERROR, NATKIT_ERROR_REFUSED);
+  g_assert_nonnull (strstr (f->pair.error->message, "not accepting"));
 }
 
 static void
@@ -289,13 +229,13 @@ test_connect_impostor (Fixture       *f,
 
   /* b's manager holds a key that is not the one of the ID a connects to */
   g_assert_no_error (error);
-  natkit_manager_set_identity (f->b, mallory);
+  natkit_manager_set_identity (f->pair.b, mallory);
 
   connect_pair (f, NATKIT_CONNECT_NONE);
-  g_assert_error (f->error, NATKIT_ERROR, NATKIT_ERROR_IDENTITY);
-  g_assert_nonnull (strstr (f->error->message, "key"));
-  g_assert_null (f->outgoing);
-  g_assert_null (f->incoming);
+  g_assert_error (f->pair.error, NATKIT_ERROR, NATKIT_ERROR_IDENTITY);
+  g_assert_nonnull (strstr (f->pair.error->message, "key"));
+  g_assert_null (f->pair.outgoing);
+  g_assert_null (f->pair.incoming);
 }
 
 static void

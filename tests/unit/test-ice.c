@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "natkit.h"
+#include "test-pair.h"
 #include "natkit-ice-proto.h"
 
 static const char * const ice_only[] = { "ice", NULL };
@@ -23,16 +24,7 @@ static const char loopback_config[] =
 
 typedef struct
 {
-  NatkitIdentity   *id_a;
-  NatkitIdentity   *id_b;
-  NatkitManager    *a;
-  NatkitManager    *b;
-  NatkitSignaling  *sig_a;
-  NatkitSignaling  *sig_b;
-  NatkitConnection *incoming;
-  NatkitConnection *outgoing;
-  GError           *error;
-  gboolean          done;
+  TestPair          pair;
 
   /* the bad-input test: A's first "ice" body as B received it */
   char             *session;
@@ -49,32 +41,14 @@ fixture_set_up (Fixture       *f,
   g_autoptr(NatkitConfig) config = natkit_config_new_from_data (loopback_config, -1, &error);
 
   g_assert_no_error (error);
-  f->id_a = natkit_identity_new_ephemeral (&error);
-  g_assert_no_error (error);
-  f->id_b = natkit_identity_new_ephemeral (&error);
-  g_assert_no_error (error);
-  f->a = natkit_manager_new_with_config (config);
-  f->b = natkit_manager_new_with_config (config);
-  natkit_manager_set_identity (f->a, f->id_a);
-  natkit_manager_set_identity (f->b, f->id_b);
-  natkit_signaling_new_pair (natkit_identity_get_peer_id (f->id_a),
-                             natkit_identity_get_peer_id (f->id_b),
-                             &f->sig_a, &f->sig_b);
+  test_pair_init (&f->pair, config);
 }
 
 static void
 fixture_tear_down (Fixture       *f,
                    gconstpointer  data)
 {
-  g_clear_object (&f->incoming);
-  g_clear_object (&f->outgoing);
-  g_clear_object (&f->a);
-  g_clear_object (&f->b);
-  g_clear_object (&f->sig_a);
-  g_clear_object (&f->sig_b);
-  g_clear_object (&f->id_a);
-  g_clear_object (&f->id_b);
-  g_clear_error (&f->error);
+  test_pair_clear (&f->pair);
   g_free (f->session);
   g_free (f->ufrag);
   g_free (f->pwd);
@@ -84,49 +58,18 @@ fixture_tear_down (Fixture       *f,
 }
 
 static void
-incoming_cb (NatkitManager    *manager,
-             NatkitConnection *connection,
-             gpointer          user_data)
-{
-  Fixture *f = user_data;
-
-  g_assert_null (f->incoming);
-  f->incoming = g_object_ref (connection);
-}
-
-static void
-connect_cb (GObject      *source,
-            GAsyncResult *res,
-            gpointer      user_data)
-{
-  Fixture *f = user_data;
-
-  f->outgoing = natkit_manager_connect_finish (NATKIT_MANAGER (source), res, &f->error);
-  f->done = TRUE;
-}
-
-static void
 connect_pair (Fixture            *f,
               NatkitConnectFlags  flags)
 {
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (natkit_manager_listen (f->b, f->sig_b, &error));
-  g_assert_no_error (error);
-  g_signal_connect (f->b, "incoming", G_CALLBACK (incoming_cb), f);
-  natkit_manager_connect_with_signaling_async (f->a, f->sig_a,
-                                               natkit_identity_get_peer_id (f->id_b),
-                                               ice_only, flags, NULL, connect_cb, f);
-  while (!f->done || (!f->error && !f->incoming))
-    g_main_context_iteration (NULL, TRUE);
-  g_assert_no_error (f->error);
-  g_assert_nonnull (f->outgoing);
-  g_assert_nonnull (f->incoming);
-  g_assert_cmpstr (natkit_connection_get_method (f->outgoing), ==, "ice");
-  g_assert_cmpstr (natkit_connection_get_transport (f->outgoing), ==, "udp");
-  g_assert_true (g_str_has_prefix (natkit_connection_get_local_address (f->outgoing), "127.0.0.1:"));
-  g_assert_true (g_str_has_suffix (natkit_connection_get_local_address (f->outgoing), "(ice host)"));
-  g_assert_true (g_str_has_prefix (natkit_connection_get_remote_address (f->outgoing), "127.0.0.1:"));
+  test_pair_connect (&f->pair, ice_only, flags);
+  g_assert_no_error (f->pair.error);
+  g_assert_nonnull (f->pair.outgoing);
+  g_assert_nonnull (f->pair.incoming);
+  g_assert_cmpstr (natkit_connection_get_method (f->pair.outgoing), ==, "ice");
+  g_assert_cmpstr (natkit_connection_get_transport (f->pair.outgoing), ==, "udp");
+  g_assert_true (g_str_has_prefix (natkit_connection_get_local_address (f->pair.outgoing), "127.0.0.1:"));
+  g_assert_true (g_str_has_suffix (natkit_connection_get_local_address (f->pair.outgoing), "(ice host)"));
+  g_assert_true (g_str_has_prefix (natkit_connection_get_remote_address (f->pair.outgoing), "127.0.0.1:"));
 }
 
 static void
@@ -146,14 +89,14 @@ exchange_datagrams (Fixture *f)
   g_autoptr(GBytes) ping = g_bytes_new_static ("ping over ice", 13);
   g_autoptr(GBytes) pong = g_bytes_new_static ("pong", 4);
 
-  g_signal_connect (f->outgoing, "datagram-received", G_CALLBACK (datagram_cb), at_a);
-  g_signal_connect (f->incoming, "datagram-received", G_CALLBACK (datagram_cb), at_b);
+  g_signal_connect (f->pair.outgoing, "datagram-received", G_CALLBACK (datagram_cb), at_a);
+  g_signal_connect (f->pair.incoming, "datagram-received", G_CALLBACK (datagram_cb), at_b);
   /* loopback loses nothing, but the test should not hang if it did */
   for (guint round = 0; round < 50 && (at_a->len == 0 || at_b->len == 0); round++)
     {
-      g_assert_true (natkit_connection_send_datagram (f->outgoing, ping, &error));
+      g_assert_true (natkit_connection_send_datagram (f->pair.outgoing, ping, &error));
       g_assert_no_error (error);
-      g_assert_true (natkit_connection_send_datagram (f->incoming, pong, &error));
+      g_assert_true (natkit_connection_send_datagram (f->pair.incoming, pong, &error));
       g_assert_no_error (error);
       for (guint i = 0; i < 20; i++)
         g_main_context_iteration (NULL, FALSE);
@@ -162,8 +105,8 @@ exchange_datagrams (Fixture *f)
   g_assert_cmpuint (at_a->len, >, 0);
   g_assert_true (g_bytes_equal (g_ptr_array_index (at_b, 0), ping));
   g_assert_true (g_bytes_equal (g_ptr_array_index (at_a, 0), pong));
-  g_signal_handlers_disconnect_by_data (f->outgoing, at_a);
-  g_signal_handlers_disconnect_by_data (f->incoming, at_b);
+  g_signal_handlers_disconnect_by_data (f->pair.outgoing, at_a);
+  g_signal_handlers_disconnect_by_data (f->pair.incoming, at_b);
 }
 
 static void
@@ -186,8 +129,8 @@ exchange_stream (Fixture *f,
   g_autofree guint8 *raw = g_malloc (size);
   g_autofree guint8 *buf = g_malloc (size + 1);
   g_autoptr(GError) error = NULL;
-  GIOStream *sa = natkit_connection_get_stream (f->outgoing);
-  GIOStream *sb = natkit_connection_get_stream (f->incoming);
+  GIOStream *sa = natkit_connection_get_stream (f->pair.outgoing);
+  GIOStream *sb = natkit_connection_get_stream (f->pair.incoming);
   gboolean wrote = FALSE;
   gsize got = 0;
 
@@ -251,7 +194,7 @@ static void
 inject (Fixture    *f,
         const char *text)
 {
-  natkit_signaling_emit_message (f->sig_b, natkit_identity_get_peer_id (f->id_a), text);
+  natkit_signaling_emit_message (f->pair.sig_b, natkit_identity_get_peer_id (f->pair.id_a), text);
 }
 
 static gboolean
@@ -380,11 +323,11 @@ static void
 test_ice_bad_candidates (Fixture       *f,
                          gconstpointer  data)
 {
-  g_signal_connect (f->sig_b, "message-received", G_CALLBACK (b_message_cb), f);
+  g_signal_connect (f->pair.sig_b, "message-received", G_CALLBACK (b_message_cb), f);
   connect_pair (f, NATKIT_CONNECT_DATAGRAM);
   g_assert_true (f->injected);
   /* none of the injected candidates became the path: the real one did */
-  g_assert_null (strstr (natkit_connection_get_remote_address (f->incoming), ":9/"));
+  g_assert_null (strstr (natkit_connection_get_remote_address (f->pair.incoming), ":9/"));
   exchange_datagrams (f);
 }
 
@@ -398,13 +341,13 @@ test_ice_other_attempt (Fixture       *f,
   g_autofree char *text = NULL;
 
   connect_pair (f, NATKIT_CONNECT_DATAGRAM);
-  g_assert_cmpstr (natkit_connection_get_method (f->incoming), ==, "ice");
+  g_assert_cmpstr (natkit_connection_get_method (f->pair.incoming), ==, "ice");
   text = g_strdup_printf ("{\"natkit\":1,\"op\":\"ice\",\"session\":\"%s\",\"ufrag\":\"N3wAttempt\","
                           "\"pwd\":\"0123456789012345678901\",\"candidates\":[{\"foundation\":\"1\","
                           "\"priority\":9,\"type\":\"host\",\"ip\":\"127.0.0.1\",\"port\":9}],"
-                          "\"end\":true}", natkit_connection_get_session_id (f->incoming));
+                          "\"end\":true}", natkit_connection_get_session_id (f->pair.incoming));
   g_test_expect_message ("natkit-ice", G_LOG_LEVEL_DEBUG, "ignoring another ICE attempt's body*");
-  natkit_signaling_emit_message (f->sig_b, natkit_identity_get_peer_id (f->id_a), text);
+  natkit_signaling_emit_message (f->pair.sig_b, natkit_identity_get_peer_id (f->pair.id_a), text);
   g_test_assert_expected_messages ();
   /* the path is untouched */
   exchange_datagrams (f);
@@ -419,10 +362,10 @@ path_cb (GObject      *source,
 {
   Fixture *f = user_data;
   g_autoptr(NatkitPath) path = natkit_traversal_open_path_finish (NATKIT_TRAVERSAL (source),
-                                                                  res, &f->error);
+                                                                  res, &f->pair.error);
 
   g_assert_null (path);
-  f->done = TRUE;
+  f->pair.done = TRUE;
 }
 
 static gboolean
@@ -436,7 +379,7 @@ static void
 test_ice_silent_peer (Fixture       *f,
                       gconstpointer  data)
 {
-  NatkitPluginInfo *info = natkit_manager_get_plugin (f->a, "ice");
+  NatkitPluginInfo *info = natkit_manager_get_plugin (f->pair.a, "ice");
   g_autoptr(NatkitTraversal) traversal = NULL;
   g_autoptr(NatkitTraversalRequest) request = NULL;
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
@@ -445,25 +388,25 @@ test_ice_silent_peer (Fixture       *f,
   g_assert_nonnull (info);
   g_assert_cmpint (natkit_plugin_info_get_state (info), ==, NATKIT_PLUGIN_STATE_LOADED);
   traversal = g_object_new (natkit_plugin_info_get_gtype (info), NULL);
-  request = natkit_traversal_request_new (natkit_identity_get_peer_id (f->id_a),
-                                          natkit_identity_get_peer_id (f->id_b),
+  request = natkit_traversal_request_new (natkit_identity_get_peer_id (f->pair.id_a),
+                                          natkit_identity_get_peer_id (f->pair.id_b),
                                           NATKIT_ROLE_INITIATOR);
   natkit_traversal_request_set_session_id (request, "0123456789abcdef");
-  natkit_traversal_request_set_signaling (request, f->sig_a);
-  natkit_traversal_request_set_config (request, natkit_manager_get_config (f->a));
+  natkit_traversal_request_set_signaling (request, f->pair.sig_a);
+  natkit_traversal_request_set_config (request, natkit_manager_get_config (f->pair.a));
   natkit_traversal_request_set_timeout (request, 3000);
   g_assert_true (natkit_traversal_applies (traversal, request, NULL));
   /* what the manager would do at the request's timeout: cancel */
   manager_timeout = g_timeout_add (3000, manager_timeout_cb, cancellable);
   natkit_traversal_open_path_async (traversal, request, cancellable, path_cb, f);
-  while (!f->done)
+  while (!f->pair.done)
     g_main_context_iteration (NULL, TRUE);
   /* the plugin ended it itself, before the manager had to, and says why */
   g_assert_false (g_cancellable_is_cancelled (cancellable));
   g_source_remove (manager_timeout);
-  g_assert_error (f->error, NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT);
-  g_assert_nonnull (strstr (f->error->message, "no ICE answer from"));
-  g_assert_nonnull (strstr (f->error->message, natkit_identity_get_peer_id (f->id_b)));
+  g_assert_error (f->pair.error, NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT);
+  g_assert_nonnull (strstr (f->pair.error->message, "no ICE answer from"));
+  g_assert_nonnull (strstr (f->pair.error->message, natkit_identity_get_peer_id (f->pair.id_b)));
 }
 
 /* ---- the signaling body on its own ------------------------------------- */

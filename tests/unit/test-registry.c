@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "natkit.h"
+#include "test-pair.h"
 #include "test-state.h"
 
 static const char * const loopback_only[] = { "loopback", NULL };
@@ -26,16 +27,7 @@ typedef struct
 
 typedef struct
 {
-  NatkitIdentity   *id_a;
-  NatkitIdentity   *id_b;
-  NatkitManager    *a;
-  NatkitManager    *b;
-  NatkitSignaling  *sig_a;
-  NatkitSignaling  *sig_b;
-  NatkitConnection *incoming;
-  NatkitConnection *outgoing;
-  GError           *error;
-  gboolean          done;
+  TestPair          pair;
   Changes           changes_a;   /* items-changed of a's model */
   Changes           changes_b;
 } Fixture;
@@ -59,22 +51,11 @@ fixture_set_up (Fixture       *f,
                 gconstpointer  data)
 {
   g_autoptr(NatkitConfig) config = natkit_config_new ();
-  g_autoptr(GError) error = NULL;
 
-  f->id_a = natkit_identity_new_ephemeral (&error);
-  g_assert_no_error (error);
-  f->id_b = natkit_identity_new_ephemeral (&error);
-  g_assert_no_error (error);
-  f->a = natkit_manager_new_with_config (config);
-  f->b = natkit_manager_new_with_config (config);
-  natkit_manager_set_identity (f->a, f->id_a);
-  natkit_manager_set_identity (f->b, f->id_b);
-  natkit_signaling_new_pair (natkit_identity_get_peer_id (f->id_a),
-                             natkit_identity_get_peer_id (f->id_b),
-                             &f->sig_a, &f->sig_b);
-  g_signal_connect (natkit_manager_get_connections (f->a), "items-changed",
+  test_pair_init (&f->pair, config);
+  g_signal_connect (natkit_manager_get_connections (f->pair.a), "items-changed",
                     G_CALLBACK (items_changed_cb), &f->changes_a);
-  g_signal_connect (natkit_manager_get_connections (f->b), "items-changed",
+  g_signal_connect (natkit_manager_get_connections (f->pair.b), "items-changed",
                     G_CALLBACK (items_changed_cb), &f->changes_b);
 }
 
@@ -82,43 +63,13 @@ static void
 fixture_tear_down (Fixture       *f,
                    gconstpointer  data)
 {
-  g_clear_object (&f->incoming);
-  g_clear_object (&f->outgoing);
-  g_signal_handlers_disconnect_by_func (natkit_manager_get_connections (f->a),
+  g_signal_handlers_disconnect_by_func (natkit_manager_get_connections (f->pair.a),
                                         items_changed_cb, &f->changes_a);
-  g_signal_handlers_disconnect_by_func (natkit_manager_get_connections (f->b),
+  g_signal_handlers_disconnect_by_func (natkit_manager_get_connections (f->pair.b),
                                         items_changed_cb, &f->changes_b);
-  g_clear_object (&f->a);
-  g_clear_object (&f->b);
-  g_clear_object (&f->sig_a);
-  g_clear_object (&f->sig_b);
-  g_clear_object (&f->id_a);
-  g_clear_object (&f->id_b);
-  g_clear_error (&f->error);
+  test_pair_clear (&f->pair);
   for (int i = 0; i < 50; i++)
     g_main_context_iteration (NULL, FALSE);
-}
-
-static void
-incoming_cb (NatkitManager    *manager,
-             NatkitConnection *connection,
-             gpointer          user_data)
-{
-  Fixture *f = user_data;
-
-  g_assert_null (f->incoming);
-  f->incoming = g_object_ref (connection);
-}
-
-static void
-connect_cb (GObject      *source,
-            GAsyncResult *res,
-            gpointer      user_data)
-{
-  Fixture *f = user_data;
-
-  f->outgoing = natkit_manager_connect_finish (NATKIT_MANAGER (source), res, &f->error);
-  f->done = TRUE;
 }
 
 static void
@@ -126,17 +77,7 @@ connect_pair (Fixture            *f,
               const char * const *methods,
               NatkitConnectFlags  flags)
 {
-  g_autoptr(GError) error = NULL;
-
-  g_assert_true (natkit_manager_listen (f->b, f->sig_b, &error));
-  g_assert_no_error (error);
-  g_signal_connect (f->b, "incoming", G_CALLBACK (incoming_cb), f);
-
-  natkit_manager_connect_with_signaling_async (f->a, f->sig_a,
-                                               natkit_identity_get_peer_id (f->id_b),
-                                               methods, flags, NULL, connect_cb, f);
-  while (!f->done || (!f->error && !f->incoming))
-    g_main_context_iteration (NULL, TRUE);
+  test_pair_connect (&f->pair, methods, flags);
 }
 
 static void
@@ -245,8 +186,8 @@ static void
 test_registry_model (Fixture       *f,
                      gconstpointer  data)
 {
-  GListModel *model_a = natkit_manager_get_connections (f->a);
-  GListModel *model_b = natkit_manager_get_connections (f->b);
+  GListModel *model_a = natkit_manager_get_connections (f->pair.a);
+  GListModel *model_b = natkit_manager_get_connections (f->pair.b);
   g_autoptr(NatkitConnection) item_a = NULL;
   g_autoptr(NatkitConnection) item_b = NULL;
   g_autoptr(GBytes) hello = g_bytes_new_static ("hello", 5);
@@ -264,7 +205,7 @@ test_registry_model (Fixture       *f,
   g_assert_cmpuint (g_list_model_get_n_items (model_a), ==, 0);
 
   connect_pair (f, loopback_only, NATKIT_CONNECT_DATAGRAM);
-  g_assert_no_error (f->error);
+  g_assert_no_error (f->pair.error);
 
   /* both sides list their end, once */
   g_assert_cmpuint (g_list_model_get_n_items (model_a), ==, 1);
@@ -274,13 +215,13 @@ test_registry_model (Fixture       *f,
   g_assert_cmpuint (f->changes_a.removed, ==, 0);
   item_a = g_list_model_get_item (model_a, 0);
   item_b = g_list_model_get_item (model_b, 0);
-  g_assert_true (item_a == f->outgoing);
-  g_assert_true (item_b == f->incoming);
+  g_assert_true (item_a == f->pair.outgoing);
+  g_assert_true (item_b == f->pair.incoming);
   g_assert_null (g_list_model_get_item (model_a, 1));
 
   /* properties */
   g_object_get (item_a, "peer-id", &peer, "method", &method, NULL);
-  g_assert_cmpstr (peer, ==, natkit_identity_get_peer_id (f->id_b));
+  g_assert_cmpstr (peer, ==, natkit_identity_get_peer_id (f->pair.id_b));
   g_assert_cmpstr (method, ==, "loopback");
   g_assert_cmpstr (natkit_connection_get_method (item_b), ==, "loopback");
   g_assert_nonnull (natkit_connection_get_transport (item_a));
@@ -361,15 +302,15 @@ static void
 test_registry_weak (Fixture       *f,
                     gconstpointer  data)
 {
-  GListModel *model_a = natkit_manager_get_connections (f->a);
+  GListModel *model_a = natkit_manager_get_connections (f->pair.a);
 
   connect_pair (f, loopback_only, NATKIT_CONNECT_NONE);
-  g_assert_no_error (f->error);
+  g_assert_no_error (f->pair.error);
   g_assert_cmpuint (g_list_model_get_n_items (model_a), ==, 1);
 
   /* the registry does not keep a connection alive: dropping the last
    * reference closes it, and it leaves the model */
-  g_clear_object (&f->outgoing);
+  g_clear_object (&f->pair.outgoing);
   g_assert_cmpuint (g_list_model_get_n_items (model_a), ==, 0);
   g_assert_cmpuint (f->changes_a.added, ==, 1);
   g_assert_cmpuint (f->changes_a.removed, ==, 1);
@@ -406,17 +347,17 @@ test_registry_metrics (Fixture       *f,
   gint64 min = -1, median = -1, mean = -1, max = -1;
   guint64 count = 0;
 
-  metrics = natkit_manager_dup_metrics (f->a);
+  metrics = natkit_manager_dup_metrics (f->pair.a);
   g_assert_cmpstr (g_variant_get_type_string (metrics), ==, "a{sa{sv}}");
   g_assert_cmpuint (g_variant_n_children (metrics), ==, 0);
   g_clear_pointer (&metrics, g_variant_unref);
 
   /* gamma fails at once; loopback carries the connection */
   connect_pair (f, gamma_then_loopback, NATKIT_CONNECT_NONE);
-  g_assert_no_error (f->error);
-  g_assert_cmpstr (natkit_connection_get_method (f->outgoing), ==, "loopback");
+  g_assert_no_error (f->pair.error);
+  g_assert_cmpstr (natkit_connection_get_method (f->pair.outgoing), ==, "loopback");
 
-  metrics = natkit_manager_dup_metrics (f->a);
+  metrics = natkit_manager_dup_metrics (f->pair.a);
   loopback = lookup_method (metrics, "loopback");
   g_assert_cmpuint (lookup_count (loopback, "attempts"), ==, 1);
   g_assert_cmpuint (lookup_count (loopback, "successes"), ==, 1);
@@ -430,7 +371,7 @@ test_registry_metrics (Fixture       *f,
   g_assert_cmpint (min, ==, max);
   g_assert_cmpint (median, ==, min);
   g_assert_cmpint (mean, ==, min);
-  g_assert_cmpint (min, ==, natkit_connection_get_connect_time (f->outgoing));
+  g_assert_cmpint (min, ==, natkit_connection_get_connect_time (f->pair.outgoing));
 
   gamma = lookup_method (metrics, "gamma");
   g_assert_cmpuint (lookup_count (gamma, "attempts"), ==, 1);
@@ -445,7 +386,7 @@ test_registry_metrics (Fixture       *f,
 
   /* the responder does not count the initiator's connects */
   g_clear_pointer (&metrics, g_variant_unref);
-  metrics = natkit_manager_dup_metrics (f->b);
+  metrics = natkit_manager_dup_metrics (f->pair.b);
   g_assert_cmpuint (g_variant_n_children (metrics), ==, 0);
 }
 
@@ -453,26 +394,26 @@ static void
 test_registry_metrics_failed (Fixture       *f,
                               gconstpointer  data)
 {
-  GListModel *model_a = natkit_manager_get_connections (f->a);
+  GListModel *model_a = natkit_manager_get_connections (f->pair.a);
   g_autoptr(GVariant) metrics = NULL;
   g_autoptr(GVariant) gamma = NULL;
   g_autoptr(GVariant) reasons = NULL;
   guint64 count = 0;
   g_autoptr(GError) error = NULL;
 
-  g_assert_true (natkit_manager_listen (f->b, f->sig_b, &error));
+  g_assert_true (natkit_manager_listen (f->pair.b, f->pair.sig_b, &error));
   g_assert_no_error (error);
-  natkit_manager_connect_with_signaling_async (f->a, f->sig_a,
-                                               natkit_identity_get_peer_id (f->id_b),
-                                               gamma_only, 0, NULL, connect_cb, f);
-  while (!f->done)
+  natkit_manager_connect_with_signaling_async (f->pair.a, f->pair.sig_a,
+                                               natkit_identity_get_peer_id (f->pair.id_b),
+                                               gamma_only, 0, NULL, test_pair_connect_cb, &f->pair);
+  while (!f->pair.done)
     g_main_context_iteration (NULL, TRUE);
-  g_assert_error (f->error, NATKIT_ERROR, NATKIT_ERROR_NO_METHOD);
-  g_assert_null (f->outgoing);
+  g_assert_error (f->pair.error, NATKIT_ERROR, NATKIT_ERROR_NO_METHOD);
+  g_assert_null (f->pair.outgoing);
   g_assert_cmpuint (g_list_model_get_n_items (model_a), ==, 0);
   g_assert_cmpuint (f->changes_a.added, ==, 0);
 
-  metrics = natkit_manager_dup_metrics (f->a);
+  metrics = natkit_manager_dup_metrics (f->pair.a);
   g_assert_cmpuint (g_variant_n_children (metrics), ==, 1);
   gamma = lookup_method (metrics, "gamma");
   g_assert_cmpuint (lookup_count (gamma, "attempts"), ==, 1);
@@ -517,13 +458,13 @@ test_registry_breaker (Fixture       *f,
 {
   g_autoptr(GPtrArray) kept = g_ptr_array_new_with_free_func (g_object_unref);
   char *first = NULL;
-  gulong progress_id = g_signal_connect (f->a, "connect-progress",
+  gulong progress_id = g_signal_connect (f->pair.a, "connect-progress",
                                          G_CALLBACK (first_attempt_cb), &first);
 
   for (guint round = 0; round < 6; round++)
     {
       g_autoptr(NatkitIdentity) id = natkit_identity_new_ephemeral (NULL);
-      g_autoptr(NatkitManager) b = natkit_manager_new_with_config (natkit_manager_get_config (f->a));
+      g_autoptr(NatkitManager) b = natkit_manager_new_with_config (natkit_manager_get_config (f->pair.a));
       g_autoptr(NatkitSignaling) sig_a = NULL;
       g_autoptr(NatkitSignaling) sig_b = NULL;
       g_autoptr(GVariant) metrics = NULL;
@@ -533,25 +474,25 @@ test_registry_breaker (Fixture       *f,
       gboolean gamma_failed = FALSE;
 
       natkit_manager_set_identity (b, id);
-      natkit_signaling_new_pair (natkit_identity_get_peer_id (f->id_a),
+      natkit_signaling_new_pair (natkit_identity_get_peer_id (f->pair.id_a),
                                  natkit_identity_get_peer_id (id), &sig_a, &sig_b);
       g_assert_true (natkit_manager_listen (b, sig_b, &error));
       g_assert_no_error (error);
       g_signal_connect (b, "incoming", G_CALLBACK (keep_incoming_cb), kept);
-      f->done = FALSE;
-      g_clear_object (&f->outgoing);
-      natkit_manager_connect_with_signaling_async (f->a, sig_a, natkit_identity_get_peer_id (id),
+      f->pair.done = FALSE;
+      g_clear_object (&f->pair.outgoing);
+      natkit_manager_connect_with_signaling_async (f->pair.a, sig_a, natkit_identity_get_peer_id (id),
                                                    gamma_then_loopback, NATKIT_CONNECT_NONE,
-                                                   NULL, connect_cb, f);
-      while (!f->done)
+                                                   NULL, test_pair_connect_cb, &f->pair);
+      while (!f->pair.done)
         g_main_context_iteration (NULL, TRUE);
-      g_assert_no_error (f->error);
-      g_assert_cmpstr (natkit_connection_get_method (f->outgoing), ==, "loopback");
-      failures = natkit_connection_get_failures (f->outgoing);
+      g_assert_no_error (f->pair.error);
+      g_assert_cmpstr (natkit_connection_get_method (f->pair.outgoing), ==, "loopback");
+      failures = natkit_connection_get_failures (f->pair.outgoing);
       for (guint i = 0; failures[i]; i++)
         gamma_failed |= g_str_has_prefix (failures[i], "gamma:");
 
-      metrics = natkit_manager_dup_metrics (f->a);
+      metrics = natkit_manager_dup_metrics (f->pair.a);
       gamma = g_variant_lookup_value (metrics, "gamma", G_VARIANT_TYPE_VARDICT);
       g_assert_nonnull (gamma);
       if (round < 5)
@@ -568,11 +509,11 @@ test_registry_breaker (Fixture       *f,
           g_assert_cmpstr (first, ==, "loopback");
         }
       g_clear_pointer (&first, g_free);
-      natkit_connection_close (f->outgoing);
+      natkit_connection_close (f->pair.outgoing);
       for (int i = 0; i < 50; i++)
         g_main_context_iteration (NULL, FALSE);
     }
-  g_signal_handler_disconnect (f->a, progress_id);
+  g_signal_handler_disconnect (f->pair.a, progress_id);
 }
 
 int
