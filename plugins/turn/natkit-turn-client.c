@@ -99,8 +99,9 @@ struct _NatkitTurnClient
 
 G_DEFINE_FINAL_TYPE (NatkitTurnClient, natkit_turn_client, G_TYPE_OBJECT)
 
-static void
-drop_source (GSource **source)
+/* GSource helpers, shared with the plugin (natkit-turn-client.h) */
+void
+natkit_turn_drop_source (GSource **source)
 {
   if (*source != NULL)
     {
@@ -109,11 +110,11 @@ drop_source (GSource **source)
     }
 }
 
-static GSource *
-add_source (GSource     *source,
-            GSourceFunc  func,
-            gpointer     data,
-            const char  *name)
+GSource *
+natkit_turn_add_source (GSource     *source,
+                        GSourceFunc  func,
+                        gpointer     data,
+                        const char  *name)
 {
   g_source_set_callback (source, func, data, NULL);
   g_source_set_static_name (source, name);
@@ -124,8 +125,8 @@ add_source (GSource     *source,
 static void
 txn_free (Txn *txn)
 {
-  drop_source (&txn->resend);
-  drop_source (&txn->deadline);
+  natkit_turn_drop_source (&txn->resend);
+  natkit_turn_drop_source (&txn->deadline);
   g_clear_pointer (&txn->request, g_bytes_unref);
   g_clear_object (&txn->peer);
   g_free (txn);
@@ -247,8 +248,8 @@ txn_finish (NatkitTurnClient  *self,
             GError            *error)
 {
   self->txns = g_list_remove (self->txns, txn);
-  drop_source (&txn->resend);
-  drop_source (&txn->deadline);
+  natkit_turn_drop_source (&txn->resend);
+  natkit_turn_drop_source (&txn->deadline);
   txn->func (self, answer, error, txn->data);
   txn_free (txn);
 }
@@ -330,7 +331,7 @@ txn_send (NatkitTurnClient *self,
     }
   txn->request = g_bytes_new (buffer, size);
   transmit (self, buffer, size, NULL, 0, 0, NULL);
-  drop_source (&txn->resend);
+  natkit_turn_drop_source (&txn->resend);
   if (self->transport == NATKIT_TURN_TRANSPORT_UDP)
     {
       txn->rto = RTO_MS;
@@ -741,8 +742,8 @@ refresh_schedule (NatkitTurnClient *self)
 {
   guint seconds = self->refresh_s ? self->refresh_s : MAX (self->lifetime / 2, 1);
 
-  drop_source (&self->refresh);
-  self->refresh = add_source (g_timeout_source_new_seconds (seconds), refresh_cb, self,
+  natkit_turn_drop_source (&self->refresh);
+  self->refresh = natkit_turn_add_source (g_timeout_source_new_seconds (seconds), refresh_cb, self,
                               "[natkit-turn] allocation refresh");
 }
 
@@ -769,7 +770,7 @@ follow_alternate (NatkitTurnClient   *self,
   g_free (self->server);
   self->server = natkit_turn_uri_describe (&self->uri);
   /* a fresh start: new connection, no credentials state */
-  drop_source (&self->io);
+  natkit_turn_drop_source (&self->io);
   if (self->socket != NULL)
     g_socket_close (self->socket, NULL);
   g_clear_object (&self->socket);
@@ -1137,8 +1138,8 @@ channel_refresh_cb (gpointer user_data)
 static void
 channel_schedule (NatkitTurnClient *self)
 {
-  drop_source (&self->channel_refresh);
-  self->channel_refresh = add_source (g_timeout_source_new_seconds (
+  natkit_turn_drop_source (&self->channel_refresh);
+  self->channel_refresh = natkit_turn_add_source (g_timeout_source_new_seconds (
                                         self->refresh_s ? self->refresh_s : CHANNEL_REFRESH_S),
                                       channel_refresh_cb, self,
                                       "[natkit-turn] channel refresh");
@@ -1295,9 +1296,9 @@ natkit_turn_client_close (NatkitTurnClient *self)
                                "The allocation on %s was closed", self->server));
   g_list_free (txns);
 
-  drop_source (&self->refresh);
-  drop_source (&self->channel_refresh);
-  drop_source (&self->io);
+  natkit_turn_drop_source (&self->refresh);
+  natkit_turn_drop_source (&self->channel_refresh);
+  natkit_turn_drop_source (&self->io);
   if (self->socket != NULL)
     g_socket_close (self->socket, NULL);
   g_cancellable_cancel (self->io_cancel);

@@ -74,4 +74,12 @@ guint               natkit_turn_client_get_refreshes   (NatkitTurnClient    *sel
 /* deallocates (Refresh with LIFETIME 0) and closes; idempotent */
 void                natkit_turn_client_close           (NatkitTurnClient    *self);
 
+/* GSource helpers: attach with a name on the thread-default context;
+ * destroy and clear */
+GSource *natkit_turn_add_source  (GSource     *source,
+                                  GSourceFunc  func,
+                                  gpointer     data,
+                                  const char  *name);
+void     natkit_turn_drop_source (GSource    **source);
+
 G_END_DECLS

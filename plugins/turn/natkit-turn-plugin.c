@@ -39,28 +39,6 @@ G_DECLARE_FINAL_TYPE (NatkitTurn, natkit_turn, NATKIT, TURN, GObject)
 #define REST_TTL_S      86400
 #define TURN_MTU        1396     /* 1400 less the ChannelData header */
 
-static void
-drop_source (GSource **source)
-{
-  if (*source != NULL)
-    {
-      g_source_destroy (*source);
-      g_clear_pointer (source, g_source_unref);
-    }
-}
-
-static GSource *
-add_source (GSource     *source,
-            GSourceFunc  func,
-            gpointer     data,
-            const char  *name)
-{
-  g_source_set_callback (source, func, data, NULL);
-  g_source_set_static_name (source, name);
-  g_source_attach (source, g_main_context_get_thread_default ());
-  return source;
-}
-
 /* ---- the path ----------------------------------------------------------- */
 
 #define NATKIT_TYPE_TURN_PATH (natkit_turn_path_get_type ())
@@ -93,7 +71,7 @@ natkit_turn_path_close (NatkitPath *path)
 {
   NatkitTurnPath *self = NATKIT_TURN_PATH (path);
 
-  drop_source (&self->fail_idle);
+  natkit_turn_drop_source (&self->fail_idle);
   natkit_turn_client_set_handlers (self->client, NULL, NULL, NULL);
   natkit_turn_client_close (self->client);
 }
@@ -103,7 +81,7 @@ natkit_turn_path_finalize (GObject *object)
 {
   NatkitTurnPath *self = NATKIT_TURN_PATH (object);
 
-  drop_source (&self->fail_idle);
+  natkit_turn_drop_source (&self->fail_idle);
   if (self->client != NULL)
     {
       natkit_turn_client_set_handlers (self->client, NULL, NULL, NULL);
@@ -161,7 +139,7 @@ path_fail_cb (const GError *error,
     return;
   g_debug ("the TURN path fails: %s", error->message);
   self->failure = g_error_copy (error);
-  self->fail_idle = add_source (g_idle_source_new (), path_fail_idle_cb, self,
+  self->fail_idle = natkit_turn_add_source (g_idle_source_new (), path_fail_idle_cb, self,
                                 "[natkit-turn] fail");
 }
 
@@ -347,8 +325,8 @@ attempt_complete (Attempt    *a,
       return;
     }
   a->done = TRUE;
-  drop_source (&a->timer);
-  drop_source (&a->cancel);
+  natkit_turn_drop_source (&a->timer);
+  natkit_turn_drop_source (&a->cancel);
   g_cancellable_cancel (a->cancellable);
   if (a->message_id != 0)
     {
@@ -699,10 +677,10 @@ natkit_turn_open_path_async (NatkitTraversal        *traversal,
   a->servers = servers;
   g_task_set_task_data (task, a, attempt_free);
 
-  a->timer = add_source (g_timeout_source_new (a->timeout_ms), attempt_timeout_cb, a,
+  a->timer = natkit_turn_add_source (g_timeout_source_new (a->timeout_ms), attempt_timeout_cb, a,
                          "[natkit-turn] attempt timeout");
   if (cancellable != NULL)
-    a->cancel = add_source (g_cancellable_source_new (cancellable),
+    a->cancel = natkit_turn_add_source (g_cancellable_source_new (cancellable),
                             G_SOURCE_FUNC (attempt_cancelled_cb), a,
                             "[natkit-turn] attempt cancelled");
   /* listen before anything goes out */
