@@ -20,6 +20,7 @@ typedef enum {
   NATKIT_SESSION_MSG_PING     = 3,
   NATKIT_SESSION_MSG_PONG     = 4,
   NATKIT_SESSION_MSG_CLOSE    = 5,
+  NATKIT_SESSION_MSG_SACK     = 6,
 } NatkitSessionMsg;
 
 NatkitSession *_natkit_session_new               (NatkitIdentity      *identity,
@@ -64,6 +65,9 @@ gboolean       _natkit_session_send_inner        (NatkitSession       *self,
                                                   GError             **error);
 const char    *_natkit_session_get_close_reason  (NatkitSession       *self);
 guint          _natkit_session_get_ignored_count (NatkitSession       *self);
+guint64        _natkit_session_get_repaired_count (NatkitSession      *self);
+void           _natkit_session_set_loss_repair    (NatkitSession      *self,
+                                                   gboolean            enabled);
 
 /* Signals:
  *   datagram-received (NatkitSession *, GBytes *datagram)

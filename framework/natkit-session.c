@@ -91,9 +91,57 @@
  * long, and gives up (leaves it to PseudoTCP) after RESEND_RETRIES. */
 #define RESEND_RETRY_MS          200
 #define RESEND_RETRIES           10
+/* Loss repair while the path works (see stream_repair ()): the reader
+ * reports what arrived beyond a hole in SACK messages of at most this
+ * many ranges, the writer resends the holes below the highest range. A
+ * hole is resent again after a round trip plus this much. */
+#define SACK_MAX_RANGES          16
+#define SACK_SIZE(n)             (8 + 8 * (n))
+#define REPAIR_SLACK_MS          10
+/* at most this many holes resent for one SACK (a burst into a full queue
+ * would only be lost again) */
+#define REPAIR_BURST             64
+#define REPAIR_MAX_BUDGET        (REPAIR_BURST * STREAM_MAX_SEGMENT)
+/* With nothing acknowledged for 2 round trips (at least this long) the
+ * writer resends its last segment (a tail loss probe): it either
+ * completes the transfer or makes the reader report the holes before it. */
+#define PROBE_MIN_MS             20
+#define PROBE_MAX_MS             2000
 /* sequence numbers and PseudoTCP's millisecond clock wrap */
 #define SEQ_LT(a, b)             ((gint32) ((guint32) (a) - (guint32) (b)) < 0)
 #define SEQ_LE(a, b)             ((gint32) ((guint32) (a) - (guint32) (b)) <= 0)
+
+/* A data segment our outgoing stream sent, kept until acknowledged */
+typedef struct
+{
+  GBytes   *bytes;
+  guint32   seq, end;
+  guint32   resent_ms;  /* PseudoTCP clock of our last resend, 0: none */
+  gboolean  sacked;     /* the peer reported it in a SACK */
+} Stored;
+
+static void
+stored_free (gpointer data)
+{
+  Stored *stored = data;
+
+  g_bytes_unref (stored->bytes);
+  g_free (stored);
+}
+
+/* A GSource that runs when its ready time comes (the stream's clocks) */
+static gboolean
+clock_source_dispatch (GSource     *source,
+                       GSourceFunc  callback,
+                       gpointer     user_data)
+{
+  g_source_set_ready_time (source, -1);
+  return callback (user_data);
+}
+
+static GSourceFuncs clock_source_funcs = {
+  NULL, NULL, clock_source_dispatch, NULL, NULL, NULL,
+};
 
 typedef enum {
   STATE_NEW,
@@ -196,7 +244,7 @@ struct _NatkitSession
   /* What our outgoing stream sent and the peer has not acknowledged yet,
    * as sent (GBytes, PseudoTCP segments in sequence order), to resend it
    * after a move to another path: see stream_resend_start (). */
-  GQueue            unacked;
+  GQueue            unacked;        /* Stored */
   guint32           unacked_end;    /* just past the last stored segment */
   guint32           acked;          /* the peer's latest acknowledgement */
   gint64            acked_at;       /* when it last moved on */
@@ -211,6 +259,19 @@ struct _NatkitSession
    * them while this is set (see stream_segment ()). */
   gboolean          rtt_fence;
   guint32           rtt_fence_ms;
+
+  /* loss repair, writing side: see stream_repair () */
+  guint32           srtt_ms;        /* smoothed, from acknowledgements; 0: none */
+  GSource          *probe;          /* tail loss probe */
+  guint             probes;         /* sent since the last acknowledgement */
+  guint64           repaired;       /* segments resent for a SACK or probe */
+  gsize             repair_budget;  /* bytes: what the peer got since */
+  gboolean          no_repair;      /* for benchmarks: PseudoTCP alone */
+  /* reading side: what arrived beyond the first hole */
+  guint32           in_ack;         /* what our reading socket acknowledged */
+  gboolean          in_ack_known;
+  guint32           sack[SACK_MAX_RANGES][2];
+  guint             n_sack;
 
   char             *close_reason;
 };
@@ -394,6 +455,27 @@ get_credentials (NatkitIdentity  *identity,
 
 /* Parsing */
 
+/* PseudoTCP headers and SACKs: big-endian 32-bit fields */
+
+static guint32
+segment_get_u32 (const guint8 *segment,
+                 gsize         offset)
+{
+  guint32 value;
+
+  memcpy (&value, segment + offset, sizeof value);
+  return GUINT32_FROM_BE (value);
+}
+
+static void
+segment_set_u32 (guint8  *segment,
+                 gsize    offset,
+                 guint32  value)
+{
+  value = GUINT32_TO_BE (value);
+  memcpy (segment + offset, &value, sizeof value);
+}
+
 /*
  * _natkit_session_parse_inner:
  * @data: one decrypted DTLS record
@@ -457,6 +539,38 @@ _natkit_session_parse_inner (const guint8        *data,
                        payload_len, PING_SIZE);
           return FALSE;
         }
+      break;
+
+    case NATKIT_SESSION_MSG_SACK:
+      {
+        guint32 prev;
+
+        if (payload_len < SACK_SIZE (1) || payload_len > SACK_SIZE (SACK_MAX_RANGES) ||
+            (payload_len - 8) % 8 != 0)
+          {
+            g_set_error (error, NATKIT_ERROR, NATKIT_ERROR_FAILED,
+                         "SACK of %" G_GSIZE_FORMAT " bytes (must be 8 + 8 × 1…%d)",
+                         payload_len, SACK_MAX_RANGES);
+            return FALSE;
+          }
+        /* ranges in order, each after the acknowledgement and the previous
+         * one, not empty */
+        prev = segment_get_u32 (payload, 4);
+        for (gsize off = 8; off < payload_len; off += 8)
+          {
+            guint32 start = segment_get_u32 (payload, off);
+            guint32 end = segment_get_u32 (payload, off + 4);
+
+            if (!SEQ_LT (prev, start) || !SEQ_LT (start, end) ||
+                end - start > MAX_STREAM_BUFFER)
+              {
+                g_set_error_literal (error, NATKIT_ERROR, NATKIT_ERROR_FAILED,
+                                     "SACK ranges out of order");
+                return FALSE;
+              }
+            prev = end;
+          }
+      }
       break;
 
     case NATKIT_SESSION_MSG_CLOSE:
@@ -831,25 +945,6 @@ update_mtu (NatkitSession *self)
  * from PseudoTCP. The peer's PseudoTCP takes the resent segments like any
  * retransmission (DTLS gives each record a fresh sequence number). */
 
-static guint32
-segment_get_u32 (const guint8 *segment,
-                 gsize         offset)
-{
-  guint32 value;
-
-  memcpy (&value, segment + offset, sizeof value);
-  return GUINT32_FROM_BE (value);
-}
-
-static void
-segment_set_u32 (guint8  *segment,
-                 gsize    offset,
-                 guint32  value)
-{
-  value = GUINT32_TO_BE (value);
-  memcpy (segment + offset, &value, sizeof value);
-}
-
 /* PseudoTCP's clock: the monotonic clock in ms, in 32 bits */
 static guint32
 pseudo_tcp_now (void)
@@ -857,12 +952,15 @@ pseudo_tcp_now (void)
   return (guint32) (g_get_monotonic_time () / 1000);
 }
 
+static void stream_probe_arm (NatkitSession *self);
+
 /* Keeps a data segment the outgoing stream just sent. */
 static void
 stream_remember (NatkitSession *self,
                  const guint8  *segment,
                  gsize          len)
 {
+  Stored *stored;
   guint32 seq;
 
   /* data only: no control (connect), FIN or RST segment */
@@ -872,8 +970,28 @@ stream_remember (NatkitSession *self,
   /* a retransmission of what is stored already */
   if (self->unacked.length > 0 && SEQ_LT (seq, self->unacked_end))
     return;
-  g_queue_push_tail (&self->unacked, g_bytes_new (segment, len));
-  self->unacked_end = seq + (guint32) (len - PSEUDO_TCP_HEADER);
+  stored = g_new0 (Stored, 1);
+  stored->bytes = g_bytes_new (segment, len);
+  stored->seq = seq;
+  stored->end = seq + (guint32) (len - PSEUDO_TCP_HEADER);
+  g_queue_push_tail (&self->unacked, stored);
+  self->unacked_end = stored->end;
+  if (self->unacked.length == 1)
+    stream_probe_arm (self);
+}
+
+/* Sends a stored segment again, with a fresh timestamp. */
+static void
+stream_send_stored (NatkitSession *self,
+                    Stored        *stored)
+{
+  guint8 copy[MAX_RECORD];
+  gsize size;
+  const guint8 *segment = g_bytes_get_data (stored->bytes, &size);
+
+  memcpy (copy, segment, size);
+  segment_set_u32 (copy, SEGMENT_TSVAL, pseudo_tcp_now ());
+  send_record (self, NATKIT_SESSION_MSG_STREAM, copy, size);
 }
 
 static void
@@ -937,27 +1055,19 @@ stream_resend_arm (NatkitSession *self)
 static void
 stream_resend_pump (NatkitSession *self)
 {
-  guint8 copy[MAX_RECORD];
-  guint32 now = pseudo_tcp_now ();
-
   for (GList *l = self->unacked.head; l != NULL && self->resending; l = l->next)
     {
-      gsize size;
-      const guint8 *segment = g_bytes_get_data (l->data, &size);
-      guint32 seq = segment_get_u32 (segment, SEGMENT_SEQ);
-      guint32 end = seq + (guint32) (size - PSEUDO_TCP_HEADER);
+      Stored *stored = l->data;
 
-      if (SEQ_LE (end, self->resend_next))
+      if (SEQ_LE (stored->end, self->resend_next))
         continue;
-      if (!SEQ_LT (seq, self->resend_end))
+      if (!SEQ_LT (stored->seq, self->resend_end))
         break;
-      if (end - self->acked > self->resend_window)
+      if (stored->end - self->acked > self->resend_window)
         return;   /* the next acknowledgement opens the window */
 
-      memcpy (copy, segment, size);
-      segment_set_u32 (copy, SEGMENT_TSVAL, now);
-      send_record (self, NATKIT_SESSION_MSG_STREAM, copy, size);
-      self->resend_next = end;
+      stream_send_stored (self, stored);
+      self->resend_next = stored->end;
       if (self->state != STATE_ESTABLISHED)
         return;
     }
@@ -980,15 +1090,15 @@ stream_acked (NatkitSession *self,
 
   while (self->unacked.length > 0)
     {
-      gsize size;
-      const guint8 *segment = g_bytes_get_data (g_queue_peek_head (&self->unacked), &size);
-      guint32 end = segment_get_u32 (segment, SEGMENT_SEQ) +
-                    (guint32) (size - PSEUDO_TCP_HEADER);
+      Stored *stored = g_queue_peek_head (&self->unacked);
 
-      if (!SEQ_LE (end, ack))
+      if (!SEQ_LE (stored->end, ack))
         break;
-      g_bytes_unref (g_queue_pop_head (&self->unacked));
+      stored_free (g_queue_pop_head (&self->unacked));
     }
+  self->probes = 0;
+  self->repair_budget = MIN (self->repair_budget + advance, REPAIR_MAX_BUDGET);
+  stream_probe_arm (self);
 
   if (self->resending)
     {
@@ -1012,8 +1122,7 @@ static void
 stream_resend_start (NatkitSession *self,
                      gboolean       lost)
 {
-  gsize size;
-  const guint8 *head;
+  Stored *head;
 
   self->rtt_fence = TRUE;
   self->rtt_fence_ms = pseudo_tcp_now ();
@@ -1024,9 +1133,9 @@ stream_resend_start (NatkitSession *self,
   if (!lost && g_get_monotonic_time () - self->acked_at < RESEND_QUIET_US)
     return;
 
-  head = g_bytes_get_data (g_queue_peek_head (&self->unacked), &size);
+  head = g_queue_peek_head (&self->unacked);
   self->resending = TRUE;
-  self->resend_next = segment_get_u32 (head, SEGMENT_SEQ);
+  self->resend_next = head->seq;
   self->resend_end = self->unacked_end;
   self->resend_window = RESEND_INITIAL_WINDOW;
   self->resend_retries = 0;
@@ -1035,6 +1144,273 @@ stream_resend_start (NatkitSession *self,
            "on the new path", self->short_peer_id,
            self->resend_end - self->resend_next);
   stream_resend_pump (self);
+}
+
+/* Loss repair while the path works.
+ *
+ * PseudoTCP has no SACK: after a burst of losses (a relay's full socket
+ * buffer) its NewReno recovery resends one segment per round trip, and
+ * whatever fast retransmit misses waits for its timeout, at least 1 s and
+ * doubling, one hole at a time; a lost tail of a transfer waits the same
+ * way. So the session adds SACK beside it, in its own messages: the
+ * reading side tracks what arrived beyond the first hole and reports up to
+ * SACK_MAX_RANGES ranges (a SACK message) whenever a segment lands beyond
+ * a hole or fills one while others remain; the writing side marks what
+ * the peer holds and resends, from its copies, every hole below the
+ * highest reported byte that it has not resent within a round trip. When
+ * nothing is acknowledged for two round trips, the writer resends its
+ * last segment (a tail loss probe, RFC 8985): it either completes the
+ * transfer or makes the reader report the holes. The peer's PseudoTCP
+ * takes the resent segments like its own retransmissions; a version
+ * without SACK ignores the messages (unknown type) and never sends any. */
+
+static void
+stream_probe_stop (NatkitSession *self)
+{
+  if (self->probe != NULL)
+    g_source_set_ready_time (self->probe, -1);
+}
+
+static guint32
+stream_srtt (NatkitSession *self)
+{
+  return self->srtt_ms != 0 ? self->srtt_ms : 100;
+}
+
+/* Resends the holes below @highest that the peer did not report. */
+static void
+stream_repair (NatkitSession *self,
+               guint32        highest)
+{
+  guint32 now = pseudo_tcp_now ();
+  guint32 again = stream_srtt (self) + REPAIR_SLACK_MS;
+  guint count = 0;
+
+  if (self->resending || self->no_repair)
+    return;   /* resending everything after a move already */
+
+  for (GList *l = self->unacked.head; l != NULL; l = l->next)
+    {
+      Stored *stored = l->data;
+
+      if (!SEQ_LT (stored->seq, highest))
+        break;
+      if (stored->sacked)
+        continue;
+      if (stored->resent_ms != 0 && now - stored->resent_ms < again)
+        continue;
+      /* packet conservation: resend as much as left the path */
+      if (self->repair_budget < stored->end - stored->seq)
+        return;
+      self->repair_budget -= stored->end - stored->seq;
+      stream_send_stored (self, stored);
+      stored->resent_ms = now != 0 ? now : 1;
+      self->repaired++;
+      if (self->state != STATE_ESTABLISHED || ++count >= REPAIR_BURST)
+        return;
+    }
+}
+
+/* The peer's SACK for our outgoing stream. */
+static void
+stream_sack_received (NatkitSession *self,
+                      const guint8  *payload,
+                      gsize          len)
+{
+  gsize n = (len - 8) / 8, r = 0;
+  guint32 highest;
+
+  if (self->out.tcp == NULL || segment_get_u32 (payload, 0) != self->out.conv)
+    {
+      self->ignored++;
+      return;
+    }
+  highest = segment_get_u32 (payload, 8 + 8 * (n - 1) + 4);
+
+  /* both in sequence order: one walk */
+  for (GList *l = self->unacked.head; l != NULL && r < n; l = l->next)
+    {
+      Stored *stored = l->data;
+
+      while (r < n && SEQ_LE (segment_get_u32 (payload, 8 + 8 * r + 4), stored->seq))
+        r++;
+      if (!stored->sacked && r < n &&
+          SEQ_LE (segment_get_u32 (payload, 8 + 8 * r), stored->seq) &&
+          SEQ_LE (stored->end, segment_get_u32 (payload, 8 + 8 * r + 4)))
+        {
+          stored->sacked = TRUE;
+          self->repair_budget += stored->end - stored->seq;
+        }
+    }
+  stream_repair (self, highest);
+}
+
+static gboolean
+stream_probe_cb (gpointer user_data)
+{
+  NatkitSession *self = user_data;
+  Stored *stored;
+
+  if (self->state != STATE_ESTABLISHED || self->unacked.length == 0)
+    return G_SOURCE_CONTINUE;
+  if (!self->resending && !self->no_repair)
+    {
+      /* the last segment the peer does not hold */
+      for (GList *l = self->unacked.tail; l != NULL; l = l->prev)
+        {
+          stored = l->data;
+          if (stored->sacked)
+            continue;
+          g_debug ("session with %s: nothing acknowledged for a while; "
+                   "resending stream bytes %u…%u", self->short_peer_id,
+                   stored->seq, stored->end);
+          stream_send_stored (self, stored);
+          stored->resent_ms = pseudo_tcp_now () | 1;
+          self->repaired++;
+          break;
+        }
+    }
+  self->probes++;
+  stream_probe_arm (self);
+  return G_SOURCE_CONTINUE;
+}
+
+/* (Re)starts the wait for an acknowledgement before a tail loss probe. */
+static void
+stream_probe_arm (NatkitSession *self)
+{
+  guint64 wait_ms;
+
+  if (self->unacked.length == 0 || self->state != STATE_ESTABLISHED)
+    {
+      stream_probe_stop (self);
+      return;
+    }
+  if (self->probe == NULL)
+    {
+      self->probe = g_source_new (&clock_source_funcs, sizeof (GSource));
+      g_source_set_callback (self->probe, stream_probe_cb, self, NULL);
+      g_source_set_static_name (self->probe, "[natkit] session stream probe");
+      g_source_attach (self->probe, self->context);
+    }
+  /* two round trips and the peer's delayed acknowledgement, doubling for
+   * every probe that goes unanswered */
+  wait_ms = MAX (2 * stream_srtt (self) + STREAM_ACK_DELAY_MS, PROBE_MIN_MS);
+  wait_ms = MIN (wait_ms << MIN (self->probes, 8), PROBE_MAX_MS);
+  g_source_set_ready_time (self->probe, g_get_monotonic_time () +
+                           (gint64) wait_ms * G_TIME_SPAN_MILLISECOND);
+}
+
+/* Reading side: the ranges beyond in_ack, merged, in order */
+static void
+sack_absorb (NatkitSession *self)
+{
+  guint i = 0;
+
+  while (i < self->n_sack && SEQ_LE (self->sack[i][0], self->in_ack))
+    {
+      if (SEQ_LT (self->in_ack, self->sack[i][1]))
+        self->in_ack = self->sack[i][1];
+      i++;
+    }
+  if (i > 0)
+    {
+      memmove (self->sack, self->sack + i, (self->n_sack - i) * sizeof self->sack[0]);
+      self->n_sack -= i;
+    }
+}
+
+static void
+sack_add (NatkitSession *self,
+          guint32        start,
+          guint32        end)
+{
+  guint i = 0;
+
+  while (i < self->n_sack && SEQ_LT (self->sack[i][1], start))
+    i++;
+  if (i < self->n_sack && SEQ_LE (self->sack[i][0], end))
+    {
+      /* overlaps or touches range i, maybe the ones after it too */
+      guint j = i;
+
+      if (SEQ_LT (start, self->sack[i][0]))
+        self->sack[i][0] = start;
+      while (j + 1 < self->n_sack && SEQ_LE (self->sack[j + 1][0], end))
+        j++;
+      if (SEQ_LT (self->sack[j][1], end))
+        self->sack[i][1] = end;
+      else
+        self->sack[i][1] = self->sack[j][1];
+      if (j > i)
+        {
+          memmove (self->sack + i + 1, self->sack + j + 1,
+                   (self->n_sack - j - 1) * sizeof self->sack[0]);
+          self->n_sack -= j - i;
+        }
+      return;
+    }
+  if (i == SACK_MAX_RANGES)
+    return;   /* the highest ones are the least useful */
+  if (self->n_sack == SACK_MAX_RANGES)
+    self->n_sack--;
+  memmove (self->sack + i + 1, self->sack + i, (self->n_sack - i) * sizeof self->sack[0]);
+  self->sack[i][0] = start;
+  self->sack[i][1] = end;
+  self->n_sack++;
+}
+
+static void
+sack_send (NatkitSession *self)
+{
+  guint8 msg[SACK_SIZE (SACK_MAX_RANGES)];
+
+  segment_set_u32 (msg, 0, self->in.conv);
+  segment_set_u32 (msg, 4, self->in_ack);
+  for (guint i = 0; i < self->n_sack; i++)
+    {
+      segment_set_u32 (msg, 8 + 8 * i, self->sack[i][0]);
+      segment_set_u32 (msg, 8 + 8 * i + 4, self->sack[i][1]);
+    }
+  send_record (self, NATKIT_SESSION_MSG_SACK, msg, SACK_SIZE (self->n_sack));
+}
+
+/* Reading side: a data segment of the incoming stream arrived. */
+static void
+sack_segment_arrived (NatkitSession *self,
+                      guint32        seq,
+                      guint32        end)
+{
+  if (!self->in_ack_known || seq == end || self->no_repair)
+    return;
+  if (SEQ_LE (seq, self->in_ack))
+    {
+      if (!SEQ_LT (self->in_ack, end))
+        return;   /* a duplicate */
+      self->in_ack = end;
+      if (self->n_sack == 0)
+        return;   /* in order, nothing missing */
+      sack_absorb (self);
+      /* a hole filled: tell where the next ones are */
+      if (self->n_sack > 0)
+        sack_send (self);
+      return;
+    }
+  sack_add (self, seq, end);
+  sack_send (self);
+}
+
+/* Reading side: our reading socket acknowledged up to @ack. */
+static void
+sack_acknowledged (NatkitSession *self,
+                   guint32        ack)
+{
+  if (!self->in_ack_known || SEQ_LT (self->in_ack, ack))
+    {
+      self->in_ack = ack;
+      self->in_ack_known = TRUE;
+      sack_absorb (self);
+    }
 }
 
 /*
@@ -1171,6 +1547,8 @@ pipe_write_packet_cb (PseudoTcpSocket *tcp,
     }
   if (pipe->outgoing)
     stream_remember (self, (const guint8 *) buffer, len);
+  else if (len >= PSEUDO_TCP_HEADER)
+    sack_acknowledged (self, segment_get_u32 ((const guint8 *) buffer, SEGMENT_ACK));
   return WR_SUCCESS;
 }
 
@@ -1225,23 +1603,12 @@ pipe_closed_cb (PseudoTcpSocket *tcp,
     {
       /* nothing of it is sent again */
       stream_resend_stop (pipe->session);
-      g_queue_clear_full (&pipe->session->unacked, (GDestroyNotify) g_bytes_unref);
+      g_queue_clear_full (&pipe->session->unacked, stored_free);
+      stream_probe_stop (pipe->session);
     }
   stream_wake (pipe->session);
 }
 
-static gboolean
-clock_source_dispatch (GSource     *source,
-                       GSourceFunc  callback,
-                       gpointer     user_data)
-{
-  g_source_set_ready_time (source, -1);
-  return callback (user_data);
-}
-
-static GSourceFuncs clock_source_funcs = {
-  NULL, NULL, clock_source_dispatch, NULL, NULL, NULL,
-};
 
 /* An output close waits for the peer's acknowledgement of everything up
  * to our FIN (a TCP socket's linger), checked every CLOSE_TICK_S. It gives
@@ -1528,7 +1895,27 @@ stream_segment (NatkitSession *self,
         self->rtt_fence = FALSE;
     }
   if (pipe->outgoing)
-    stream_acked (self, segment_get_u32 (segment, SEGMENT_ACK));
+    {
+      guint32 ack = segment_get_u32 (segment, SEGMENT_ACK);
+
+      tsecr = segment_get_u32 (segment, SEGMENT_TSECR);
+      /* a round-trip sample from an acknowledgement that moves on */
+      if (tsecr != 0 && (self->acked_at == 0 || SEQ_LT (self->acked, ack)))
+        {
+          guint32 sample = pseudo_tcp_now () - tsecr;
+
+          if (sample < 60000)
+            self->srtt_ms = self->srtt_ms == 0 ? MAX (sample, 1) :
+                            MAX ((7 * self->srtt_ms + sample) / 8, 1);
+        }
+      stream_acked (self, ack);
+    }
+  else if (len > PSEUDO_TCP_HEADER && segment[SEGMENT_FLAGS] == 0)
+    {
+      guint32 seq = segment_get_u32 (segment, SEGMENT_SEQ);
+
+      sack_segment_arrived (self, seq, seq + (guint32) (len - PSEUDO_TCP_HEADER));
+    }
 
   pseudo_tcp_socket_notify_packet (pipe->tcp, (const gchar *) segment, len);
   pipe_clock_update (pipe);
@@ -1611,6 +1998,10 @@ handle_inner (NatkitSession *self,
 
     case NATKIT_SESSION_MSG_STREAM:
       stream_segment (self, payload, payload_len);
+      break;
+
+    case NATKIT_SESSION_MSG_SACK:
+      stream_sack_received (self, payload, payload_len);
       break;
 
     case NATKIT_SESSION_MSG_PING:
@@ -2527,6 +2918,36 @@ _natkit_session_get_close_reason (NatkitSession *self)
 }
 
 /*
+ * _natkit_session_set_loss_repair:
+ * @self: a session
+ * @enabled: whether the session repairs the stream's losses itself
+ *
+ * On by default. Off, the stream recovers from losses with PseudoTCP's own
+ * retransmissions only, and sends no SACKs: for benchmarks that compare.
+ */
+void
+_natkit_session_set_loss_repair (NatkitSession *self,
+                                 gboolean       enabled)
+{
+  g_return_if_fail (NATKIT_IS_SESSION (self));
+  self->no_repair = !enabled;
+}
+
+/*
+ * _natkit_session_get_repaired_count:
+ * @self: a session
+ *
+ * Returns: how many stream segments the session itself resent because a
+ *   SACK reported a hole or nothing was acknowledged (loss repair)
+ */
+guint64
+_natkit_session_get_repaired_count (NatkitSession *self)
+{
+  g_return_val_if_fail (NATKIT_IS_SESSION (self), 0);
+  return self->repaired;
+}
+
+/*
  * _natkit_session_get_ignored_count:
  * @self: a session
  *
@@ -2619,7 +3040,13 @@ _natkit_session_dispose (GObject *object)
   pipe_clear (&self->out);
   pipe_clear (&self->in);
   stream_resend_stop (self);
-  g_queue_clear_full (&self->unacked, (GDestroyNotify) g_bytes_unref);
+  g_queue_clear_full (&self->unacked, stored_free);
+  stream_probe_stop (self);
+  if (self->probe != NULL)
+    {
+      g_source_destroy (self->probe);
+      g_clear_pointer (&self->probe, g_source_unref);
+    }
 
   while (self->links->len > 0)
     unlink_path (self, g_ptr_array_index (self->links, self->links->len - 1));

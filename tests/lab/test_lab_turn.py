@@ -48,12 +48,11 @@ from test_lab_relay import (Events, peer_env, start_server, stop,  # noqa: E402
 NAT_TOOL = os.path.abspath(os.environ.get("NAT_TOOL", "nat-tool"))
 SERVER = os.path.abspath(os.environ.get("NATKIT_SERVER", "natkit-server"))
 SECRET = "natkit-lab-rest-secret"
-# 64 KiB by default: coturn's relay sockets have 128 KiB buffers, and a
-# burst that overflows them (UdpRcvbufErrors in the lab's internet) leaves
-# the reliable stream to recover lost segments one retransmission timeout
-# at a time (libnice's PseudoTCP: no SACK), which can outlast the test's
-# patience: bulk transfers are tests/bench/bench_turn.py's business
-SIZE = int(os.environ.get("NATKIT_LAB_TURN_KB", "64")) * 1024
+# 256 KiB: coturn's relay sockets have 128 KiB buffers, so bursts
+# overflow them (UdpRcvbufErrors in the lab's internet); the session's loss
+# repair (SACK, tail loss probes; docs/session.md) must recover them. Bulk
+# transfers are tests/bench/bench_turn.py's business
+SIZE = int(os.environ.get("NATKIT_LAB_TURN_KB", "256")) * 1024
 
 _PORT_RE = re.compile(r"^(\d+\.\d+\.\d+\.\d+):(\d+)")
 

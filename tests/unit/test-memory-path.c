@@ -25,6 +25,10 @@ struct _TestMemoryPath
   double          loss, duplicate, reorder;
   guint           latency_ms;
   guint64         sent, dropped;
+  /* a bottleneck: a link of this many bytes/s behind a tail-drop queue */
+  guint           rate;
+  guint           queue_bytes;
+  gint64          link_free_at;   /* when the link has sent what it holds */
 };
 
 G_DEFINE_FINAL_TYPE (TestMemoryPath, test_memory_path, NATKIT_TYPE_PATH)
@@ -124,6 +128,22 @@ test_memory_path_send (NatkitPath  *path,
     }
 
   due = g_get_monotonic_time () + (gint64) self->latency_ms * 1000;
+  if (self->rate > 0)
+    {
+      gint64 now = g_get_monotonic_time ();
+      gsize len = g_bytes_get_size (datagram);
+      gint64 start = MAX (now, self->link_free_at);
+
+      /* what waits for the link, in bytes: a full queue drops the tail */
+      if ((start - now) * (gint64) self->rate / G_USEC_PER_SEC + (gint64) len >
+          (gint64) self->queue_bytes)
+        {
+          self->dropped++;
+          return TRUE;
+        }
+      self->link_free_at = start + (gint64) len * G_USEC_PER_SEC / self->rate;
+      due = self->link_free_at + (gint64) self->latency_ms * 1000;
+    }
   enqueue (peer, datagram, due,
            self->reorder > 0 && g_rand_double (self->rand) < self->reorder);
   if (self->duplicate > 0 && g_rand_double (self->rand) < self->duplicate)
@@ -208,6 +228,15 @@ test_memory_path_new_pair (const char      *method,
   g_object_add_weak_pointer (G_OBJECT (pa), (gpointer *) &pb->peer);
   *a = pa;
   *b = pb;
+}
+
+void
+test_memory_path_set_bottleneck (TestMemoryPath *self,
+                                 guint           bytes_per_second,
+                                 guint           queue_bytes)
+{
+  self->rate = bytes_per_second;
+  self->queue_bytes = queue_bytes;
 }
 
 void

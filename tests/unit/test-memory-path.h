@@ -28,6 +28,11 @@ void     test_memory_path_set_reorder   (TestMemoryPath  *self,
                                          double           rate);
 void     test_memory_path_set_latency   (TestMemoryPath  *self,
                                          guint            ms);
+/* A link of @bytes_per_second behind a tail-drop queue of @queue_bytes
+ * (a relay's socket buffer): what does not fit is dropped. 0 turns it off. */
+void     test_memory_path_set_bottleneck (TestMemoryPath *self,
+                                          guint           bytes_per_second,
+                                          guint           queue_bytes);
 void     test_memory_path_set_seed      (TestMemoryPath  *self,
                                          guint32          seed);
 guint64  test_memory_path_get_sent      (TestMemoryPath  *self);

@@ -738,6 +738,43 @@ test_stream_loss (Fixture       *f,
   transfer_clear (&ba);
 }
 
+static void
+test_stream_bottleneck (Fixture       *f,
+                        gconstpointer  data)
+{
+  Transfer ab, ba;
+
+  g_test_summary ("Through a bottleneck with a small tail-drop queue (a relay's "
+                  "socket buffer) the stream loses bursts of segments; it "
+                  "recovers them without stalling, both ways");
+
+  establish (f);
+  /* 4 MB/s behind a 48 KB queue, 10 ms each way */
+  test_memory_path_set_bottleneck (f->pa, 4 * 1000 * 1000, 48 * 1024);
+  test_memory_path_set_bottleneck (f->pb, 4 * 1000 * 1000, 48 * 1024);
+  test_memory_path_set_latency (f->pa, 10);
+  test_memory_path_set_latency (f->pb, 10);
+
+  transfer_start (&ab, "a→b", f->a, f->b, 8 * MIB, 5);
+  transfer_start (&ba, "b→a", f->b, f->a, 2 * MIB, 6);
+  run_transfers (&ab, &ba, 120);
+  transfer_check (&ab);
+  transfer_check (&ba);
+  g_test_message ("dropped %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " and %"
+                  G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " datagrams",
+                  test_memory_path_get_dropped (f->pa), test_memory_path_get_sent (f->pa),
+                  test_memory_path_get_dropped (f->pb), test_memory_path_get_sent (f->pb));
+  g_test_message ("the session resent %" G_GUINT64_FORMAT " and %" G_GUINT64_FORMAT
+                  " segments for SACKs and probes",
+                  _natkit_session_get_repaired_count (f->a),
+                  _natkit_session_get_repaired_count (f->b));
+  /* the queue did overflow, and the session repaired what it lost */
+  g_assert_cmpuint (test_memory_path_get_dropped (f->pa), >, 0);
+  g_assert_cmpuint (_natkit_session_get_repaired_count (f->a), >, 0);
+  transfer_clear (&ab);
+  transfer_clear (&ba);
+}
+
 typedef struct
 {
   Fixture        *f;
@@ -1086,6 +1123,21 @@ test_parse_inner (void)
   static const guint8 stream_short[] = { 2, 0, 0, 0, 1 };
   static const guint8 unknown[] = { 77, 1 };
   static const guint8 empty_datagram[] = { 1 };
+  /* conversation 1, acknowledged up to 100, ranges 200…300 and 400…500 */
+  static const guint8 sack_ok[] = { 6, 0, 0, 0, 1, 0, 0, 0, 100,
+                                    0, 0, 0, 200, 0, 0, 1, 44, 0, 0, 1, 144, 0, 0, 1, 244 };
+  /* the ack wraps: 0xfffffff0, range 0x10…0x20 is after it */
+  static const guint8 sack_wrap[] = { 6, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xf0,
+                                      0, 0, 0, 0x10, 0, 0, 0, 0x20 };
+  static const guint8 sack_none[] = { 6, 0, 0, 0, 1, 0, 0, 0, 100 };
+  static const guint8 sack_ragged[] = { 6, 0, 0, 0, 1, 0, 0, 0, 100, 0, 0, 0, 200, 0 };
+  static const guint8 sack_empty_range[] = { 6, 0, 0, 0, 1, 0, 0, 0, 100,
+                                             0, 0, 0, 200, 0, 0, 0, 200 };
+  static const guint8 sack_before_ack[] = { 6, 0, 0, 0, 1, 0, 0, 0, 100,
+                                            0, 0, 0, 50, 0, 0, 0, 60 };
+  static const guint8 sack_overlap[] = { 6, 0, 0, 0, 1, 0, 0, 0, 100,
+                                         0, 0, 0, 200, 0, 0, 1, 44, 0, 0, 1, 0, 0, 0, 1, 244 };
+  guint8 sack_long[1 + 8 + 8 * 17];
   NatkitSessionMsg type;
   const guint8 *payload;
   gsize len;
@@ -1119,6 +1171,31 @@ test_parse_inner (void)
   g_assert_false (_natkit_session_parse_inner (ping, 0, &type, &payload, &len, &error));
   g_clear_error (&error);
   g_assert_false (_natkit_session_parse_inner (NULL, 0, &type, &payload, &len, NULL));
+
+  /* SACK: in order, after the acknowledgement, 1 … 16 ranges */
+  g_assert_true (_natkit_session_parse_inner (sack_ok, sizeof sack_ok, &type, &payload, &len, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (type, ==, NATKIT_SESSION_MSG_SACK);
+  g_assert_cmpuint (len, ==, 24);
+  g_assert_true (_natkit_session_parse_inner (sack_wrap, sizeof sack_wrap, &type, &payload, &len, &error));
+  g_assert_no_error (error);
+  g_assert_false (_natkit_session_parse_inner (sack_none, sizeof sack_none, &type, &payload, &len, &error));
+  g_assert_error (error, NATKIT_ERROR, NATKIT_ERROR_FAILED);
+  g_clear_error (&error);
+  g_assert_false (_natkit_session_parse_inner (sack_ragged, sizeof sack_ragged, &type, &payload, &len, NULL));
+  g_assert_false (_natkit_session_parse_inner (sack_empty_range, sizeof sack_empty_range, &type, &payload, &len, NULL));
+  g_assert_false (_natkit_session_parse_inner (sack_before_ack, sizeof sack_before_ack, &type, &payload, &len, NULL));
+  g_assert_false (_natkit_session_parse_inner (sack_overlap, sizeof sack_overlap, &type, &payload, &len, NULL));
+  /* 17 well-ordered ranges: one too many */
+  memset (sack_long, 0, sizeof sack_long);
+  sack_long[0] = 6;
+  for (guint i = 0; i < 17; i++)
+    {
+      sack_long[1 + 8 + 8 * i + 3] = (guint8) (10 * i + 1);
+      sack_long[1 + 8 + 8 * i + 7] = (guint8) (10 * i + 5);
+    }
+  g_assert_false (_natkit_session_parse_inner (sack_long, sizeof sack_long, &type, &payload, &len, NULL));
+  g_assert_true (_natkit_session_parse_inner (sack_long, sizeof sack_long - 8, &type, &payload, &len, NULL));
 }
 
 int
@@ -1149,6 +1226,7 @@ main (int    argc,
   ADD ("garbage", test_unknown_and_garbage);
   ADD ("stream/both-ways", test_stream_both_ways);
   ADD ("stream/loss", test_stream_loss);
+  ADD ("stream/bottleneck", test_stream_bottleneck);
   ADD ("stream/path-swap", test_stream_path_swap);
   ADD ("stream/outage", test_stream_outage);
   ADD ("records-on-path", test_records_on_path);
