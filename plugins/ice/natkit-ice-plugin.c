@@ -144,6 +144,20 @@ agent_closed_cb (GObject      *source,
   g_object_unref (source);
 }
 
+/* What arrives while the agent closes (the peer's checks, the TURN
+ * server's answers) is read and dropped: with no receive callback at all
+ * libnice leaves it in the socket, whose source then fires without end,
+ * a busy main loop until the close completes (seconds with TURN). */
+static void
+discard_recv_cb (NiceAgent *agent,
+                 guint      stream_id,
+                 guint      component_id,
+                 guint      len,
+                 gchar     *buf,
+                 gpointer   user_data)
+{
+}
+
 static void
 ice_unref (Ice *ice)
 {
@@ -152,7 +166,9 @@ ice_unref (Ice *ice)
   g_assert (ice->dead);
   if (ice->agent)
     {
-      nice_agent_attach_recv (ice->agent, ice->stream_id, 1, NULL, NULL, NULL);
+      nice_agent_attach_recv (ice->agent, ice->stream_id, 1,
+                              g_main_context_get_thread_default (),
+                              discard_recv_cb, NULL);
       nice_agent_close_async (ice->agent, agent_closed_cb, NULL);
       ice->agent = NULL;
     }
@@ -389,7 +405,12 @@ static void
 schedule_flush (Ice *ice)
 {
   if (ice->flush == NULL && !ice->dead)
-    ice->flush = add_source (g_idle_source_new (), flush_cb, ice, "[natkit-ice] trickle");
+    {
+      GSource *idle = g_idle_source_new ();
+
+      g_source_set_priority (idle, G_PRIORITY_DEFAULT);
+      ice->flush = add_source (idle, flush_cb, ice, "[natkit-ice] trickle");
+    }
 }
 
 static void
