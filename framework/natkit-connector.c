@@ -26,6 +26,11 @@
 #define ACCEPT_TIMEOUT_MS     10000
 #define HANDSHAKE_TIMEOUT_MS  10000
 #define METHOD_TIMEOUT_MS     15000
+/* how long an attempt past its deadline may still take to say why it
+ * failed (or to hand over a path) before it is cancelled: a plugin's own
+ * time limit is the request's, and its reason ("the TURN server … did not
+ * answer") says more than "no path within …" */
+#define LATE_REASON_GRACE_MS  1000
 #define SESSION_ID_BYTES      16
 
 struct _NatkitConnector
@@ -618,12 +623,30 @@ attempt_cancelled_cb (GCancellable *parent,
 }
 
 static gboolean
+attempt_grace_cb (gpointer user_data)
+{
+  AttemptData *d = user_data;
+
+  g_debug ("%s gave no reason within %u ms of its deadline: cancelling it", d->method,
+           LATE_REASON_GRACE_MS);
+  g_cancellable_cancel (d->cancellable);
+  return G_SOURCE_REMOVE;
+}
+
+/* The deadline: the attempt gets LATE_REASON_GRACE_MS more to report its
+ * own error (its time limit is the same as ours, its timer may fire a
+ * little later), then it is cancelled and told as "no path within …" */
+static gboolean
 attempt_timeout_cb (gpointer user_data)
 {
   AttemptData *d = user_data;
 
   d->timed_out = TRUE;
-  g_cancellable_cancel (d->cancellable);
+  g_source_unref (d->timeout);
+  d->timeout = g_timeout_source_new (LATE_REASON_GRACE_MS);
+  g_source_set_callback (d->timeout, attempt_grace_cb, d, NULL);
+  g_source_set_static_name (d->timeout, "[natkit] connect attempt grace");
+  g_source_attach (d->timeout, g_main_context_get_thread_default ());
   return G_SOURCE_REMOVE;
 }
 
@@ -633,6 +656,8 @@ attempt_fail (GTask  *task,
 {
   AttemptData *d = g_task_get_task_data (task);
 
+  /* cancelled by our deadline: no reason of its own; anything else that
+   * came within the grace is the attempt's own, and says more */
   if (d->timed_out && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     {
       g_task_return_new_error (task, NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
@@ -2219,7 +2244,8 @@ handle_attempt (NatkitConnector *self,
     e->session = _natkit_session_new (natkit_manager_get_identity (self->manager, NULL),
                                       e->peer_id, NATKIT_ROLE_RESPONDER);
   if (!e->connection)
-    arm_expiry (e, ACCEPT_TIMEOUT_MS + METHOD_TIMEOUT_MS + HANDSHAKE_TIMEOUT_MS);
+    arm_expiry (e, ACCEPT_TIMEOUT_MS + METHOD_TIMEOUT_MS + LATE_REASON_GRACE_MS +
+                  HANDSHAKE_TIMEOUT_MS);
 
   r = g_new0 (ResponderData, 1);
   r->connector = g_object_ref (self);
@@ -2274,7 +2300,8 @@ handle_connect (NatkitConnector *self,
     entry_set_remote_nat (e, remote);
   }
   g_hash_table_insert (self->entries, e->session_id, e);
-  arm_expiry (e, ACCEPT_TIMEOUT_MS + METHOD_TIMEOUT_MS + HANDSHAKE_TIMEOUT_MS);
+  arm_expiry (e, ACCEPT_TIMEOUT_MS + METHOD_TIMEOUT_MS + LATE_REASON_GRACE_MS +
+                  HANDSHAKE_TIMEOUT_MS);
 
   names = usable_methods (self, e, (const char * const *) offered,
                           NATKIT_ROLE_RESPONDER, declined, &error);

@@ -799,6 +799,10 @@ natkit_manager_create_transport (NatkitManager  *self,
 
 /* Opening a path: try each method by rank, fall through on failure. */
 
+/* past the request's time limit, how long a method may still take to give
+ * its own reason before it is cancelled (as the connector's) */
+#define OPEN_PATH_GRACE_MS 1000
+
 typedef struct
 {
   NatkitTraversalRequest *request;
@@ -874,7 +878,9 @@ open_path_cb (GObject      *source,
   if (g_task_return_error_if_cancelled (task))
     return;
 
-  if (d->timed_out)
+  /* cancelled by our deadline: it gave no reason; one it gave within the
+   * grace is its own, and says more */
+  if (d->timed_out && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     {
       g_clear_error (&error);
       g_set_error (&error, NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
@@ -891,13 +897,28 @@ open_path_cb (GObject      *source,
 }
 
 static gboolean
+attempt_grace_cb (gpointer user_data)
+{
+  OpenPathData *d = user_data;
+
+  g_cancellable_cancel (d->attempt_cancellable);
+  g_clear_pointer (&d->timeout, g_source_unref);
+  return G_SOURCE_REMOVE;
+}
+
+/* The request's time limit passed: the method gets a moment more to say
+ * why it failed (its own limit is the same), then it is cancelled */
+static gboolean
 attempt_timeout_cb (gpointer user_data)
 {
   OpenPathData *d = user_data;
 
   d->timed_out = TRUE;
-  g_cancellable_cancel (d->attempt_cancellable);
-  g_clear_pointer (&d->timeout, g_source_unref);
+  g_source_unref (d->timeout);
+  d->timeout = g_timeout_source_new (OPEN_PATH_GRACE_MS);
+  g_source_set_callback (d->timeout, attempt_grace_cb, d, NULL);
+  g_source_set_static_name (d->timeout, "[natkit] traversal attempt grace");
+  g_source_attach (d->timeout, g_main_context_get_thread_default ());
   return G_SOURCE_REMOVE;
 }
 

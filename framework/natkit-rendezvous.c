@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -117,6 +118,13 @@ struct _NatkitRendezvous
   guint              ping_id;
   guint              reconnect_id;
   guint              backoff_s;
+
+  /* our end of the connection: when that address goes away (a new DHCP
+   * lease, another network) the connection is dead, though TCP would take
+   * minutes to say so */
+  char              *local_ip;
+  GNetworkMonitor   *monitor;
+  gulong             network_id;
 };
 
 static void natkit_rendezvous_signaling_init (NatkitSignalingInterface *iface);
@@ -825,6 +833,10 @@ natkit_rendezvous_dispose (GObject *object)
   NatkitRendezvous *self = NATKIT_RENDEZVOUS (object);
 
   natkit_rendezvous_close (self);
+  if (self->network_id != 0)
+    g_signal_handler_disconnect (self->monitor, self->network_id);
+  self->network_id = 0;
+  g_clear_object (&self->monitor);
 
   G_OBJECT_CLASS (natkit_rendezvous_parent_class)->dispose (object);
 }
@@ -840,6 +852,7 @@ natkit_rendezvous_finalize (GObject *object)
   g_free (self->local_address);
   g_free (self->fingerprint);
   g_free (self->observed_address);
+  g_free (self->local_ip);
   g_clear_error (&self->last_error);
   g_hash_table_unref (self->pending);
   g_hash_table_unref (self->circuits);
@@ -1156,19 +1169,28 @@ send_message (NatkitRendezvous *self,
   write_next (self);
 }
 
+static void drop_connection (NatkitRendezvous *self, const GError *error);
+
 static gboolean
 pending_timeout_cb (gpointer user_data)
 {
   Pending *p = user_data;
   NatkitRendezvous *self = p->self;
   g_autoptr(GTask) task = g_steal_pointer (&p->task);
+  g_autoptr(GError) lost = NULL;
 
   g_clear_pointer (&p->timeout, g_source_unref);
   if (task)
     g_task_return_new_error (task, NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
                              "natkit-server %s did not answer “%s” within %d s",
                              self->server, p->type, REQUEST_TIMEOUT_S);
+  lost = g_error_new (NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
+                      "it did not answer “%s” within %d s", p->type, REQUEST_TIMEOUT_S);
   g_hash_table_remove (self->pending, GUINT_TO_POINTER (p->id));
+  /* a server that answers nothing for that long over its connection is
+   * as good as gone (or the connection is, silently): connect again */
+  if (self->stream != NULL)
+    drop_connection (self, lost);
   return G_SOURCE_REMOVE;
 }
 
@@ -1773,6 +1795,8 @@ read_cb (GObject      *source,
                              g_object_ref (self));
 }
 
+static void watch_local_address (NatkitRendezvous *self, GSocketConnection *conn);
+
 static void
 connect_cb (GObject      *source,
             GAsyncResult *res,
@@ -1800,6 +1824,7 @@ connect_cb (GObject      *source,
    * connection is idle between pings */
   g_socket_set_timeout (g_socket_connection_get_socket (conn), 0);
   self->stream = G_IO_STREAM (conn);
+  watch_local_address (self, conn);
   self->reader = _natkit_wire_reader_new (NATKIT_WIRE_MAX_CONTROL);
   if (!self->read_buffer)
     self->read_buffer = g_malloc (READ_BUFFER_SIZE);
@@ -1808,6 +1833,78 @@ connect_cb (GObject      *source,
                              G_PRIORITY_DEFAULT, self->cancellable, read_cb,
                              g_object_ref (self));
   write_next (self);
+}
+
+static gboolean
+address_is_local (const char *ip)
+{
+  struct ifaddrs *list = NULL;
+  gboolean found = FALSE;
+
+  if (getifaddrs (&list) != 0)
+    return TRUE;      /* cannot tell: assume it is */
+  for (struct ifaddrs *i = list; i != NULL && !found; i = i->ifa_next)
+    {
+      g_autoptr(GSocketAddress) address = NULL;
+      g_autofree char *text = NULL;
+      gsize size;
+
+      if (i->ifa_addr == NULL ||
+          (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+        continue;
+      size = i->ifa_addr->sa_family == AF_INET ? sizeof (struct sockaddr_in) :
+             sizeof (struct sockaddr_in6);
+      address = g_socket_address_new_from_native (i->ifa_addr, size);
+      if (address == NULL || !G_IS_INET_SOCKET_ADDRESS (address))
+        continue;
+      text = g_inet_address_to_string (g_inet_socket_address_get_address (
+                                         G_INET_SOCKET_ADDRESS (address)));
+      found = g_strcmp0 (text, ip) == 0;
+    }
+  freeifaddrs (list);
+  return found;
+}
+
+static void
+network_changed_cb (GNetworkMonitor *monitor,
+                    gboolean         available,
+                    gpointer         user_data)
+{
+  NatkitRendezvous *self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (self->stream == NULL || self->local_ip == NULL || address_is_local (self->local_ip))
+    return;
+  error = g_error_new (NATKIT_ERROR, NATKIT_ERROR_UNAVAILABLE,
+                       "this host's address %s, the connection's, went away",
+                       self->local_ip);
+  /* not a failure of the server's: no backoff, and the host has another
+   * address already (or the connect fails and backs off as usual) */
+  self->backoff_s = RECONNECT_MIN_S;
+  drop_connection (self, error);
+  if (self->reconnect_id != 0)
+    {
+      g_source_remove (self->reconnect_id);
+      self->reconnect_id = g_idle_add (reconnect_cb, self);
+    }
+}
+
+static void
+watch_local_address (NatkitRendezvous  *self,
+                     GSocketConnection *conn)
+{
+  g_autoptr(GSocketAddress) local = g_socket_connection_get_local_address (conn, NULL);
+
+  g_clear_pointer (&self->local_ip, g_free);
+  if (local != NULL && G_IS_INET_SOCKET_ADDRESS (local))
+    self->local_ip = g_inet_address_to_string (g_inet_socket_address_get_address (
+                                                 G_INET_SOCKET_ADDRESS (local)));
+  if (self->network_id == 0 && self->local_ip != NULL)
+    {
+      self->monitor = g_object_ref (g_network_monitor_get_default ());
+      self->network_id = g_signal_connect (self->monitor, "network-changed",
+                                           G_CALLBACK (network_changed_cb), self);
+    }
 }
 
 static void

@@ -46,9 +46,38 @@ G_DECLARE_FINAL_TYPE (NatkitIcePath, natkit_ice_path, NATKIT, ICE_PATH, NatkitPa
 #define MAX_EARLY         16      /* datagrams kept until the path exists */
 #define RESTART_MS        10000   /* an ICE restart must reach READY again in this */
 #define NETWORK_SETTLE_MS 500     /* network-changed comes in bursts */
+#define RESEND_MS         1000    /* a restart body signaling did not take */
 #define REST_TTL_S        86400   /* TURN REST credentials made from a secret */
 
 /* ---- the state of one agent -------------------------------------------- */
+
+/* a STUN or TURN server of the attempt */
+typedef struct
+{
+  char         *name;       /* as configured, for messages */
+  char         *host;
+  guint16       port;
+  gboolean      turn;
+  NiceRelayType relay_type;
+  char         *username;
+  char         *password;
+  char         *ip;         /* resolved */
+  char         *problem;    /* why it is not used, or NULL */
+} Server;
+
+static void
+server_free (gpointer data)
+{
+  Server *s = data;
+
+  g_free (s->name);
+  g_free (s->host);
+  g_free (s->username);
+  g_free (s->password);
+  g_free (s->ip);
+  g_free (s->problem);
+  g_free (s);
+}
 
 typedef struct _Ice Ice;
 
@@ -62,6 +91,8 @@ struct _Ice
   gboolean          controlling;
   gboolean          loopback;       /* local addresses only on loopback */
   char             *relay_transport;/* "turn-udp"… when all relays share one */
+  char             *server_problems;/* "TURN server …: could not resolve …", or NULL */
+  GPtrArray        *servers;        /* Server, resolved: a renewed stream's relays */
 
   NatkitSignaling  *signaling;
   gulong            message_id;
@@ -173,6 +204,8 @@ ice_unref (Ice *ice)
       ice->agent = NULL;
     }
   g_free (ice->relay_transport);
+  g_free (ice->server_problems);
+  g_clear_pointer (&ice->servers, g_ptr_array_unref);
   g_free (ice->session_id);
   g_free (ice->peer_id);
   g_array_unref (ice->pending);
@@ -358,15 +391,67 @@ path_fail (Ice        *ice,
 
 /* ---- signaling ---------------------------------------------------------- */
 
+/* A body sent during an ICE restart: the network just changed, and the
+ * signaling channel may be reconnecting (its old connection went with the
+ * old address), so a body it could not take is sent again every second
+ * until the restart ends */
+typedef struct
+{
+  Ice  *ice;
+  char *text;
+  guint generation;
+} Sending;
+
+static void sent_cb (GObject *source, GAsyncResult *result, gpointer user_data);
+
+static void
+sending_free (Sending *sending)
+{
+  if (sending->ice != NULL)
+    ice_unref (sending->ice);
+  g_free (sending->text);
+  g_free (sending);
+}
+
+static gboolean
+resend_cb (gpointer user_data)
+{
+  Sending *sending = user_data;
+  Ice *ice = sending->ice;
+
+  if (ice->dead || !ice->restarting || sending->generation != ice->generation)
+    {
+      sending_free (sending);
+      return G_SOURCE_REMOVE;
+    }
+  g_debug ("sending the ICE restart body to %s again", ice->peer_id);
+  natkit_signaling_send_async (ice->signaling, ice->peer_id, sending->text, NULL, sent_cb,
+                               sending);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 sent_cb (GObject      *source,
          GAsyncResult *result,
          gpointer      user_data)
 {
+  Sending *sending = user_data;
   g_autoptr(GError) error = NULL;
+  Ice *ice = sending->ice;
 
-  if (!natkit_signaling_send_finish (NATKIT_SIGNALING (source), result, &error))
-    g_debug ("could not send ICE candidates: %s", error->message);
+  if (natkit_signaling_send_finish (NATKIT_SIGNALING (source), result, &error))
+    {
+      sending_free (sending);
+      return;
+    }
+  g_debug ("could not send ICE candidates: %s", error->message);
+  if (ice->dead || !ice->restarting || sending->generation != ice->generation)
+    {
+      sending_free (sending);
+      return;
+    }
+  g_source_unref (add_source (g_timeout_source_new (RESEND_MS), resend_cb, sending,
+                              "[natkit-ice] resend"));
 }
 
 static gboolean
@@ -397,7 +482,14 @@ flush_cb (gpointer user_data)
   g_array_set_size (ice->pending, 0);
   if (end)
     ice->end_sent = TRUE;
-  natkit_signaling_send_async (ice->signaling, ice->peer_id, text, NULL, sent_cb, NULL);
+  {
+    Sending *sending = g_new0 (Sending, 1);
+
+    sending->ice = ice_ref (ice);
+    sending->text = g_strdup (text);
+    sending->generation = ice->generation;
+    natkit_signaling_send_async (ice->signaling, ice->peer_id, text, NULL, sent_cb, sending);
+  }
   return G_SOURCE_REMOVE;
 }
 
@@ -693,6 +785,16 @@ attempt_fail (Ice    *ice,
       return;
     }
   task = g_steal_pointer (&ice->task);
+  /* a server we could not use may be why (no relayed candidates) */
+  if (ice->server_problems != NULL &&
+      !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      GError *told = g_error_new (error->domain, error->code, "%s; %s", error->message,
+                                  ice->server_problems);
+
+      g_error_free (error);
+      error = told;
+    }
   ice_shutdown (ice);
   g_task_return_error (task, error);
 }
@@ -766,6 +868,39 @@ restart_timeout_cb (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+static void recv_cb (NiceAgent *agent, guint stream_id, guint component_id, guint len,
+                     gchar *buf, gpointer user_data);
+
+/* Replaces the stream by a new one (new credentials) with the same TURN
+ * servers, and starts gathering on it; the old one's signals are ignored
+ * from here on (they carry its id) */
+static gboolean
+renew_stream (Ice *ice)
+{
+  guint old = ice->stream_id;
+  guint id = nice_agent_add_stream (ice->agent, 1);
+
+  if (id == 0)
+    return FALSE;
+  nice_agent_attach_recv (ice->agent, old, 1, NULL, NULL, NULL);
+  ice->stream_id = id;
+  nice_agent_remove_stream (ice->agent, old);
+  for (guint i = 0; ice->servers != NULL && i < ice->servers->len; i++)
+    {
+      Server *s = g_ptr_array_index (ice->servers, i);
+
+      if (s->turn && s->ip != NULL &&
+          !nice_agent_set_relay_info (ice->agent, id, 1, s->ip, s->port, s->username,
+                                      s->password, s->relay_type))
+        g_debug ("TURN server %s: libnice refused it on the new stream", s->name);
+    }
+  nice_agent_attach_recv (ice->agent, id, 1, g_main_context_get_thread_default (), recv_cb, ice);
+  ice->gathered = FALSE;
+  ice->state = NICE_COMPONENT_STATE_DISCONNECTED;
+  g_debug ("ICE with %s: stream %u replaces stream %u, gathering again", ice->peer_id, id, old);
+  return nice_agent_gather_candidates (ice->agent, id);
+}
+
 /* An ICE restart (RFC 8445 9): new credentials, the checks start over
  * with the candidates both sides send again. @ours: we saw the network
  * change (else the peer did, and its new credentials just came) */
@@ -780,7 +915,21 @@ start_restart (Ice      *ice,
   clear_source (&ice->restart_timer);
   ice->restart_timer = add_source (g_timeout_source_new (RESTART_MS), restart_timeout_cb, ice,
                                    "[natkit-ice] restart");
-  if (!nice_agent_restart_stream (ice->agent, ice->stream_id))
+  if (ours)
+    {
+      /* libnice 0.1.21's nice_agent_restart_stream() keeps the candidates
+       * gathered before, and nice_agent_gather_candidates() does not
+       * gather a stream twice: those of an address that went away would
+       * be all the peer gets. A new stream gathers from the addresses the
+       * host has now (new credentials too) */
+      if (!renew_stream (ice))
+        {
+          path_fail (ice, "could not restart ICE with %s after a network change: libnice "
+                     "could not gather candidates on a new stream", ice->peer_id);
+          return;
+        }
+    }
+  else if (!nice_agent_restart_stream (ice->agent, ice->stream_id))
     {
       path_fail (ice, "could not restart ICE with %s after a network change", ice->peer_id);
       return;
@@ -797,12 +946,17 @@ start_restart (Ice      *ice,
   g_array_set_size (ice->pending, 0);
   ice->local_count = 0;
   memset (ice->local_types, 0, sizeof ice->local_types);
-  locals = nice_agent_get_local_candidates (ice->agent, ice->stream_id, 1);
-  for (GSList *l = locals; l; l = l->next)
-    queue_local (ice, l->data);
-  g_slist_free_full (locals, (GDestroyNotify) nice_candidate_free);
-  ice->gathered = TRUE;
   ice->end_sent = FALSE;
+  if (!ours)
+    {
+      /* the same candidates, under the new credentials */
+      locals = nice_agent_get_local_candidates (ice->agent, ice->stream_id, 1);
+      for (GSList *l = locals; l; l = l->next)
+        queue_local (ice, l->data);
+      g_slist_free_full (locals, (GDestroyNotify) nice_candidate_free);
+      ice->gathered = TRUE;
+    }
+  /* (ours: the new stream's candidates come as gathered, trickled) */
   schedule_flush (ice);
   g_debug ("restarting ICE with %s (%s)", ice->peer_id,
            ours ? "the local network changed" : "the peer asked");
@@ -948,7 +1102,8 @@ component_state_cb (NiceAgent *agent,
                                           "(our candidates: %s; the peer's: %s)%s",
                                           ice->peer_id, ours, theirs,
                                           ice->local_types[NATKIT_ICE_CANDIDATE_RELAY] +
-                                          ice->remote_types[NATKIT_ICE_CANDIDATE_RELAY] == 0 ?
+                                          ice->remote_types[NATKIT_ICE_CANDIDATE_RELAY] == 0 &&
+                                          ice->server_problems == NULL ?
                                           ". Where no direct path can work, configure a TURN "
                                           "server (\"turn\" in config.json, or nat-tool --turn)" :
                                           ""));
@@ -958,9 +1113,23 @@ component_state_cb (NiceAgent *agent,
     {
       if (state == NICE_COMPONENT_STATE_READY && ice->restarting)
         {
+          NiceCandidate *local = NULL, *remote = NULL;
+
           ice->restarting = FALSE;
           clear_source (&ice->restart_timer);
-          g_debug ("the ICE restart with %s succeeded", ice->peer_id);
+          /* the address to watch is the new pair's */
+          g_clear_pointer (&ice->base, g_free);
+          if (nice_agent_get_selected_pair (ice->agent, ice->stream_id, 1, &local, &remote) &&
+              local->type != NICE_CANDIDATE_TYPE_RELAYED &&
+              nice_address_is_valid (&local->base_addr))
+            {
+              char base[NICE_ADDRESS_STRING_LEN];
+
+              nice_address_to_string (&local->base_addr, base);
+              ice->base = g_strdup (base);
+            }
+          g_debug ("the ICE restart with %s succeeded (local base %s)", ice->peer_id,
+                   ice->base ? ice->base : "relayed");
         }
       else if (state == NICE_COMPONENT_STATE_FAILED && ice->restarting)
         path_fail (ice, "the ICE restart with %s after a network change found no "
@@ -1063,31 +1232,6 @@ cancelled_cb (GCancellable *cancellable,
 
 /* ---- servers ------------------------------------------------------------ */
 
-typedef struct
-{
-  char         *name;       /* as configured, for messages */
-  char         *host;
-  guint16       port;
-  gboolean      turn;
-  NiceRelayType relay_type;
-  char         *username;
-  char         *password;
-  char         *ip;         /* resolved */
-} Server;
-
-static void
-server_free (gpointer data)
-{
-  Server *s = data;
-
-  g_free (s->name);
-  g_free (s->host);
-  g_free (s->username);
-  g_free (s->password);
-  g_free (s->ip);
-  g_free (s);
-}
-
 static const char *
 relay_type_word (NiceRelayType type)
 {
@@ -1165,6 +1309,19 @@ setup_free (Setup *setup)
   g_free (setup);
 }
 
+/* Remembered for the attempt's failure message: a server that could not
+ * be used explains missing relayed or server-reflexive candidates */
+static void
+add_server_problem (Ice        *ice,
+                    const char *problem)
+{
+  char *joined = ice->server_problems ?
+                 g_strconcat (ice->server_problems, "; ", problem, NULL) : g_strdup (problem);
+
+  g_free (ice->server_problems);
+  ice->server_problems = joined;
+}
+
 static void
 start_gathering (Setup *setup)
 {
@@ -1180,8 +1337,14 @@ start_gathering (Setup *setup)
 
       if (s->ip == NULL)
         {
-          g_debug ("%s %s: could not resolve it, not used", s->turn ? "TURN server" : "STUN server",
-                   s->name);
+          g_autofree char *problem = g_strdup_printf ("%s %s not used: could not resolve "
+                                                      "“%s”: %s",
+                                                      s->turn ? "TURN server" : "STUN server",
+                                                      s->name, s->host,
+                                                      s->problem ? s->problem : "no address");
+
+          g_debug ("%s", problem);
+          add_server_problem (ice, problem);
           continue;
         }
       if (!s->turn && !have_stun)
@@ -1195,7 +1358,11 @@ start_gathering (Setup *setup)
           if (!nice_agent_set_relay_info (ice->agent, ice->stream_id, 1, s->ip, s->port,
                                           s->username, s->password, s->relay_type))
             {
-              g_debug ("TURN server %s: libnice refused it", s->name);
+              g_autofree char *problem = g_strdup_printf ("TURN server %s not used: libnice "
+                                                          "refused it", s->name);
+
+              g_debug ("%s", problem);
+              add_server_problem (ice, problem);
               continue;
             }
           g_debug ("TURN server %s (%s:%u, %s)", s->name, s->ip, s->port,
@@ -1208,6 +1375,8 @@ start_gathering (Setup *setup)
     }
   if (relay_type >= 0)
     ice->relay_transport = g_strdup (relay_type_word (relay_type));
+  g_clear_pointer (&ice->servers, g_ptr_array_unref);
+  ice->servers = g_ptr_array_ref (setup->servers);
   if (!nice_agent_gather_candidates (ice->agent, ice->stream_id))
     attempt_fail (ice, g_error_new (NATKIT_ERROR, NATKIT_ERROR_FAILED,
                                     "ICE could not gather candidates: no usable local "
@@ -1228,11 +1397,14 @@ resolved_cb (GObject      *source,
   Lookup *lookup = user_data;
   Setup *setup = lookup->setup;
   Server *s = g_ptr_array_index (setup->servers, lookup->index);
+  g_autoptr(GError) error = NULL;
   GList *addresses = g_resolver_lookup_by_name_with_flags_finish (G_RESOLVER (source),
-                                                                  result, NULL);
+                                                                  result, &error);
 
   if (addresses)
     s->ip = g_inet_address_to_string (addresses->data);
+  else if (error != NULL)
+    s->problem = g_strdup (error->message);
   g_resolver_free_addresses (addresses);
   g_free (lookup);
   if (--setup->resolving == 0)
@@ -1440,9 +1612,10 @@ natkit_ice_open_path_async (NatkitTraversal        *traversal,
   ice->message_id = g_signal_connect (ice->signaling, "message-received",
                                       G_CALLBACK (message_cb), ice);
 
-  /* our own deadline, a little before the manager's, to say why */
+  /* our own deadline, the request's: the manager waits a moment past it
+   * for the reason we give */
   timeout = natkit_traversal_request_get_timeout (request);
-  ice->timeout_ms = timeout > 2000 ? timeout - 500 : timeout;
+  ice->timeout_ms = timeout;
   ice->timer = add_source (g_timeout_source_new (ice->timeout_ms), timer_cb, ice,
                            "[natkit-ice] timeout");
   if (cancellable)

@@ -10,10 +10,12 @@
  * first 401 gave the realm and nonce; a 438 (stale nonce) is retried once
  * with the new nonce; a second 401 means the credentials are wrong.
  *
- * The allocation is refreshed at half its lifetime, the channel (and with
- * it the permission) every 4 minutes. Closing sends a Refresh with
- * LIFETIME 0, and over TCP/TLS closes the stream, which ends the
- * allocation on the server too.
+ * The allocation is refreshed at half the lifetime the server granted (not
+ * the one we asked for), the channel (and with it the permission) every 4
+ * minutes, or as often as set for a server configured with shorter
+ * permission or channel lifetimes than RFC 8656's 300 and 600 s. Closing
+ * sends a Refresh with LIFETIME 0, and over TCP/TLS closes the stream,
+ * which ends the allocation on the server too.
  */
 #include <string.h>
 #include <netinet/in.h>
@@ -86,6 +88,7 @@ struct _NatkitTurnClient
 
   GInetSocketAddress  *peer;
   gboolean             bound;
+  guint                channel_refresh_s;  /* 0: CHANNEL_REFRESH_S */
   GSource             *channel_refresh;
 
   GTask               *allocate_task;   /* not a reference: the task holds us */
@@ -1140,7 +1143,9 @@ channel_schedule (NatkitTurnClient *self)
 {
   natkit_turn_drop_source (&self->channel_refresh);
   self->channel_refresh = natkit_turn_add_source (g_timeout_source_new_seconds (
-                                        self->refresh_s ? self->refresh_s : CHANNEL_REFRESH_S),
+                                        self->refresh_s ? self->refresh_s :
+                                        self->channel_refresh_s ? self->channel_refresh_s :
+                                        CHANNEL_REFRESH_S),
                                       channel_refresh_cb, self,
                                       "[natkit-turn] channel refresh");
 }
@@ -1327,6 +1332,15 @@ natkit_turn_client_set_refresh (NatkitTurnClient *self,
   self->refresh_s = seconds;
   if (self->refresh != NULL)
     refresh_schedule (self);
+  if (self->channel_refresh != NULL)
+    channel_schedule (self);
+}
+
+void
+natkit_turn_client_set_channel_refresh (NatkitTurnClient *self,
+                                        guint             seconds)
+{
+  self->channel_refresh_s = seconds;
   if (self->channel_refresh != NULL)
     channel_schedule (self);
 }

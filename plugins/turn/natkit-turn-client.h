@@ -69,6 +69,12 @@ gboolean            natkit_turn_client_send            (NatkitTurnClient    *sel
  * the allocation's lifetime */
 void                natkit_turn_client_set_refresh     (NatkitTurnClient    *self,
                                                         guint                seconds);
+/* renew the channel (and the permission) every @seconds instead of every
+ * 240 s: for servers whose permissions or channels last less than RFC
+ * 8656's 300 and 600 s (coturn --permission-lifetime, --channel-lifetime);
+ * 0 restores the default */
+void                natkit_turn_client_set_channel_refresh (NatkitTurnClient *self,
+                                                            guint             seconds);
 guint               natkit_turn_client_get_refreshes   (NatkitTurnClient    *self);
 
 /* deallocates (Refresh with LIFETIME 0) and closes; idempotent */

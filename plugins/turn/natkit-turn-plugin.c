@@ -279,6 +279,7 @@ typedef struct
 
   GPtrArray          *servers;
   guint               next;
+  guint               channel_refresh_s;  /* 0: the client's default */
   NatkitTurnClient   *client;
   GError             *best_error;    /* what went furthest, for the message */
   gboolean            allocated;
@@ -545,6 +546,7 @@ try_next_server (Attempt *a)
     budget = MIN (budget, UDP_BUDGET_MS);
   a->client = natkit_turn_client_new (&server->uri, server->transport, server->username,
                                       server->password);
+  natkit_turn_client_set_channel_refresh (a->client, a->channel_refresh_s);
   natkit_turn_client_allocate_async (a->client, budget, a->cancellable, allocated_cb,
                                      g_object_ref (a->task));
 }
@@ -582,6 +584,27 @@ attempt_cancelled_cb (GCancellable *cancellable,
   attempt_complete (a, NULL, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
                                                   "Operation was cancelled"));
   return G_SOURCE_REMOVE;
+}
+
+/* plugins.turn.settings."channel-refresh": seconds between renewals of
+ * the channel (and the permission), for a server whose permissions or
+ * channels last less than RFC 8656's 300 and 600 s; 0 or absent: 240 s */
+static guint
+channel_refresh_from_config (NatkitConfig *config)
+{
+  GVariant *v = config ? natkit_config_get_plugin_setting (config, "turn", "channel-refresh") :
+                NULL;
+
+  if (v == NULL)
+    return 0;
+  if (!g_variant_is_of_type (v, G_VARIANT_TYPE_INT64) ||
+      g_variant_get_int64 (v) < 1 || g_variant_get_int64 (v) > 240)
+    {
+      g_warning ("plugins.turn.settings.channel-refresh must be a whole number of seconds "
+                 "from 1 to 240; using 240");
+      return 0;
+    }
+  return (guint) g_variant_get_int64 (v);
 }
 
 /* ---- the traversal ------------------------------------------------------ */
@@ -665,16 +688,13 @@ natkit_turn_open_path_async (NatkitTraversal        *traversal,
   a->signaling = g_object_ref (natkit_traversal_request_get_signaling (request));
   a->peer_id = g_strdup (natkit_traversal_request_get_remote_peer_id (request));
   a->session_id = g_strdup (session_id != NULL ? session_id : "");
-  a->timeout_ms = natkit_traversal_request_get_timeout (request);
-  /* give up a little before the manager does, so the reason is ours
-   * ("the TURN server … did not answer"), not its "no path within …" */
-  if (a->timeout_ms > 2000)
-    a->timeout_ms -= 1000;
-  else
-    a->timeout_ms = MAX (a->timeout_ms * 3 / 4, 1);
+  /* the request's time limit: the manager waits a moment past it for the
+   * reason we give ("the TURN server … did not answer") */
+  a->timeout_ms = MAX (natkit_traversal_request_get_timeout (request), 1);
   a->deadline = g_get_monotonic_time () + (gint64) a->timeout_ms * 1000;
   a->cancellable = g_cancellable_new ();
   a->servers = servers;
+  a->channel_refresh_s = channel_refresh_from_config (natkit_traversal_request_get_config (request));
   g_task_set_task_data (task, a, attempt_free);
 
   a->timer = natkit_turn_add_source (g_timeout_source_new (a->timeout_ms), attempt_timeout_cb, a,

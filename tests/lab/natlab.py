@@ -93,6 +93,9 @@ TURN_PASSWORD = "test"
 TURN_REALM = "natkit.test"
 TURN_TLS_PORT = 5349
 TURN_REST_PORT = 3480
+TURN_LIFETIME_OPTIONS = {"allocation": "--max-allocate-lifetime",
+                         "channel": "--channel-lifetime",
+                         "permission": "--permission-lifetime"}
 
 # miniupnpd on a site router (Lab.start_miniupnpd)
 MINIUPNPD = "/usr/sbin/miniupnpd"
@@ -242,14 +245,30 @@ def _is_zombie(pid):
         return True
 
 
+NETNS_ETC = "/etc/netns"   # `ip netns exec NS` bind-mounts NETNS_ETC/NS/* over /etc/*
+
+
+def _remove_netns_etc(ns):
+    """Remove NETNS_ETC/ns (a lab's hosts and resolv.conf), and NETNS_ETC
+    itself once empty."""
+    shutil.rmtree(os.path.join(NETNS_ETC, ns), ignore_errors=True)
+    try:
+        os.rmdir(NETNS_ETC)
+    except OSError:
+        pass          # absent, or others' files in it
+
+
 def _delete_netns(ns):
-    """Kill whatever still runs inside a lab namespace, then delete it."""
+    """Kill whatever still runs inside a lab namespace, then delete it
+    (and its NETNS_ETC folder, see Lab(hosts=…))."""
     for _ in range(3):
         pids = _netns_pids(ns)
         if not pids:
             break
         _kill_pids(pids)
     _sh(["ip", "netns", "del", ns], check=False)
+    if os.path.isdir(os.path.join(NETNS_ETC, ns)):
+        _remove_netns_etc(ns)
 
 
 # --------------------------------------------------------------------------
@@ -289,6 +308,13 @@ def sweep(all_labs=False, verbose=False, exclude=()):
             tmpdirs.setdefault(m.group(1), (int(m.group(2)), []))[1].append(
                 os.path.join(tmpbase, d))
             labs.setdefault(m.group(1), (int(m.group(2)), []))
+    # NETNS_ETC/NS of namespaces already gone (a run killed in between)
+    etc = {}
+    for d in os.listdir(NETNS_ETC) if os.path.isdir(NETNS_ETC) else []:
+        m = _NAME_RE.match(d)
+        if m:
+            etc.setdefault(m.group(1), []).append(d)
+            labs.setdefault(m.group(1), (int(m.group(2)), []))
     removed = []
     for labid, (pid, nss) in sorted(labs.items()):
         if labid in exclude:
@@ -306,6 +332,8 @@ def sweep(all_labs=False, verbose=False, exclude=()):
             _delete_netns(ns)
         for d in tmpdirs.get(labid, (0, []))[1]:
             shutil.rmtree(d, ignore_errors=True)
+        for d in etc.get(labid, []):
+            _remove_netns_etc(d)
         removed.append(labid)
     return removed
 
@@ -919,7 +947,7 @@ class Lab:
                  hairpin_a=False, hairpin_b=False, turn=True,
                  keep_tmp=False, latency_ms=0, loss=0.0, loss_seed=None,
                  upnp_a=False, upnp_b=False, shaped=False, turn_tls=False,
-                 turn_secret=None):
+                 turn_secret=None, turn_lifetimes=None, hosts=None):
         for t in (site_a, site_b):
             if t not in NAT_TYPES:
                 raise ValueError("unknown NAT type %r (one of %s)" % (
@@ -992,6 +1020,30 @@ class Lab:
                                  if turn_secret else None)
         self.turn_rest_proc = None
         self.turn_rest_log = None
+        # turn_lifetimes: {"allocation": S, "channel": S, "permission": S},
+        # any of them: coturn's --max-allocate-lifetime, --channel-lifetime,
+        # --permission-lifetime (short ones test refreshes in seconds)
+        self.turn_lifetimes = dict(turn_lifetimes or {})
+        for k, v in self.turn_lifetimes.items():
+            if k not in TURN_LIFETIME_OPTIONS:
+                raise ValueError("turn_lifetimes: unknown key %r (one of %s)" % (
+                    k, ", ".join(sorted(TURN_LIFETIME_OPTIONS))))
+            if not isinstance(v, int) or not 1 <= v <= 3600:
+                raise ValueError("turn_lifetimes[%r]: whole seconds 1..3600, not %r"
+                                 % (k, v))
+        # hosts: {NAME: IP} resolvable in every namespace of the lab (an
+        # /etc/netns/NS/hosts, which `ip netns exec` mounts over /etc/hosts;
+        # and a resolv.conf naming 127.0.0.1, so that any other name fails
+        # at once and no DNS query leaves the lab); removed at teardown
+        self.hosts = dict(hosts or {})
+        for name, ip in self.hosts.items():
+            if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", name or ""):
+                raise ValueError("hosts: not a host name: %r" % (name,))
+            try:
+                socket.inet_aton(ip)
+            except (OSError, TypeError):
+                raise ValueError("hosts[%r]: not an IPv4 address: %r" % (name, ip))
+        self._netns_etc = []
         self.keep_tmp = keep_tmp
         self.tmpdir = None
         self.turn_log = None
@@ -1044,7 +1096,9 @@ class Lab:
                       "realm": TURN_REALM, "log": self.turn_log,
                       "tls_port": self.turn_tls_port,
                       "cert_sha256": self.turn_cert_sha256,
-                      "secret": self.turn_secret},
+                      "secret": self.turn_secret,
+                      "lifetimes": self.turn_lifetimes},
+             "hosts": self.hosts,
              "site_a": self.a.info(), "site_b": self.b.info()}
         for name, h in self.miniupnpd.items():
             d["site_" + name]["miniupnpd"] = h.info()
@@ -1443,8 +1497,22 @@ class Lab:
             args.append("%s=%s" % (k, v))
         _sh(["ip", "netns", "exec", ns, "sysctl", "-q", "-w"] + args)
 
+    def _write_netns_etc(self, ns):
+        d = os.path.join(NETNS_ETC, ns)
+        self._netns_etc.append(ns)          # before: teardown may interrupt
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "hosts"), "w") as f:
+            f.write("127.0.0.1\tlocalhost\n")
+            for name, ip in sorted(self.hosts.items()):
+                f.write("%s\t%s\n" % (ip, name))
+        with open(os.path.join(d, "resolv.conf"), "w") as f:
+            f.write("# natkit lab %s: names from hosts only\n"
+                    "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n" % self.labid)
+
     def _build(self):
         for ns in self.namespaces:
+            if self.hosts:
+                self._write_netns_etc(ns)
             self._namespaces.append(ns)     # before: teardown may interrupt
             _sh(["ip", "netns", "add", ns])
             self._sysctl(ns, {"net.ipv6.conf.all.disable_ipv6": 1,
@@ -1578,6 +1646,12 @@ class Lab:
                "--pidfile", os.path.join(self.tmpdir, "turnserver.pid"),
                "--log-file", self.turn_log, "--simple-log",
                "--no-stdout-log"]
+        for k, v in sorted(self.turn_lifetimes.items()):
+            # "--option=value": coturn takes these only in that form
+            cmd += ["%s=%d" % (TURN_LIFETIME_OPTIONS[k], v)]
+        if self.turn_lifetimes:
+            # the log then names each refresh, channel bind and timeout
+            cmd += ["--verbose"]
         if self.turn_tls:
             self._make_turn_cert()
             cmd += ["--cert", self.turn_cert,
@@ -1703,6 +1777,9 @@ class Lab:
         for ns in reversed(self._namespaces):
             _delete_netns(ns)
         self._namespaces = []
+        for ns in self._netns_etc:
+            _remove_netns_etc(ns)
+        self._netns_etc = []
         if self.tmpdir and not self.keep_tmp:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
         with _LOCK:

@@ -167,17 +167,21 @@ def file_sha(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def run_pair(tap, tmp, nat_a, nat_b, methods, check):
-    label = "%s <-> %s (%s)" % (nat_a, nat_b, "+".join(methods))
-    with Lab(site_a=nat_a, site_b=nat_b, turn=True) as lab:
+def run_pair(tap, tmp, nat_a, nat_b, methods, check, hosts=None, turn_uri=None, what=""):
+    """turn_uri: the TURN server both peers get (turn_args() otherwise);
+    hosts: names for the lab (Lab(hosts=…))."""
+    label = "%s <-> %s (%s%s)" % (nat_a, nat_b, "+".join(methods), what)
+    with Lab(site_a=nat_a, site_b=nat_b, turn=True, hosts=hosts) as lab:
         server, ready = start_server(lab, tmp)
         if not tap.ok(ready and ready.get("event") == "ready",
                       "%s: natkit-server is ready" % label,
                       diag=open(os.path.join(tmp, "server.log"), "rb").read()[-2000:]):
             stop(server)
             return
-        extra = turn_args(lab)
-        tag = "%s-%s-%s" % (nat_a, nat_b, "+".join(methods))
+        extra = turn_args(lab) if turn_uri is None else \
+            "--turn %s --turn-user %s --turn-password %s" % (turn_uri, lab.turn_user,
+                                                              lab.turn_password)
+        tag = "%s-%s-%s%s" % (nat_a, nat_b, "+".join(methods), what.replace(" ", "-"))
         listener, lev, address = start_listener(lab, tmp, "b-" + tag, extra)
         if not tap.ok(address is not None, "%s: B listens" % label, diag=lev.text[-2000:]):
             stop(listener)
@@ -241,6 +245,161 @@ def check_race(can_win):
     return check
 
 
+TURN_NAME = "turn.lab.test"     # the lab's coturn, by name (Lab(hosts=…))
+NO_NAME = "nowhere.lab.test"    # resolves nowhere (the lab's resolv.conf: 127.0.0.1)
+
+
+def check_dns(tap, tmp):
+    """The TURN server by name: between two symmetric NATs only a relayed
+    candidate works, so the connection shows the name was resolved. A name
+    that does not resolve leaves no relayed candidate there: the attempt
+    fails, and its reason names the server it could not resolve."""
+    hosts = {TURN_NAME: "198.51.100.1"}
+    run_pair(tap, tmp, "symmetric", "symmetric", ["ice"], check_ice("symmetric", "symmetric"),
+             hosts=hosts, turn_uri="turn:%s:3478?transport=udp" % TURN_NAME,
+             what=", TURN by name")
+    label = "symmetric <-> symmetric (ice, unresolvable TURN name)"
+    with Lab(site_a="symmetric", site_b="symmetric", turn=True, hosts=hosts) as lab:
+        server, ready = start_server(lab, tmp)
+        bad = "--turn turn:%s:3478?transport=udp --turn-user %s --turn-password %s" % (
+            NO_NAME, lab.turn_user, lab.turn_password)
+        listener, lev, address = start_listener(lab, tmp, "b-noname", bad)
+        infile = os.path.join(tmp, "in-noname")
+        write_random(infile, 1024, label)
+        t0 = time.monotonic()
+        rc, cev = connect(lab, tmp, "a-noname", address, infile, "/dev/null", ["ice"], bad)
+        elapsed = time.monotonic() - t0
+        failed = [e for e in cev.events if e.get("event") == "attempt-failed" and
+                  e.get("method") == "ice"]
+        reason = failed[0].get("reason", "") if failed else ""
+        want = ("TURN server turn:%s:3478?transport=udp not used: could not resolve “%s”"
+                % (NO_NAME, NO_NAME))
+        tap.ok(rc != 0 and want in reason,
+               "%s: fails in %.1f s with “%s”" % (label, elapsed, reason),
+               diag="rc %s, reason %r, stderr %r" % (rc, reason, cev.text[-2000:]))
+        stop(listener)
+        stop(server)
+
+
+NEW_HOST_A = "10.0.1.3"        # host A's address after renumbering
+
+
+def wait_size(path, size, timeout, also=()):
+    """Waits until the file at path holds size bytes; returns its size."""
+    deadline = time.monotonic() + timeout
+    have = -1
+    while time.monotonic() < deadline:
+        have = os.path.getsize(path) if os.path.exists(path) else -1
+        if have >= size:
+            break
+        for ev in also:
+            ev.poll(0.1)
+    return have
+
+
+def renumber(lab, site, new_ip):
+    """Gives the site's host a new address on its LAN and takes the old
+    one away (the default route goes with it: set again), as a DHCP
+    renumbering would."""
+    s = lab.site(site)
+    r = lab.run(s.host, "sysctl -qw net.ipv4.conf.eth0.promote_secondaries=1 && "
+                "ip addr add %s/%d dev eth0 && ip addr del %s/%d dev eth0 && "
+                "ip route replace default via %s" % (new_ip, s.prefixlen, s.host_ip,
+                                                      s.prefixlen, s.gw))
+    return r.returncode == 0, (r.stderr or "") + lab.run(s.host, ["ip", "-4", "addr"]).stdout
+
+
+def check_renumber(tap, tmp, nat_a="port-restricted", nat_b="port-restricted"):
+    """A live ICE connection (direct) while host A's address changes: data
+    flows again, and through what: an ICE restart (the path's own
+    "restarting ICE … succeeded", no path-changed event) or the manager's
+    failover (path-changed)."""
+    label = "renumber A %s <-> %s (ice)" % (nat_a, nat_b)
+    with Lab(site_a=nat_a, site_b=nat_b, turn=True) as lab:
+        server, ready = start_server(lab, tmp)
+        extra = turn_args(lab)
+        listener, lev, address = start_listener(lab, tmp, "b-renumber", extra)
+        if not tap.ok(address is not None, "%s: B listens" % label, diag=lev.text[-2000:]):
+            stop(listener)
+            stop(server)
+            return
+        outfile = os.path.join(tmp, "out-renumber")
+        env = peer_env(tmp, "a-renumber")
+        proc = lab.popen("host_a", "exec env %s G_MESSAGES_DEBUG=natkit-ice,natkit %s connect "
+                         "--json --method ice %s %s > %s" % (env, NAT_TOOL, extra, address,
+                                                             outfile),
+                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+        cev = Events(proc)
+        got = cev.wait("connected", 60) or {}
+        first, second = os.urandom(2000), os.urandom(2000)
+        echoed = -1
+        try:
+            proc.stdin.write(first)
+            proc.stdin.flush()
+            echoed = wait_size(outfile, len(first), 20, also=(cev, lev))
+        except (BrokenPipeError, OSError):
+            pass
+        tap.ok(got.get("method") == "ice" and echoed == len(first),
+               "%s: connected by ICE (%s: %s -> %s), first echo back" % (
+                   label, got.get("transport"), got.get("local_address"),
+                   got.get("remote_address")),
+               diag="echoed %d; stderr %r" % (echoed, cev.text[-3000:]))
+        mark = len(cev.events)
+        text_mark = len(cev.text)
+        ok, diag = renumber(lab, "a", NEW_HOST_A)
+        tap.ok(ok, "%s: host A renumbered %s -> %s" % (label, lab.host_a_ip, NEW_HOST_A),
+               diag=diag)
+        t0 = time.monotonic()
+        echoed = -1
+        try:
+            proc.stdin.write(second)
+            proc.stdin.flush()
+            echoed = wait_size(outfile, len(first) + len(second), 40, also=(cev, lev))
+        except (BrokenPipeError, OSError):
+            pass
+        took = time.monotonic() - t0
+        cev.poll(0.5)
+        changed = [e for e in cev.events[mark:] if e.get("event") == "path-changed"]
+        after = cev.text[text_mark:].decode("utf-8", "replace")
+        restarted = "the ICE restart with" in after and "succeeded" in after
+        tap.ok(echoed == len(first) + len(second),
+               "%s: data flows again %.1f s after the address change (%s)" % (
+                   label, took, "ICE restart" if restarted and not changed else
+                   "failover: %s" % ", ".join("%s -> %s (%s)" % (
+                       e.get("from"), e.get("to"), e.get("reason")) for e in changed)
+                   if changed else "?"),
+               diag="echoed %d; events %r\nstderr %s" % (echoed, cev.events[mark:],
+                                                         after[-6000:]))
+        tap.ok(restarted and not changed,
+               "%s: the ICE path itself recovered (an ICE restart, no path change)" % label,
+               diag="path-changed %r\nstderr %s" % (changed, after[-6000:]))
+        try:
+            proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        rc = wait_exit_proc(proc, cev, 30, lev)
+        with open(outfile, "rb") as f:
+            data = f.read()
+        tap.ok(rc == 0 and data == first + second,
+               "%s: the echo is byte-identical and A exits 0" % label,
+               diag="rc %s, %d bytes" % (rc, len(data)))
+        stop(listener)
+        stop(server)
+
+
+def wait_exit_proc(proc, ev, timeout, other):
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        ev.poll(0.25)
+        other.poll(0.05)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    ev.poll(0.2)
+    return proc.returncode
+
+
 def main():
     try:
         check_requirements(turn=True)
@@ -252,22 +411,36 @@ def main():
     tap = Tap()
     tmp = tempfile.mkdtemp(prefix="nklab-ice-")
     t0 = time.monotonic()
+    # NATKIT_LAB_ONLY=pairs,race,dns,renumber,quiet (comma-separated) runs only
+    # those parts
+    only = [p for p in os.environ.get("NATKIT_LAB_ONLY", "").split(",") if p]
+
+    def want(part):
+        return not only or part in only
     try:
-        if os.environ.get("NATLAB_ICE_QUICK"):
+        if not want("pairs"):
+            pairs = []
+        elif os.environ.get("NATLAB_ICE_QUICK"):
             pairs = REPRESENTATIVE
         else:
             pairs = [(a, b) for i, a in enumerate(NAT_TYPES) for b in NAT_TYPES[i:]]
         for a, b in pairs:
             run_pair(tap, tmp, a, b, ["ice"], check_ice(a, b))
-        # the race: whichever completes first, among those that can work
-        run_pair(tap, tmp, "port-restricted", "port-restricted", ["ice", "holepunch", "relay"],
-                 check_race(("ice", "holepunch", "relay")))
-        run_pair(tap, tmp, "symmetric", "symmetric", ["ice", "holepunch", "relay"],
-                 check_race(("ice", "relay")))
-        # and with the TURN plugin in the race too (the lab's coturn)
-        run_pair(tap, tmp, "symmetric", "udp-blocked", ["ice", "holepunch", "relay", "turn"],
-                 check_race(("ice", "relay", "turn")))
-        check_quiet_after_close(tap, tmp)
+        if want("race"):
+            # the race: whichever completes first, among those that can work
+            run_pair(tap, tmp, "port-restricted", "port-restricted",
+                     ["ice", "holepunch", "relay"], check_race(("ice", "holepunch", "relay")))
+            run_pair(tap, tmp, "symmetric", "symmetric", ["ice", "holepunch", "relay"],
+                     check_race(("ice", "relay")))
+            # and with the TURN plugin in the race too (the lab's coturn)
+            run_pair(tap, tmp, "symmetric", "udp-blocked", ["ice", "holepunch", "relay", "turn"],
+                     check_race(("ice", "relay", "turn")))
+        if want("dns"):
+            check_dns(tap, tmp)
+        if want("renumber"):
+            check_renumber(tap, tmp)
+        if want("quiet"):
+            check_quiet_after_close(tap, tmp)
     except Exception:
         tap.ok(False, "unexpected exception", diag=traceback.format_exc())
     finally:

@@ -377,6 +377,162 @@ def check_bad_servers(tap, tmp):
         bad.wait()
 
 
+TURN_NAME = "turn.lab.test"     # the lab's coturn, by name (Lab(hosts=…))
+NO_NAME = "nowhere.lab.test"    # resolves nowhere (the lab's resolv.conf: 127.0.0.1)
+
+
+def check_dns(tap, tmp):
+    """The TURN server by name (turn:turn.lab.test:3478, in the lab's
+    /etc/netns hosts files): the connection goes through coturn; a name
+    that does not resolve fails the attempt at once with an error naming
+    it."""
+    with Lab(site_a="port-restricted", site_b="symmetric",
+             hosts={TURN_NAME: "198.51.100.1"}) as lab:
+        server, ready = start_server(lab, tmp)
+        good = turn_options("turn:%s:3478?transport=udp" % TURN_NAME, lab.turn_user,
+                            lab.turn_password)
+        echo_through_turn(tap, tmp, lab, "by name %s" % TURN_NAME, good, good, "udp", "udp")
+
+        label = "unresolvable %s" % NO_NAME
+        bad = turn_options("turn:%s:3478?transport=udp" % NO_NAME, lab.turn_user,
+                           lab.turn_password)
+        listener, lev, address = start_listener(lab, tmp, "b-noname", good)
+        t0 = time.monotonic()
+        proc, cev = start_connector(lab, tmp, "a-noname", address, bad, "/dev/null")
+        proc.stdin.close()
+        rc = wait_exit(proc, cev, 60, also=(lev,))
+        elapsed = time.monotonic() - t0
+        failed = [e for e in cev.events if e.get("event") == "attempt-failed" and
+                  e.get("method") == "turn"]
+        reason = failed[0].get("reason", "") if failed else ""
+        want = "Could not resolve the TURN server %s:3478" % NO_NAME
+        tap.ok(rc != 0 and want in reason,
+               "%s: fails in %.1f s with “%s”" % (label, elapsed, reason or want),
+               diag="rc %s, reason %r, stderr %r" % (rc, reason, cev.text[-2000:]))
+        stop(listener)
+        stop(server)
+
+
+REFRESH_LIFETIME = 16      # coturn's allocation, permission and channel lifetimes
+
+
+def wait_size(path, size, timeout, also=()):
+    """Waits until the file at path holds size bytes; returns its size."""
+    deadline = time.monotonic() + timeout
+    have = -1
+    while time.monotonic() < deadline:
+        have = os.path.getsize(path) if os.path.exists(path) else -1
+        if have >= size:
+            break
+        for ev in also:
+            ev.poll(0.1)
+    return have
+
+
+def coturn_sessions(lab):
+    """From coturn's verbose log: allocations made, allocation refreshes
+    (lifetime > 0), successful channel binds, permissions that expired
+    ("peer … deleted"), and the lines about them (for diagnostics)."""
+    try:
+        with open(lab.turn_log, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return 0, 0, 0, 0, ""
+    refreshed = [int(n) for n in re.findall(r"refreshed, .*lifetime=(\d+)", text)]
+    return (len(re.findall(r": new, realm=", text)),
+            len([n for n in refreshed if n > 0]),
+            len(re.findall(r"CHANNEL_BIND processed, success", text)),
+            len(re.findall(r": peer \S+ deleted", text)),
+            "\n".join(line for line in text.splitlines()
+                      if re.search(r"refreshed|CHANNEL_BIND|new, |deleted|closed", line))[-4000:])
+
+
+def check_refresh(tap, tmp):
+    """A coturn whose allocations, permissions and channels last
+    REFRESH_LIFETIME s (it grants that instead of the 600 s asked for):
+    a TURN connection (UDP to the server) stays up for 1.5× that, data
+    still flows both ways afterwards, both allocations are still on coturn,
+    coturn made no new allocation meanwhile (a lost path would be replaced
+    by new ones: that must not be what kept data flowing) and logged the
+    refreshes and renewed channels, no permission expiring. The peers renew
+    the channel every REFRESH_LIFETIME / 2 s (plugins.turn.settings.
+    "channel-refresh"); the allocation's refresh follows the lifetime
+    granted by itself."""
+    label = "refresh past the lifetime"
+    life = REFRESH_LIFETIME
+    with Lab(site_a="port-restricted", site_b="symmetric",
+             turn_lifetimes={"allocation": life, "channel": life, "permission": life}) as lab:
+        server, ready = start_server(lab, tmp)
+        config = {"plugins": {"turn": {"settings": {"channel-refresh": life // 2}}}}
+        for side in "ab":
+            path = os.path.join(tmp, "%s-refresh" % side, "config", "natkit")
+            os.makedirs(path, exist_ok=True)
+            with open(os.path.join(path, "config.json"), "w") as f:
+                json.dump(config, f)
+        opts = turn_options(TRANSPORTS["udp"], lab.turn_user, lab.turn_password)
+        listener, lev, address = start_listener(lab, tmp, "b-refresh", opts)
+        if not tap.ok(address is not None, "%s: B listens" % label, diag=lev.text[-2000:]):
+            stop(listener)
+            stop(server)
+            return
+        outfile = os.path.join(tmp, "out-refresh")
+        proc, cev = start_connector(lab, tmp, "a-refresh", address, opts, outfile)
+        got = cev.wait("connected", 60) or {}
+        mine, theirs = relayed(got.get("local_address")), relayed(got.get("remote_address"))
+        first, second = os.urandom(3000), os.urandom(3000)
+        echoed = -1
+        try:
+            proc.stdin.write(first)
+            proc.stdin.flush()
+            echoed = wait_size(outfile, len(first), 20, also=(cev, lev))
+        except (BrokenPipeError, OSError):
+            pass
+        tap.ok(got.get("method") == "turn" and echoed == len(first),
+               "%s: connected via turn (%s → %s), first echo back" % (label, mine, theirs),
+               diag="echoed %d; events %r\nstderr %r" % (echoed, cev.events, cev.text[-3000:]))
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < life * 1.5:
+            cev.poll(0.25)
+            lev.poll(0.25)
+        open_now = coturn_udp_sockets(lab)
+        tap.ok(bool(mine and theirs) and mine in open_now and theirs in open_now,
+               "%s: after %.0f s (lifetime %d s) coturn still holds both relayed addresses"
+               % (label, time.monotonic() - t0, life),
+               diag="relayed %s %s; coturn's UDP sockets %s" % (mine, theirs, sorted(open_now)))
+        echoed = -1
+        try:
+            proc.stdin.write(second)
+            proc.stdin.flush()
+            echoed = wait_size(outfile, len(first) + len(second), 20, also=(cev, lev))
+        except (BrokenPipeError, OSError):
+            pass
+        # before anything closes: the same two allocations all along (a
+        # lost path would have been replaced by new ones), each refreshed,
+        # their channels renewed, no permission expired
+        made, refreshed, bound, expired, lines = coturn_sessions(lab)
+        tap.ok(made == 2 and refreshed >= 2 * 2 and bound >= 2 * 3 and expired == 0,
+               "%s: coturn logged 2 allocations (no new one), %d refreshes, %d channel binds, "
+               "no expired permission" % (label, refreshed, bound),
+               diag="allocations %d, expired %d\n%s" % (made, expired, lines))
+        try:
+            proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        rc = wait_exit(proc, cev, 30, also=[lev])
+        with open(outfile, "rb") as f:
+            data = f.read()
+        tap.ok(rc == 0 and data == first + second,
+               "%s: data still flows both ways after %d s (echo byte-identical, %d bytes)"
+               % (label, int(life * 1.5), len(data)),
+               diag="rc %s, echoed %d, stderr %r" % (rc, echoed, cev.text[-3000:]))
+        wait_exit(listener, lev, 30)
+        if mine and theirs:
+            left = ports_gone(lab, [mine, theirs])
+            tap.ok(not left, "%s: both allocations are gone from coturn after close" % label,
+                   diag="still open: %s" % sorted(left))
+        stop(server)
+
+
 def check_rest(tap, tmp):
     """coturn with only --use-auth-secret (a second turnserver on 3480,
     relaying from 40000-49151): natkit-server hands out the credentials;
@@ -413,10 +569,16 @@ def main():
             skip_all("%s is not built" % prog)
     tap = Tap()
     tmp = tempfile.mkdtemp(prefix="nklab-turn-")
+    # NATKIT_LAB_ONLY=refresh,dns,… (comma-separated) runs only those parts:
+    # transports, fallback, password, bad, rest, refresh, dns
+    only = [p for p in os.environ.get("NATKIT_LAB_ONLY", "").split(",") if p]
+
+    def want(part):
+        return not only or part in only
     try:
         # every NAT behavior on each transport to the server; UDP-blocked
         # only where the transport is TCP or TLS
-        for transport, nat_a, nat_b in [
+        for transport, nat_a, nat_b in [] if not want("transports") else [
                 ("udp", "none", "port-restricted"),
                 ("udp", "symmetric", "restricted"),
                 ("udp", "full-cone", "symmetric"),
@@ -426,10 +588,18 @@ def main():
                 ("tls", "port-restricted", "symmetric"),
                 ("tls", "none", "full-cone")]:
             check_transport(tap, tmp, transport, nat_a, nat_b)
-        check_fallback(tap, tmp)
-        check_wrong_password(tap, tmp)
-        check_bad_servers(tap, tmp)
-        check_rest(tap, tmp)
+        if want("fallback"):
+            check_fallback(tap, tmp)
+        if want("password"):
+            check_wrong_password(tap, tmp)
+        if want("bad"):
+            check_bad_servers(tap, tmp)
+        if want("rest"):
+            check_rest(tap, tmp)
+        if want("refresh"):
+            check_refresh(tap, tmp)
+        if want("dns"):
+            check_dns(tap, tmp)
     except Exception:
         tap.ok(False, "unexpected exception", diag=traceback.format_exc())
     finally:

@@ -6,6 +6,9 @@
  *   MODE_ECHO       a traversal whose path echoes every datagram back
  *   MODE_FAIL       a traversal whose attempts fail
  *   MODE_HANG       a traversal whose attempts never finish (until cancelled)
+ *   MODE_LATE       a traversal whose attempts fail with a reason of their
+ *                   own LATE_MS after the request's time limit (the
+ *                   manager's deadline), unless cancelled first
  *   MODE_NOT_APPLICABLE  a traversal that never applies
  *   MODE_TRANSPORT  a transport that counts the datagrams it receives
  *   MODE_WRONG_ABI, MODE_INIT_FAIL, MODE_NO_TYPE, MODE_BAD_TYPE: broken plugins
@@ -24,6 +27,9 @@
 #define MODE_INIT_FAIL       7
 #define MODE_NO_TYPE         8
 #define MODE_BAD_TYPE        9
+#define MODE_LATE           10
+
+#define LATE_MS            300
 
 /* An echo path: each datagram sent comes back, from an idle callback. */
 
@@ -113,6 +119,71 @@ hang_cancelled_cb (GCancellable *cancellable,
   g_idle_add (hang_cancelled_idle, user_data);
 }
 
+/* MODE_LATE: whichever comes first, the late failure or the cancellation */
+typedef struct
+{
+  GTask   *task;
+  GSource *timer;
+  gulong   cancelled_id;
+  guint    timeout_ms;
+} Late;
+
+static void
+late_finish (Late    *late,
+             GError  *error)
+{
+  GCancellable *cancellable = g_task_get_cancellable (late->task);
+
+  if (late->timer != NULL)
+    {
+      g_source_destroy (late->timer);
+      g_clear_pointer (&late->timer, g_source_unref);
+    }
+  if (cancellable != NULL && late->cancelled_id != 0)
+    g_cancellable_disconnect (cancellable, late->cancelled_id);
+  late->cancelled_id = 0;
+  g_task_return_error (late->task, error);
+  g_object_unref (late->task);
+  g_free (late);
+}
+
+static gboolean
+late_timer_cb (gpointer user_data)
+{
+  Late *late = user_data;
+
+  late_finish (late, g_error_new (NATKIT_ERROR, NATKIT_ERROR_TIMED_OUT,
+                                  "%s: the simulated server did not answer within %u ms",
+                                  TEST_NAME, late->timeout_ms));
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+late_cancelled_idle (gpointer user_data)
+{
+  Late *late = user_data;
+
+  late_finish (late, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                          "Operation was cancelled"));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+late_cancelled_cb (GCancellable *cancellable,
+                   gpointer      user_data)
+{
+  Late *late = user_data;
+
+  /* stop the timer now; finish from an idle (not inside the signal,
+   * where disconnecting would deadlock) */
+  if (late->timer != NULL)
+    {
+      g_source_destroy (late->timer);
+      g_clear_pointer (&late->timer, g_source_unref);
+      g_idle_add (late_cancelled_idle, late);
+    }
+}
+
 static void
 test_open_path_async (NatkitTraversal        *self,
                       NatkitTraversalRequest *request,
@@ -132,6 +203,19 @@ test_open_path_async (NatkitTraversal        *self,
 #elif TEST_MODE == MODE_FAIL
   g_task_return_new_error (task, NATKIT_ERROR, NATKIT_ERROR_FAILED,
                            "%s: simulated failure", TEST_NAME);
+#elif TEST_MODE == MODE_LATE
+  {
+    Late *late = g_new0 (Late, 1);
+
+    late->task = g_object_ref (task);
+    late->timeout_ms = natkit_traversal_request_get_timeout (request);
+    late->timer = g_timeout_source_new (late->timeout_ms + LATE_MS);
+    g_source_set_callback (late->timer, late_timer_cb, late, NULL);
+    g_source_attach (late->timer, g_main_context_get_thread_default ());
+    if (cancellable != NULL)
+      late->cancelled_id = g_cancellable_connect (cancellable, G_CALLBACK (late_cancelled_cb),
+                                                  late, NULL);
+  }
 #elif TEST_MODE == MODE_HANG
   /* Finishes only when cancelled. */
   if (cancellable != NULL)

@@ -342,15 +342,57 @@ test_signaling_pair (void)
   g_clear_error (&error);
 }
 
+/* The test plugins "late" (fails with its own reason 300 ms after the
+ * request's time limit, the manager's deadline for the attempt) and
+ * "slow" (never finishes until cancelled) race: the connect fails with
+ * late's own reason, given within the manager's grace, and "no path
+ * within 15 s" for slow, which gave none. Takes the method time limit
+ * (15 s) and the grace (1 s). */
+static void
+test_connect_late_reason (Fixture       *f,
+                          gconstpointer  data)
+{
+  static const char * const late_and_slow[] = { "late", "slow", NULL };
+  gint64 started = g_get_monotonic_time ();
+  gint64 took;
+
+  if (natkit_manager_get_plugin (f->pair.a, "late") == NULL ||
+      natkit_manager_get_plugin (f->pair.a, "slow") == NULL)
+    {
+      g_test_skip ("the test plugins late and slow are not built");
+      return;
+    }
+  test_pair_connect (&f->pair, late_and_slow, NATKIT_CONNECT_NONE);
+  took = (g_get_monotonic_time () - started) / 1000;
+  g_assert_nonnull (f->pair.error);
+  g_test_message ("failed after %" G_GINT64_FORMAT " ms: %s", took, f->pair.error->message);
+  g_assert_null (f->pair.outgoing);
+  g_assert_nonnull (strstr (f->pair.error->message,
+                            "late: late: the simulated server did not answer within 15000 ms"));
+  g_assert_nonnull (strstr (f->pair.error->message, "slow: no path within 15 s"));
+  /* the grace is bounded: slow was cancelled a second past its deadline */
+  g_assert_cmpint (took, <, 15000 + 1000 + 5000);
+}
+
 int
 main (int    argc,
       char **argv)
 {
   g_autofree char *state = test_state_private ();
+  const char *plugins = g_getenv ("NATKIT_TEST_PLUGINS_DIR");
+  const char *path = g_getenv ("NATKIT_PLUGIN_PATH");
+  g_autofree char *with_tests = NULL;
   int ret;
 
   setlocale (LC_ALL, "");
   g_test_init (&argc, &argv, NULL);
+
+  /* the test plugins bring "late" and "slow" (the other tests name
+   * loopback only) */
+  if (plugins == NULL)
+    plugins = g_test_build_filename (G_TEST_BUILT, "..", "plugins", NULL);
+  with_tests = path && *path ? g_strconcat (path, ":", plugins, NULL) : g_strdup (plugins);
+  g_setenv ("NATKIT_PLUGIN_PATH", with_tests, TRUE);
 
   g_test_add_func ("/natkit/signaling/pair", test_signaling_pair);
   g_test_add_func ("/natkit/signaling/peer-address", test_peer_address);
@@ -364,6 +406,8 @@ main (int    argc,
               fixture_set_up, test_connect_not_listening, fixture_tear_down);
   g_test_add ("/natkit/connect/impostor", Fixture, NULL,
               fixture_set_up, test_connect_impostor, fixture_tear_down);
+  g_test_add ("/natkit/connect/late-reason", Fixture, NULL,
+              fixture_set_up, test_connect_late_reason, fixture_tear_down);
 
   ret = g_test_run ();
   test_state_remove (state);
