@@ -14,7 +14,7 @@ import Natkit from 'gi://Natkit?version=1';
 import System from 'system';
 
 Gio._promisify(Natkit.Manager.prototype, 'connect_async', 'connect_finish');
-Gio._promisify(Gio.OutputStream.prototype, 'write_all_async', 'write_all_finish');
+Gio._promisify(Gio.OutputStream.prototype, 'write_bytes_async', 'write_bytes_finish');
 Gio._promisify(Gio.InputStream.prototype, 'read_bytes_async', 'read_bytes_finish');
 
 const [address, text] = ARGV;
@@ -31,7 +31,14 @@ async function main() {
              connection.dup_explanation());
 
     const stream = connection.get_stream();
-    await stream.get_output_stream().write_all_async(message, GLib.PRIORITY_DEFAULT, null);
+    // GLib.Bytes, not the array itself: an async write keeps using its
+    // buffer after the call returns, and only GLib.Bytes lives that long
+    let rest = new GLib.Bytes(message);
+    while (rest.get_size() > 0) {
+        const written = await stream.get_output_stream().write_bytes_async(rest,
+            GLib.PRIORITY_DEFAULT, null);
+        rest = rest.new_from_bytes(written, rest.get_size() - written);
+    }
     stream.get_output_stream().close(null);   // our side is done
 
     const chunks = [];

@@ -310,6 +310,13 @@ main (int    argc,
       return 1;
     }
 
+  /* before saying so: a SIGTERM right after "ready" must stop it cleanly */
+  loop = g_main_loop_new (NULL, FALSE);
+  run.loop = loop;
+  run.server = server;
+  g_unix_signal_add (SIGTERM, signal_cb, &run);
+  g_unix_signal_add (SIGINT, signal_cb, &run);
+
   if (opt_json)
     {
       g_print ("{\"event\":\"ready\",\"tls_port\":%u,\"udp_port\":%u,\"stun_port2\":%u,"
@@ -323,11 +330,6 @@ main (int    argc,
              natkit_server_get_udp_port (server), natkit_server_get_fingerprint (server));
   fflush (stdout);
 
-  loop = g_main_loop_new (NULL, FALSE);
-  run.loop = loop;
-  run.server = server;
-  g_unix_signal_add (SIGTERM, signal_cb, &run);
-  g_unix_signal_add (SIGINT, signal_cb, &run);
   g_main_loop_run (loop);
   g_message ("stopped");
   return 0;
