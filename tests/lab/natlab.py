@@ -1692,6 +1692,24 @@ class Lab:
         if self.turn_secret:
             self._start_turn_rest()
 
+    def restart_turn(self):
+        """Stops coturn and starts it again with the same options: every
+        allocation, permission and channel it held is gone (what a TURN
+        server that drops allocations, or restarts, does to its clients)."""
+        if not self.turn_proc:
+            raise LabError("restart_turn needs coturn: Lab(..., turn=True)")
+        self.turn_proc.terminate()
+        try:
+            self.turn_proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.turn_proc.kill()
+            self.turn_proc.wait()
+        secret, self.turn_secret = self.turn_secret, None
+        try:
+            self._start_turn()
+        finally:
+            self.turn_secret = secret
+
     def _start_turn_rest(self):
         """A second coturn for TURN REST credentials: coturn does not take
         static users and a shared secret at once ("Shared secret overrides

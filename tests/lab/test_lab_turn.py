@@ -559,6 +559,72 @@ def check_rest(tap, tmp):
         stop(server)
 
 
+def check_dropped(tap, tmp):
+    """The TURN server drops both allocations (coturn restarted) while a
+    connection runs through them: the secure session's probes go
+    unanswered, the manager takes the path as lost and finds a new one
+    (only turn allowed: two new allocations), the stream resends what was
+    lost and the echo completes byte-identical; after exit coturn holds no
+    relay port."""
+    label = "allocations dropped"
+    with Lab(site_a="port-restricted", site_b="symmetric") as lab:
+        server, ready = start_server(lab, tmp)
+        opts = turn_options(TRANSPORTS["udp"], lab.turn_user, lab.turn_password)
+        listener, lev, address = start_listener(lab, tmp, "b-dropped", opts)
+        if not tap.ok(address is not None, "%s: B listens" % label, diag=lev.text[-2000:]):
+            stop(listener)
+            stop(server)
+            return
+        outfile = os.path.join(tmp, "out-dropped")
+        proc, cev = start_connector(lab, tmp, "a-dropped", address, opts, outfile)
+        got = cev.wait("connected", 60) or {}
+        first, second = os.urandom(3000), os.urandom(30000)
+        echoed = -1
+        try:
+            proc.stdin.write(first)
+            proc.stdin.flush()
+            echoed = wait_size(outfile, len(first), 20, also=(cev, lev))
+        except (BrokenPipeError, OSError):
+            pass
+        tap.ok(got.get("method") == "turn" and echoed == len(first),
+               "%s: connected via turn, first echo back" % label,
+               diag="echoed %d; events %r\nstderr %r" % (echoed, cev.events, cev.text[-3000:]))
+        before = len(cev.events)
+        lab.restart_turn()
+        t0 = time.monotonic()
+        try:
+            proc.stdin.write(second)
+            proc.stdin.flush()
+            echoed = wait_size(outfile, len(first) + len(second), 60, also=(cev, lev))
+        except (BrokenPipeError, OSError):
+            pass
+        took = time.monotonic() - t0
+        later = [e.get("event") for e in cev.events[before:]]
+        relays = {a for a in coturn_udp_sockets(lab)
+                  if int(a.rsplit(":", 1)[1]) >= 49152}
+        tap.ok(echoed == len(first) + len(second),
+               "%s: coturn restarted; the connection took a new path (%s) and the echo "
+               "went on %.1f s later, through %d new relayed addresses"
+               % (label, ", ".join(later) or "no event", took, len(relays)),
+               diag="echoed %d; stderr %r" % (echoed, cev.text[-3000:]))
+        try:
+            proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+        rc = wait_exit(proc, cev, 30, also=[lev])
+        with open(outfile, "rb") as f:
+            data = f.read()
+        tap.ok(rc == 0 and data == first + second,
+               "%s: everything echoed byte-identical (%d bytes), connect exits 0"
+               % (label, len(data)),
+               diag="rc %s, stderr %r" % (rc, cev.text[-3000:]))
+        wait_exit(listener, lev, 30)
+        left = ports_gone(lab, relays)
+        tap.ok(not left, "%s: after exit coturn holds none of the new relayed addresses%s"
+               % (label, " (still: %s)" % ", ".join(sorted(left)) if left else ""))
+        stop(server)
+
+
 def main():
     try:
         check_requirements(turn=True)
@@ -570,7 +636,7 @@ def main():
     tap = Tap()
     tmp = tempfile.mkdtemp(prefix="nklab-turn-")
     # NATKIT_LAB_ONLY=refresh,dns,… (comma-separated) runs only those parts:
-    # transports, fallback, password, bad, rest, refresh, dns
+    # transports, fallback, password, bad, rest, refresh, dns, dropped
     only = [p for p in os.environ.get("NATKIT_LAB_ONLY", "").split(",") if p]
 
     def want(part):
@@ -600,6 +666,8 @@ def main():
             check_refresh(tap, tmp)
         if want("dns"):
             check_dns(tap, tmp)
+        if want("dropped"):
+            check_dropped(tap, tmp)
     except Exception:
         tap.ok(False, "unexpected exception", diag=traceback.format_exc())
     finally:
