@@ -21,6 +21,7 @@ packages=(
   glib-networking
   libgupnp-igd-1.0-dev libgupnp-1.6-dev libgssdp-1.6-dev
   coturn nftables iproute2 procps miniupnpd-nftables miniupnpc natpmpc
+  nettle-dev wireguard-go wireguard-tools
   gir1.2-gtk-4.0 gir1.2-adw-1 xvfb xauth desktop-file-utils appstream
 )
 

@@ -2132,6 +2132,113 @@ natkit_rendezvous_lookup_finish (NatkitRendezvous  *self,
   return out[0];
 }
 
+static void
+claim_cb (GObject      *source,
+          GAsyncResult *res,
+          gpointer      user_data)
+{
+  g_autoptr(GTask) task = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonObject) reply = g_task_propagate_pointer (G_TASK (res), &error);
+  JsonNode *granted;
+  const char *holder = NULL;
+
+  if (!reply)
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+  granted = json_object_get_member (reply, "granted");
+  if (granted == NULL || !JSON_NODE_HOLDS_VALUE (granted) ||
+      json_node_get_value_type (granted) != G_TYPE_BOOLEAN)
+    {
+      g_task_return_new_error (task, NATKIT_ERROR, NATKIT_ERROR_FAILED,
+                               "natkit-server answered the address claim without "
+                               "“granted”");
+      return;
+    }
+  if (json_node_get_boolean (granted))
+    {
+      g_task_return_pointer (task, g_strdup (""), g_free);
+      return;
+    }
+  _natkit_wire_get_string (reply, "holder", &holder, NULL);
+  if (holder == NULL || !natkit_peer_id_validate (holder, NULL))
+    holder = "another peer";
+  g_task_return_pointer (task, g_strdup (holder), g_free);
+}
+
+/**
+ * natkit_rendezvous_claim_address_async:
+ * @self: a registered #NatkitRendezvous
+ * @network: a virtual network, "A.B.C.D/N"
+ * @address: the IPv4 address in it this peer wants
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called with the answer
+ * @user_data: data for @callback
+ *
+ * Claims @address in @network for this peer at the server, so that two
+ * peers of a virtual network ([class@Natkit.Network]) never use the same
+ * address. The claim holds while the registration lives; a new claim in
+ * the same network replaces this peer's previous one.
+ */
+void
+natkit_rendezvous_claim_address_async (NatkitRendezvous    *self,
+                                       const char          *network,
+                                       const char          *address,
+                                       GCancellable        *cancellable,
+                                       GAsyncReadyCallback  callback,
+                                       gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  g_autoptr(GTask) inner = NULL;
+  g_autoptr(JsonObject) message = json_object_new ();
+
+  g_return_if_fail (NATKIT_IS_RENDEZVOUS (self));
+  g_return_if_fail (network != NULL && address != NULL);
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, natkit_rendezvous_claim_address_async);
+  inner = g_task_new (self, cancellable, claim_cb, g_object_ref (task));
+  json_object_set_string_member (message, "network", network);
+  json_object_set_string_member (message, "address", address);
+  send_request (self, "claim", message, inner);
+}
+
+/**
+ * natkit_rendezvous_claim_address_finish:
+ * @self: a #NatkitRendezvous
+ * @result: the #GAsyncResult
+ * @out_holder: (out) (optional) (transfer full) (nullable): the peer that
+ *   holds the address when it was not granted
+ * @error: return location for a #GError
+ *
+ * Returns: %TRUE when the address is this peer's; %FALSE when another peer
+ *   holds it (@out_holder), or with @error set when the server could not be
+ *   asked (a server older than the claim request answers `bad-request`)
+ */
+gboolean
+natkit_rendezvous_claim_address_finish (NatkitRendezvous  *self,
+                                        GAsyncResult      *result,
+                                        char             **out_holder,
+                                        GError           **error)
+{
+  g_autofree char *holder = NULL;
+
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  if (out_holder)
+    *out_holder = NULL;
+  holder = g_task_propagate_pointer (G_TASK (result), error);
+  if (holder == NULL)
+    return FALSE;
+  if (*holder == '\0')
+    return TRUE;
+  if (out_holder)
+    *out_holder = g_steal_pointer (&holder);
+  return FALSE;
+}
+
 typedef struct
 {
   char *peer_id;

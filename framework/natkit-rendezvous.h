@@ -108,6 +108,18 @@ void              natkit_rendezvous_lookup_async       (NatkitRendezvous    *sel
                                                         GAsyncReadyCallback  callback,
                                                         gpointer             user_data);
 NATKIT_AVAILABLE_IN_ALL
+void              natkit_rendezvous_claim_address_async  (NatkitRendezvous    *self,
+                                                          const char          *network,
+                                                          const char          *address,
+                                                          GCancellable        *cancellable,
+                                                          GAsyncReadyCallback  callback,
+                                                          gpointer             user_data);
+NATKIT_AVAILABLE_IN_ALL
+gboolean          natkit_rendezvous_claim_address_finish (NatkitRendezvous    *self,
+                                                          GAsyncResult        *result,
+                                                          char               **out_holder,
+                                                          GError             **error);
+NATKIT_AVAILABLE_IN_ALL
 gboolean          natkit_rendezvous_lookup_finish      (NatkitRendezvous    *self,
                                                         GAsyncResult        *result,
                                                         gboolean            *out_reservation,

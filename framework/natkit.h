@@ -21,6 +21,7 @@
 #include "natkit-traversal-request.h"
 #include "natkit-traversal.h"
 #include "natkit-transport.h"
+#include "natkit-tunnel.h"
 #include "natkit-port-mapping-request.h"
 #include "natkit-port-mapping.h"
 #include "natkit-port-mapper.h"
@@ -28,5 +29,6 @@
 #include "natkit-plugin-info.h"
 #include "natkit-connection.h"
 #include "natkit-manager.h"
+#include "natkit-network.h"
 
 #undef __NATKIT_H_INSIDE__

@@ -1054,6 +1054,17 @@ static const Command commands[] = {
     "stdin to the peer and what the peer sends to stdout. How it connected goes\n"
     "to stderr (with --json as JSON events, one per line).",
     cmd_connect, connect_entries, TRUE },
+  { "vpn", "up|status [PEER-ADDRESS…]", "A WireGuard network with peers: up, or its status",
+    "“vpn up” brings up a WireGuard interface with a virtual IP derived from this\n"
+    "node's peer ID (network 100.66.0.0/16 unless --network), registers at the\n"
+    "natkit-server, prints its peer address and virtual IP, connects the named\n"
+    "peers and accepts peers that connect to it; the tunnel runs over each\n"
+    "peer's natkit connection, direct or relayed. Runs until Ctrl+C or SIGTERM,\n"
+    "then removes the interface, its routes and wireguard-go. With --json, one\n"
+    "event per line on stdout (up, peer-up, peer-down, peer-failed, down).\n"
+    "“vpn status” shows the networks that are running. Needs root and\n"
+    "wireguard-go.",
+    cmd_vpn, vpn_entries, TRUE },
   { "history", "", "Show which methods worked with which peers",
     "Prints what natkit remembers of past connections, per peer and method:\n"
     "how often it worked and failed, how fast it connected, and the last\n"

@@ -63,6 +63,9 @@ void connection_event (CommonOptions    *common,
 extern const GOptionEntry listen_entries[];
 extern const GOptionEntry connect_entries[];
 extern const GOptionEntry demo_entries[];
+extern const GOptionEntry vpn_entries[];
 int cmd_listen  (CommonOptions *common, int argc, char **argv);
 int cmd_connect (CommonOptions *common, int argc, char **argv);
 int cmd_demo    (CommonOptions *common, int argc, char **argv);
+/* nat-tool-vpn.c */
+int cmd_vpn     (CommonOptions *common, int argc, char **argv);

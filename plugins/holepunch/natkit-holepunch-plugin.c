@@ -682,6 +682,10 @@ add_target (Attempt        *a,
   /* one address family: our socket's */
   if (g_socket_address_get_family (address) != G_SOCKET_FAMILY_IPV4)
     return NULL;
+  /* never through a virtual network of ours: the path would carry the
+   * tunnel it runs in */
+  if (natkit_address_is_virtual (g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (address))))
+    return NULL;
   t = g_new0 (Target, 1);
   t->address = g_object_ref (address);
   t->origin = g_strdup (origin);
@@ -1664,7 +1668,9 @@ host_candidates (Attempt *a)
         continue;
       ip = g_inet_address_new_from_bytes ((const guint8 *) &((struct sockaddr_in *) i->ifa_addr)->sin_addr,
                                           G_SOCKET_FAMILY_IPV4);
-      if (g_inet_address_get_is_link_local (ip))
+      /* a virtual network's address would put the path inside the tunnel
+       * it carries */
+      if (g_inet_address_get_is_link_local (ip) || natkit_address_is_virtual (ip))
         continue;
       address = g_inet_socket_address_new (ip, a->port);
       add_local (a, NATKIT_PUNCH_CANDIDATE_HOST, G_INET_SOCKET_ADDRESS (address));

@@ -944,7 +944,9 @@ host_candidates (Attempt *a)
         continue;
       ip = g_inet_address_new_from_bytes ((const guint8 *) &((struct sockaddr_in *) i->ifa_addr)->sin_addr,
                                           G_SOCKET_FAMILY_IPV4);
-      if (g_inet_address_get_is_link_local (ip))
+      /* a virtual network's address would put the path inside the tunnel
+       * it carries */
+      if (g_inet_address_get_is_link_local (ip) || natkit_address_is_virtual (ip))
         continue;
       address = g_inet_socket_address_new (ip, a->port);
       add_local (a, NATKIT_PUNCH_CANDIDATE_HOST, G_INET_SOCKET_ADDRESS (address));
@@ -997,8 +999,11 @@ add_target (Attempt        *a,
   for (guint i = 0; i < a->targets->len; i++)
     if (natkit_punch_same_address (((Target *) g_ptr_array_index (a->targets, i))->address, address))
       return;
+  /* never through a virtual network of ours (the path would carry the
+   * tunnel it runs in) */
   if (a->targets->len >= MAX_TARGETS ||
-      g_socket_address_get_family (address) != G_SOCKET_FAMILY_IPV4)
+      g_socket_address_get_family (address) != G_SOCKET_FAMILY_IPV4 ||
+      natkit_address_is_virtual (g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (address))))
     return;
   t = g_new0 (Target, 1);
   t->a = a;

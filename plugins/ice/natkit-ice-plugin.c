@@ -684,6 +684,8 @@ handle_message (Ice              *ice,
 
       if (why == NULL && g_hash_table_contains (ice->seen, key))
         why = "a duplicate";
+      if (why == NULL && natkit_address_is_virtual (g_inet_socket_address_get_address (c->address)))
+        why = "an address of this node's virtual network (the path would run inside its own tunnel)";
       if (why != NULL)
         {
           g_debug ("dropped ICE candidate %s:%u (%s) from %s: %s", ip, port,
@@ -826,6 +828,45 @@ compare_strings (gconstpointer a,
                  gconstpointer b)
 {
   return g_strcmp0 (*(const char * const *) a, *(const char * const *) b);
+}
+
+/* With a virtual network up in this process, host candidates come from
+ * the other interfaces only (libnice would gather on the tunnel too). */
+static void
+add_real_addresses (NiceAgent *agent)
+{
+  struct ifaddrs *list = NULL;
+  gboolean any_virtual = FALSE;
+
+  if (getifaddrs (&list) != 0)
+    return;
+  for (int pass = 0; pass < 2; pass++)
+    for (struct ifaddrs *i = list; i != NULL; i = i->ifa_next)
+      {
+        g_autoptr(GSocketAddress) address = NULL;
+        GInetAddress *ip;
+        NiceAddress addr;
+
+        if (i->ifa_addr == NULL || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK) ||
+            (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+          continue;
+        address = g_socket_address_new_from_native (i->ifa_addr,
+                                                    i->ifa_addr->sa_family == AF_INET ?
+                                                    sizeof (struct sockaddr_in) :
+                                                    sizeof (struct sockaddr_in6));
+        if (address == NULL)
+          continue;
+        ip = g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (address));
+        if (pass == 0)
+          any_virtual = any_virtual || natkit_address_is_virtual (ip);
+        else if (any_virtual && !natkit_address_is_virtual (ip) &&
+                 !g_inet_address_get_is_link_local (ip))
+          {
+            nice_address_set_from_sockaddr (&addr, i->ifa_addr);
+            nice_agent_add_local_address (agent, &addr);
+          }
+      }
+  freeifaddrs (list);
 }
 
 static char *
@@ -1595,6 +1636,8 @@ natkit_ice_open_path_async (NatkitTraversal        *traversal,
         }
       ice->loopback = added > 0 && all_loopback;
     }
+  else
+    add_real_addresses (ice->agent);
 
   ice->stream_id = nice_agent_add_stream (ice->agent, 1);
   if (ice->stream_id == 0)

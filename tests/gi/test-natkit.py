@@ -9,7 +9,7 @@ import unittest
 import gi
 
 gi.require_version("Natkit", "1")
-from gi.repository import Gio, GLib, Natkit  # noqa: E402
+from gi.repository import Gio, GLib, GObject, Natkit  # noqa: E402
 
 
 class TestNatkit(unittest.TestCase):
@@ -237,6 +237,46 @@ class TestNatkit(unittest.TestCase):
         self.assertEqual(model.get_item_type(), Natkit.PortMapping.__gtype__)
         self.assertEqual(model.get_n_items(), 0)
         self.assertIsNone(model.get_item(0))
+
+    def test_network_api(self):
+        """The virtual network's API from Python: the wireguard plugin is a
+        transport with the tunnel interface, a bad network is a GLib.Error,
+        peers are a Gio.ListModel of Natkit.NetworkPeer, peer-up/peer-down
+        are signals. (Bringing a network up needs root and wireguard-go:
+        tests/lab/test_lab_wireguard.py.)"""
+        manager = Natkit.Manager.new_with_config(Natkit.Config.new())
+        wg = manager.get_plugin("wireguard")
+        if wg is not None:
+            self.assertEqual(wg.props.kind, Natkit.PluginKind.TRANSPORT)
+            self.assertTrue(wg.get_gtype().is_a(Natkit.Tunnel))
+        self.assertEqual(Natkit.NETWORK_DEFAULT, "100.66.0.0/16")
+        self.assertFalse(Natkit.address_is_virtual(Gio.InetAddress.new_from_string("100.66.1.2")))
+        props = [p.name for p in Natkit.Network.list_properties()]
+        for name in ("interface-name", "address", "network", "implementation", "peers"):
+            self.assertIn(name, props)
+        for name in ("peer-up", "peer-down", "failed"):
+            self.assertTrue(GObject.signal_lookup(name, Natkit.Network), name)
+        props = [p.name for p in Natkit.NetworkPeer.list_properties()]
+        for name in ("peer-id", "address", "method", "rtt", "bytes-sent", "bytes-received",
+                     "last-handshake"):
+            self.assertIn(name, props)
+        ida, idb = Natkit.Identity.new_ephemeral(), Natkit.Identity.new_ephemeral()
+        sig_a, _sig_b = Natkit.Signaling.new_pair(ida.get_peer_id(), idb.get_peer_id())
+        loop = GLib.MainLoop()
+        result = {}
+
+        def joined(m, res):
+            try:
+                m.join_network_finish(res)
+            except GLib.Error as e:
+                result["error"] = e
+            loop.quit()
+
+        manager.join_network_async(sig_a, "100.66.0.0/33", None, None, joined)
+        loop.run()
+        self.assertTrue(result["error"].matches(Natkit.error_quark(),
+                                                Natkit.Error.INVALID_ARGUMENT))
+        self.assertIn("100.66.0.0/33", result["error"].message)
 
     def test_peer_address_error(self):
         with self.assertRaises(GLib.Error) as ctx:

@@ -45,10 +45,12 @@ MIXED = int(os.environ.get("NATKIT_LAB_RELAY_MIXED_MB", "50")) * 1024 * 1024
 
 
 class Events:
-    """JSON event lines of a process's stderr."""
+    """JSON event lines of a process's stderr (or of another of its pipes:
+    nat-tool vpn writes its events on stdout)."""
 
-    def __init__(self, proc):
+    def __init__(self, proc, stream=None):
         self.proc = proc
+        self.stream = stream if stream is not None else proc.stderr
         self.events = []
         self.text = b""
         self.buf = b""
@@ -56,12 +58,12 @@ class Events:
     def poll(self, timeout):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            r, _, _ = select.select([self.proc.stderr], [], [], 0.05)
+            r, _, _ = select.select([self.stream], [], [], 0.05)
             if not r:
                 if self.proc.poll() is not None:
                     return
                 continue
-            chunk = os.read(self.proc.stderr.fileno(), 65536)
+            chunk = os.read(self.stream.fileno(), 65536)
             if not chunk:
                 return
             self.text += chunk
@@ -75,11 +77,11 @@ class Events:
             if deadline - time.monotonic() <= 0:
                 return
 
-    def wait(self, name, timeout, after=0):
+    def wait(self, name, timeout, after=0, **match):
         deadline = time.monotonic() + timeout
         while True:
             for e in self.events[after:]:
-                if e.get("event") == name:
+                if e.get("event") == name and all(e.get(k) == v for k, v in match.items()):
                     return e
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None and not self._more():
@@ -87,7 +89,7 @@ class Events:
             self.poll(min(left, 0.2))
 
     def _more(self):
-        r, _, _ = select.select([self.proc.stderr], [], [], 0)
+        r, _, _ = select.select([self.stream], [], [], 0)
         return bool(r)
 
 

@@ -479,6 +479,44 @@ class RendezvousTest(ServerTestCase):
         r = a.request({"type": "lookup", "peer_id": Peer().id})
         self.assertEqual((r["online"], r["reservation"]), (False, False))
 
+    def test_claim(self):
+        """Virtual network addresses (docs/protocol.md 3.9): first come,
+        first served; held while the registration lives; one per network
+        and peer; bad requests refused."""
+        a, b = self.registered(), self.registered()
+        net = "100.66.0.0/16"
+        r = a.request({"type": "claim", "network": net, "address": "100.66.1.2"})
+        self.assertEqual((r["type"], r["granted"]), ("result", True), r)
+        # again by the same peer: still granted
+        r = a.request({"type": "claim", "network": net, "address": "100.66.1.2"})
+        self.assertTrue(r["granted"], r)
+        r = b.request({"type": "claim", "network": net, "address": "100.66.1.2"})
+        self.assertEqual((r["granted"], r["holder"]), (False, a.peer.id), r)
+        # another network is another address space
+        r = b.request({"type": "claim", "network": "100.67.0.0/16", "address": "100.66.1.2"})
+        self.assertTrue(r["granted"], r)
+        # a new claim in the same network releases the old one
+        r = a.request({"type": "claim", "network": net, "address": "100.66.1.3"})
+        self.assertTrue(r["granted"], r)
+        r = b.request({"type": "claim", "network": net, "address": "100.66.1.2"})
+        self.assertTrue(r["granted"], r)
+        # gone with the registration
+        a.close()
+        c = self.registered()
+        r = c.request({"type": "claim", "network": net, "address": "100.66.1.3"}, timeout=5)
+        deadline = time.monotonic() + 3
+        while not r.get("granted") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            r = c.request({"type": "claim", "network": net, "address": "100.66.1.3"})
+        self.assertTrue(r["granted"], r)
+        for bad in ({"network": net}, {"address": "100.66.1.2"},
+                    {"network": net, "address": "::1"},
+                    {"network": "100.66.0.0", "address": "100.66.1.2"},
+                    {"network": "x/16", "address": "100.66.1.2"},
+                    {"network": net, "address": 7}):
+            r = c.request(dict(bad, type="claim"))
+            self.assertError(r, "bad-request")
+
     def test_signal_forwarded(self):
         a, b = self.registered(), self.registered()
         body = {"natkit": 1, "op": "connect", "session": "ab" * 16, "nested": {"x": [1, 2]}}

@@ -90,6 +90,7 @@ struct _Conn
   char              *peer_id;
   gint64             reservation_expires;  /* 0: none */
   GPtrArray         *circuits;             /* Circuit*, not owned */
+  GPtrArray         *claims;               /* "NETWORK ADDRESS" keys it holds */
 
   /* data mode */
   Circuit           *circuit;
@@ -148,6 +149,7 @@ struct _NatkitServer
   GHashTable         *conns;          /* Conn* set */
   GHashTable         *peers;          /* peer id → Conn* */
   GHashTable         *circuits;       /* id → Circuit* */
+  GHashTable         *claims;         /* "NETWORK ADDRESS" → Conn* (registered) */
   GHashTable         *unauth;         /* ip → count */
   GHashTable         *sniffs;         /* Sniff* set: TCP connections not yet TLS or STUN */
   GArray             *closed;         /* ClosedCircuit */
@@ -165,6 +167,7 @@ G_DEFINE_FINAL_TYPE (NatkitServer, natkit_server, G_TYPE_OBJECT)
 static void conn_close        (Conn        *conn,
                                const char  *why);
 static void conn_abort        (Conn        *conn);
+static void drop_claims       (Conn        *conn);
 static void conn_send_frame   (Conn        *conn,
                                GBytes      *frame);
 static void circuit_close     (NatkitServer *self,
@@ -191,6 +194,7 @@ conn_unref (Conn *conn)
   g_clear_pointer (&conn->reader, _natkit_wire_reader_free);
   g_queue_clear_full (&conn->out, (GDestroyNotify) g_bytes_unref);
   g_clear_pointer (&conn->circuits, g_ptr_array_unref);
+  g_clear_pointer (&conn->claims, g_ptr_array_unref);
   g_free (conn->remote);
   g_free (conn->remote_ip);
   g_free (conn->peer_id);
@@ -450,6 +454,7 @@ conn_close (Conn       *conn,
       if (g_hash_table_lookup (self->peers, conn->peer_id) == conn)
         g_hash_table_remove (self->peers, conn->peer_id);
       drop_reservation (conn);
+      drop_claims (conn);
       while (conn->circuits && conn->circuits->len > 0)
         circuit_close (self, g_ptr_array_index (conn->circuits, 0),
                        "the other end disconnected");
@@ -972,6 +977,96 @@ handle_attach (Conn       *conn,
   send_json (conn, reply);
 }
 
+/* Virtual network addresses (docs/protocol.md 3.9): held while the peer's
+ * registration lives. */
+#define MAX_CLAIMS_PER_PEER 8
+
+static void
+drop_claims (Conn *conn)
+{
+  NatkitServer *self = conn->server;
+
+  for (guint i = 0; conn->claims && i < conn->claims->len; i++)
+    {
+      const char *key = g_ptr_array_index (conn->claims, i);
+
+      if (g_hash_table_lookup (self->claims, key) == conn)
+        g_hash_table_remove (self->claims, key);
+    }
+  if (conn->claims)
+    g_ptr_array_set_size (conn->claims, 0);
+}
+
+static void
+handle_claim (Conn       *conn,
+              gint64      id,
+              JsonObject *message)
+{
+  NatkitServer *self = conn->server;
+  const char *network = NULL, *address = NULL;
+  g_autoptr(GInetAddress) ip = NULL;
+  g_autoptr(JsonObject) reply = NULL;
+  g_autofree char *key = NULL;
+  g_autofree char *prefix = NULL;
+  const char *slash;
+  Conn *holder;
+
+  if (!_natkit_wire_get_string (message, "network", &network, NULL) ||
+      !_natkit_wire_get_string (message, "address", &address, NULL) ||
+      strlen (network) > 18 || (slash = strchr (network, '/')) == NULL ||
+      (ip = g_inet_address_new_from_string (address)) == NULL ||
+      g_inet_address_get_family (ip) != G_SOCKET_FAMILY_IPV4)
+    {
+      send_error (conn, id, "bad-request",
+                  "claim needs “network” (A.B.C.D/N) and an IPv4 “address”");
+      return;
+    }
+  {
+    g_autofree char *base = g_strndup (network, slash - network);
+    g_autoptr(GInetAddress) net = g_inet_address_new_from_string (base);
+
+    if (net == NULL || g_inet_address_get_family (net) != G_SOCKET_FAMILY_IPV4)
+      {
+        send_error (conn, id, "bad-request", "“network” must be A.B.C.D/N");
+        return;
+      }
+  }
+  key = g_strdup_printf ("%s %s", network, address);
+  holder = g_hash_table_lookup (self->claims, key);
+  reply = result_for (id);
+  if (holder && holder != conn && g_strcmp0 (holder->peer_id, conn->peer_id) != 0)
+    {
+      json_object_set_boolean_member (reply, "granted", FALSE);
+      json_object_set_string_member (reply, "holder", holder->peer_id);
+      send_json (conn, reply);
+      return;
+    }
+  /* one address per network and peer: a new claim replaces the old one */
+  prefix = g_strdup_printf ("%s ", network);
+  if (conn->claims == NULL)
+    conn->claims = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < conn->claims->len; i++)
+    if (g_str_has_prefix (g_ptr_array_index (conn->claims, i), prefix))
+      {
+        const char *old = g_ptr_array_index (conn->claims, i);
+
+        if (g_hash_table_lookup (self->claims, old) == conn)
+          g_hash_table_remove (self->claims, old);
+        g_ptr_array_remove_index_fast (conn->claims, i);
+        break;
+      }
+  if (conn->claims->len >= MAX_CLAIMS_PER_PEER)
+    {
+      send_error (conn, id, "limit", "a peer holds at most %d addresses",
+                  MAX_CLAIMS_PER_PEER);
+      return;
+    }
+  g_hash_table_replace (self->claims, g_strdup (key), conn);
+  g_ptr_array_add (conn->claims, g_steal_pointer (&key));
+  json_object_set_boolean_member (reply, "granted", TRUE);
+  send_json (conn, reply);
+}
+
 static void
 handle_control (Conn         *conn,
                 const guint8 *body,
@@ -1112,6 +1207,8 @@ handle_control (Conn         *conn,
     }
   else if (g_str_equal (type, "connect"))
     handle_connect (conn, id, message);
+  else if (g_str_equal (type, "claim"))
+    handle_claim (conn, id, message);
   else if (g_str_equal (type, "close-circuit"))
     {
       gint64 cid = 0;
@@ -2004,6 +2101,7 @@ natkit_server_finalize (GObject *object)
   g_clear_pointer (&self->conns, g_hash_table_unref);
   g_clear_pointer (&self->live, g_rc_box_release);
   g_clear_pointer (&self->peers, g_hash_table_unref);
+  g_clear_pointer (&self->claims, g_hash_table_unref);
   g_clear_pointer (&self->circuits, g_hash_table_unref);
   g_clear_pointer (&self->unauth, g_hash_table_unref);
   g_clear_pointer (&self->sniffs, g_hash_table_unref);
@@ -2035,6 +2133,7 @@ natkit_server_init (NatkitServer *self)
   self->conns = g_hash_table_new (NULL, NULL);
   self->live = g_rc_box_new0 (guint);
   self->peers = g_hash_table_new (g_str_hash, g_str_equal);
+  self->claims = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->circuits = g_hash_table_new (NULL, NULL);
   self->unauth = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->sniffs = g_hash_table_new_full (NULL, NULL, sniff_free, NULL);
