@@ -20,7 +20,8 @@ between them.
   key `wg pubkey` derives; `nat-tool vpn status --json` shows the peer.
 - SIGTERM: both exit 0; afterwards no interface, no route to the virtual
   network, no wireguard-go process, no UAPI socket is left.
-- bad input: wireguard-go missing (NATKIT_WIREGUARD_GO pointing nowhere),
+- bad input: wireguard-go missing (NATKIT_WIREGUARD_GO pointing nowhere), /dev/net/tun
+  missing (hidden by a tmpfs in a mount namespace of its own),
   an interface name that is taken: a clear error, exit 1, nothing left.
 
 - B's nat-tool killed with SIGKILL: its wireguard-go stops with it (no
@@ -63,12 +64,13 @@ WG_GO = shutil.which("wireguard-go")
 UAPI_DIR = "/var/run/wireguard"
 
 
-def vpn_up(lab, tmp, ns, name, interface, peers=(), extra_env=""):
+def vpn_up(lab, tmp, ns, name, interface, peers=(), extra_env="", wrapper=""):
+    """nat-tool vpn up on @ns; @wrapper: a command it runs under (exec)."""
     env = peer_env(tmp, name)
     log = open(os.path.join(tmp, name + ".log"), "ab")
-    proc = lab.popen(ns, "exec env %s %s G_MESSAGES_DEBUG=%s %s vpn up --json --server %s:%d "
+    proc = lab.popen(ns, "exec %s env %s %s G_MESSAGES_DEBUG=%s %s vpn up --json --server %s:%d "
                      "--interface %s %s" % (
-                         env, extra_env, os.environ.get("NATLAB_DEBUG", ""), NAT_TOOL,
+                         wrapper, env, extra_env, os.environ.get("NATLAB_DEBUG", ""), NAT_TOOL,
                          lab.server_ips[0], PORT, interface, " ".join(peers)),
                      stdout=subprocess.PIPE, stderr=log)
     return proc, Events(proc, proc.stdout)
@@ -565,6 +567,18 @@ def check_bad_input(tap, tmp):
         tap.ok(rc == 1 and "wireguard-go stopped before" in err and "cannot create TUN" in err
                and not leftovers(lab, [name]),
                "wireguard-go dying: exit %s, “%s”" % (rc, err.strip().splitlines()[-1:]),
+               diag=err)
+        # no /dev/net/tun: in a mount namespace of its own, an empty tmpfs
+        # hides /dev/net
+        hide = write_script(tmp, "no-tun", "#!/bin/sh\nmount -t tmpfs none /dev/net || exit 9\n"
+                                           "exec \"$@\"\n")
+        os.chmod(hide, 0o755)
+        p, ev = vpn_up(lab, tmp, "host_a", "a-notun", name, wrapper="unshare -m " + hide)
+        rc = p.wait(30)
+        err = log_tail(tmp, "a-notun")
+        tap.ok(rc == 1 and "/dev/net/tun is unavailable" in err and "modprobe tun" in err
+               and not leftovers(lab, [name]),
+               "/dev/net/tun missing: exit %s, “%s”" % (rc, err.strip().splitlines()[-1:]),
                diag=err)
         # the interface name is taken
         lab.run("host_a", ["ip", "tuntap", "add", name, "mode", "tun"], check=True)
