@@ -63,6 +63,7 @@ struct _NatkitTurnClient
   char                *server;          /* "HOST:PORT", for messages */
   char                *password;
   NatkitTurnAuth       auth;
+  GTlsCertificateFlags tls_errors;      /* what was wrong with its certificate */
 
   /* UDP */
   GSocket             *socket;
@@ -921,7 +922,25 @@ accept_certificate_cb (GTlsConnection       *connection,
 {
   NatkitTurnClient *self = user_data;
 
+  self->tls_errors = errors;
   return self->uri.has_pin && pin_matches (self, certificate);
+}
+
+/* What to tell about a certificate the system's CA store refused */
+static const char *
+certificate_advice (GTlsCertificateFlags errors)
+{
+  if (errors & G_TLS_CERTIFICATE_BAD_IDENTITY)
+    return " (its certificate is not for that name: use the name it was issued for, "
+           "or pin it: turns:HOST:PORT#sha256:FINGERPRINT)";
+  if (errors & (G_TLS_CERTIFICATE_EXPIRED | G_TLS_CERTIFICATE_NOT_ACTIVATED))
+    return " (its certificate has expired or is not valid yet: check the server's "
+           "certificate and this machine's clock)";
+  if (errors & G_TLS_CERTIFICATE_UNKNOWN_CA)
+    return " (its certificate is not signed by a CA this system trusts; for a "
+           "self-signed server, pin its certificate: turns:HOST:PORT#sha256:FINGERPRINT)";
+  return " (for a self-signed server, pin its certificate: "
+         "turns:HOST:PORT#sha256:FINGERPRINT)";
 }
 
 static void
@@ -949,8 +968,7 @@ handshake_cb (GObject      *source,
                                           self->server, error->message,
                                           g_error_matches (error, G_TLS_ERROR,
                                                            G_TLS_ERROR_BAD_CERTIFICATE) ?
-                                          " (for a self-signed server, pin its certificate: "
-                                          "turns:HOST:PORT#sha256:FINGERPRINT)" : ""));
+                                          certificate_advice (self->tls_errors) : ""));
       return;
     }
   if (self->uri.has_pin &&

@@ -947,7 +947,7 @@ class Lab:
                  hairpin_a=False, hairpin_b=False, turn=True,
                  keep_tmp=False, latency_ms=0, loss=0.0, loss_seed=None,
                  upnp_a=False, upnp_b=False, shaped=False, turn_tls=False,
-                 turn_secret=None, turn_lifetimes=None, hosts=None):
+                 turn_secret=None, turn_lifetimes=None, hosts=None, turn_ca=False):
         for t in (site_a, site_b):
             if t not in NAT_TYPES:
                 raise ValueError("unknown NAT type %r (one of %s)" % (
@@ -1011,7 +1011,19 @@ class Lab:
         # turn_cert_sha256); turn_secret: a second coturn on
         # TURN_REST_PORT (turn_rest_server) takes TURN REST credentials
         # made with that shared secret, see _start_turn_rest()
-        self.turn_tls = bool(turn_tls)
+        # turn_ca: the TLS certificate is signed by a CA of the lab's own
+        # (turn_ca_cert) for the server's IPs and the names in hosts that
+        # point at them, and the hosts' namespaces trust that CA alone: an
+        # /etc/netns/NS/ssl whose certs/ca-certificates.crt (GnuTLS's
+        # system trust store) holds only it, which `ip netns exec` mounts
+        # over /etc/ssl. Implies turn_tls. A list instead of True: the only
+        # names the certificate carries.
+        self.turn_ca = bool(turn_ca)
+        self.turn_ca_names = (list(turn_ca) if isinstance(turn_ca, (list, tuple))
+                              else None)
+        self.turn_ca_cert = None
+        self.turn_tls = bool(turn_tls) or self.turn_ca
+        turn_tls = self.turn_tls
         self.turn_secret = turn_secret
         self.turn_tls_port = TURN_TLS_PORT if turn_tls else None
         self.turn_cert = None
@@ -1508,10 +1520,15 @@ class Lab:
         with open(os.path.join(d, "resolv.conf"), "w") as f:
             f.write("# natkit lab %s: names from hosts only\n"
                     "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n" % self.labid)
+        if self.turn_ca and ns in (self.a.host, self.b.host):
+            os.makedirs(os.path.join(d, "ssl", "certs"), exist_ok=True)
+            self._make_turn_ca()
+            shutil.copy(self.turn_ca_cert, os.path.join(d, "ssl", "certs",
+                                                        "ca-certificates.crt"))
 
     def _build(self):
         for ns in self.namespaces:
-            if self.hosts:
+            if self.hosts or self.turn_ca:
                 self._write_netns_etc(ns)
             self._namespaces.append(ns)     # before: teardown may interrupt
             _sh(["ip", "netns", "add", ns])
@@ -1750,16 +1767,48 @@ class Lab:
             time.sleep(0.05)
         _log("REST turnserver up (pid %d)" % self.turn_rest_proc.pid)
 
-    def _make_turn_cert(self):
-        """A self-signed certificate for coturn's TLS listener (CN and
-        subjectAltName: the server's IPs), and its SHA-256 fingerprint."""
-        self.turn_cert = os.path.join(self.tmpdir, "turn-cert.pem")
-        san = ",".join("IP:%s" % ip for ip in SERVER_IPS)
+    def _make_turn_ca(self):
+        """The lab's own CA (once): turn_ca_cert and its key."""
+        if self.turn_ca_cert:
+            return
+        self.turn_ca_cert = os.path.join(self.tmpdir, "lab-ca.pem")
         _sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
              "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-             "-subj", "/CN=%s" % SERVER_IPS[0], "-addext",
-             "subjectAltName=%s" % san, "-keyout", self.turn_cert + ".key",
-             "-out", self.turn_cert])
+             "-subj", "/CN=natkit lab CA %s" % self.labid,
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+             "-keyout", self.turn_ca_cert + ".key", "-out", self.turn_ca_cert])
+
+    def _make_turn_cert(self):
+        """A certificate for coturn's TLS listener (CN and subjectAltName:
+        the server's IPs, and with turn_ca the names in hosts that point at
+        them), self-signed or signed by the lab's CA, and its SHA-256
+        fingerprint."""
+        self.turn_cert = os.path.join(self.tmpdir, "turn-cert.pem")
+        san = ",".join("IP:%s" % ip for ip in SERVER_IPS)
+        if not self.turn_ca:
+            _sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                 "-subj", "/CN=%s" % SERVER_IPS[0], "-addext",
+                 "subjectAltName=%s" % san, "-keyout", self.turn_cert + ".key",
+                 "-out", self.turn_cert])
+        else:
+            self._make_turn_ca()
+            names = (sorted(self.turn_ca_names) if self.turn_ca_names is not None else
+                     sorted(n for n, ip in self.hosts.items() if ip in SERVER_IPS))
+            san = ",".join(["DNS:%s" % n for n in names] + [san])
+            csr = self.turn_cert + ".csr"
+            _sh(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-subj", "/CN=%s" % (names[0] if names else SERVER_IPS[0]),
+                 "-keyout", self.turn_cert + ".key", "-out", csr])
+            ext = self.turn_cert + ".ext"
+            with open(ext, "w") as f:
+                f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth\n"
+                        "basicConstraints=CA:FALSE\n" % san)
+            _sh(["openssl", "x509", "-req", "-in", csr, "-CA", self.turn_ca_cert,
+                 "-CAkey", self.turn_ca_cert + ".key", "-CAcreateserial", "-days", "2",
+                 "-extfile", ext, "-out", self.turn_cert])
         der = subprocess.run(["openssl", "x509", "-in", self.turn_cert,
                               "-outform", "DER"], capture_output=True,
                              check=True, timeout=30).stdout

@@ -40,7 +40,7 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from natlab import Lab, LabSkip, check_requirements  # noqa: E402
+from natlab import SERVER_IPS, Lab, LabSkip, check_requirements  # noqa: E402
 from labtap import Tap, skip_all  # noqa: E402
 from test_lab_relay import (Events, peer_env, start_server, stop,  # noqa: E402
                             write_random, file_sha, PORT)
@@ -559,6 +559,43 @@ def check_rest(tap, tmp):
         stop(server)
 
 
+def check_ca(tap, tmp):
+    """turns: with no pin: the server's certificate is checked against the
+    system's CA store and its name. The lab's coturn has a certificate
+    from a CA of the lab's own for turn.lab.test, and the hosts trust that
+    CA alone (Lab(turn_ca=[…])): by name both peers connect, UDP-blocked
+    A over TLS; a name the certificate does not carry fails with a message
+    that says what to do."""
+    label = "TLS by the CA store"
+    hosts = {"turn.lab.test": SERVER_IPS[0], "other.lab.test": SERVER_IPS[0]}
+    with Lab(site_a="udp-blocked", site_b="port-restricted", turn_ca=["turn.lab.test"],
+             hosts=hosts) as lab:
+        server, ready = start_server(lab, tmp)
+        good = turn_options("turns:turn.lab.test:%d" % lab.turn_tls_port,
+                            lab.turn_user, lab.turn_password)
+        echo_through_turn(tap, tmp, lab, label, good, good, "tls")
+        # other.lab.test resolves to the same server, but the certificate
+        # does not name it
+        bad = turn_options("turns:other.lab.test:%d" % lab.turn_tls_port,
+                           lab.turn_user, lab.turn_password)
+        listener, lev, address = start_listener(lab, tmp, "b-ca-bad", good)
+        proc, cev = start_connector(lab, tmp, "a-ca-bad", address, bad, "/dev/null")
+        proc.stdin.close()
+        rc = wait_exit(proc, cev, 60, also=[lev])
+        text = cev.text.decode("utf-8", "replace")
+        reason = re.search(r"TLS with the TURN server other[^\"]*", text)
+        tap.diag("%s: %s" % (label, reason.group(0) if reason else "no reason"))
+        tap.ok(rc != 0 and "TLS with the TURN server other.lab.test" in text and
+               "its certificate is not for that name" in text and
+               cev.wait("connected", 0) is None,
+               "%s: a name the certificate does not carry: no connection, “TLS with "
+               "the TURN server other.lab.test:%d failed: … its certificate is not for "
+               "that name …”" % (label, lab.turn_tls_port),
+               diag="rc %s, stderr %r" % (rc, text[-3000:]))
+        stop(listener)
+        stop(server)
+
+
 def check_dropped(tap, tmp):
     """The TURN server drops both allocations (coturn restarted) while a
     connection runs through them: the secure session's probes go
@@ -636,7 +673,7 @@ def main():
     tap = Tap()
     tmp = tempfile.mkdtemp(prefix="nklab-turn-")
     # NATKIT_LAB_ONLY=refresh,dns,… (comma-separated) runs only those parts:
-    # transports, fallback, password, bad, rest, refresh, dns, dropped
+    # transports, fallback, password, bad, rest, refresh, dns, dropped, ca
     only = [p for p in os.environ.get("NATKIT_LAB_ONLY", "").split(",") if p]
 
     def want(part):
@@ -668,6 +705,8 @@ def main():
             check_dns(tap, tmp)
         if want("dropped"):
             check_dropped(tap, tmp)
+        if want("ca"):
+            check_ca(tap, tmp)
     except Exception:
         tap.ok(False, "unexpected exception", diag=traceback.format_exc())
     finally:
