@@ -45,7 +45,7 @@ sys.path.insert(0, HERE)
 from natlab import NAT_TYPES, Lab, LabSkip, check_requirements  # noqa: E402
 from labtap import Tap, skip_all  # noqa: E402
 from test_lab_relay import (Events, NAT_TOOL, PORT, SERVER, peer_env,  # noqa: E402
-                            start_server, stop)
+                            start_server, stop, wait_size)
 
 SIZE = 128 * 1024
 # through TURN over TCP (a UDP-blocked side) bursts of datagrams are lost
@@ -282,19 +282,6 @@ def check_dns(tap, tmp):
 
 
 NEW_HOST_A = "10.0.1.3"        # host A's address after renumbering
-
-
-def wait_size(path, size, timeout, also=()):
-    """Waits until the file at path holds size bytes; returns its size."""
-    deadline = time.monotonic() + timeout
-    have = -1
-    while time.monotonic() < deadline:
-        have = os.path.getsize(path) if os.path.exists(path) else -1
-        if have >= size:
-            break
-        for ev in also:
-            ev.poll(0.1)
-    return have
 
 
 def renumber(lab, site, new_ip):

@@ -20,7 +20,6 @@ import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -91,6 +90,19 @@ class Events:
     def _more(self):
         r, _, _ = select.select([self.stream], [], [], 0)
         return bool(r)
+
+
+def wait_size(path, size, timeout, also=()):
+    """Waits until the file at path holds size bytes; returns its size."""
+    deadline = time.monotonic() + timeout
+    have = -1
+    while time.monotonic() < deadline:
+        have = os.path.getsize(path) if os.path.exists(path) else -1
+        if have >= size:
+            break
+        for ev in also:
+            ev.poll(0.1)
+    return have
 
 
 def peer_env(tmp, name):

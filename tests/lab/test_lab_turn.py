@@ -43,7 +43,7 @@ sys.path.insert(0, HERE)
 from natlab import SERVER_IPS, Lab, LabSkip, check_requirements  # noqa: E402
 from labtap import Tap, skip_all  # noqa: E402
 from test_lab_relay import (Events, peer_env, start_server, stop,  # noqa: E402
-                            write_random, file_sha, PORT)
+                            wait_size, write_random, file_sha, PORT)
 
 NAT_TOOL = os.path.abspath(os.environ.get("NAT_TOOL", "nat-tool"))
 SERVER = os.path.abspath(os.environ.get("NATKIT_SERVER", "natkit-server"))
@@ -414,19 +414,6 @@ def check_dns(tap, tmp):
 
 
 REFRESH_LIFETIME = 16      # coturn's allocation, permission and channel lifetimes
-
-
-def wait_size(path, size, timeout, also=()):
-    """Waits until the file at path holds size bytes; returns its size."""
-    deadline = time.monotonic() + timeout
-    have = -1
-    while time.monotonic() < deadline:
-        have = os.path.getsize(path) if os.path.exists(path) else -1
-        if have >= size:
-            break
-        for ev in also:
-            ev.poll(0.1)
-    return have
 
 
 def coturn_sessions(lab):
