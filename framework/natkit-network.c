@@ -1225,7 +1225,8 @@ peer_down (NatkitNetwork     *self,
            gboolean           retry)
 {
   guint position;
-  g_autoptr(NatkitNetworkPeer) keep = g_object_ref (peer);
+  /* the peers list may hold the last reference: keep it to the end */
+  G_GNUC_UNUSED g_autoptr(NatkitNetworkPeer) keep = g_object_ref (peer);
 
   if (!peer->up)
     return;
